@@ -1,0 +1,186 @@
+"""What every layer kind shares: name, inputs, activation, normalization, neuron overrides, tensors.
+
+A layer kind is a frozen dataclass registered under its spec ``type``. It knows its own shape rule
+(:meth:`Layer.output_shape`), the shapes of the tensors it needs (:meth:`Layer.tensor_shapes`) and how many
+connections it has once unrolled (:meth:`Layer.connections`), all from its input shapes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import numpy as np
+
+Shape = tuple[int, ...]
+
+#: type name -> layer class; filled by :func:`register`.
+LAYER_TYPES: dict[str, type["Layer"]] = {}
+
+
+def register(cls):
+    LAYER_TYPES[cls.type] = cls
+    return cls
+
+
+class ShapeError(ValueError):
+    """A layer cannot take the shapes it is given. ``code`` is a diagnostic code, ``field`` the property."""
+
+    def __init__(self, code: str, message: str, field: str | int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.field = field
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """A tensor named by its key in the weights file, or written inline (then ``inline`` holds it)."""
+
+    key: str | None = None
+    inline: Any = field(default=None, compare=False)  # nested lists as written
+    def to_yaml(self):
+        return self.key if self.key is not None else self.inline
+
+    @classmethod
+    def from_yaml(cls, raw) -> "TensorRef":
+        return cls(key=raw) if isinstance(raw, str) else cls(inline=raw)
+
+    def describe(self) -> str:
+        return f"'{self.key}'" if self.key is not None else "inline tensor"
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """The layer's factor lambda and how it was obtained."""
+
+    lam: float
+    method: str | None = None
+    percentile: float | None = None
+    samples: int | None = None
+
+    @classmethod
+    def from_yaml(cls, raw: dict) -> "Normalization":
+        return cls(float(raw["lambda"]), raw.get("method"), raw.get("percentile"), raw.get("samples"))
+
+    def to_yaml(self) -> dict:
+        out: dict = {"lambda": self.lam}
+        for key in ("method", "percentile", "samples"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+
+def pair(raw, default=None) -> tuple[int, int] | None:
+    if raw is None:
+        return default
+    if isinstance(raw, int):
+        return (raw, raw)
+    return (int(raw[0]), int(raw[1]))
+
+
+@dataclass(frozen=True)
+class Layer:
+    """Fields every layer has. ``inputs`` is resolved (the default, the previous layer, filled in) by the
+    loader; ``inputs_written`` remembers whether the spec wrote them, so that dumping does not add them."""
+
+    type: ClassVar[str] = ""
+    #: a population of spiking neurons in the SNN (False: index bookkeeping or spike gating only)
+    has_neurons: ClassVar[bool] = False
+    #: tensor fields (kernel, bias) this kind may carry
+    tensor_fields: ClassVar[tuple[str, ...]] = ()
+    #: how many inputs: (min, max); max None for unbounded
+    arity: ClassVar[tuple[int, int | None]] = (1, 1)
+
+    name: str
+    inputs: tuple[str, ...] = ()
+    inputs_written: bool = field(default=False, compare=False)
+    activation: str | None = None
+    normalization: Normalization | None = None
+    neuron: dict | None = None  # per-layer overrides, as written
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, raw: dict, default_inputs: tuple[str, ...]) -> "Layer":
+        kwargs: dict[str, Any] = {}
+        names = {f.name for f in fields(cls)}
+        for key, value in raw.items():
+            if key == "type":
+                continue
+            if key == "normalization":
+                value = Normalization.from_yaml(value)
+            elif key == "inputs":
+                value = tuple(value)
+            elif key in cls.tensor_fields:
+                value = TensorRef.from_yaml(value)
+            elif key in names:
+                value = cls.convert(key, value)
+            if key in names:
+                kwargs[key] = value
+        written = "inputs" in raw
+        if not written:
+            kwargs["inputs"] = default_inputs
+        return cls(inputs_written=written, **kwargs)
+
+    @classmethod
+    def convert(cls, key: str, value: Any) -> Any:
+        """Hook for kinds whose fields need converting from YAML (pairs, nested lists)."""
+        return value
+
+    def to_yaml(self) -> dict:
+        """Plain data as a spec writes it: name, type, inputs, the kind's own fields, then the rest."""
+        out: dict[str, Any] = {"name": self.name, "type": self.type}
+        if self.inputs_written:
+            out["inputs"] = list(self.inputs)
+        common = ("activation", "normalization", "neuron")
+        own = [f.name for f in fields(self) if f.name not in ("name", "inputs", "inputs_written", *common)]
+        for key in (*own, *common):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if isinstance(value, (Normalization, TensorRef)):
+                value = value.to_yaml()
+            elif isinstance(value, tuple):
+                value = [list(v) if isinstance(v, tuple) else v for v in value]
+            out[key] = value
+        return out
+
+    # -- shapes ---------------------------------------------------------------------------------
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        raise NotImplementedError
+
+    def tensor_shapes(self, in_shapes: list[Shape]) -> dict[str, Shape]:
+        """Shapes the layer's tensors must have, given its input shapes."""
+        return {}
+
+    def connections(self, in_shapes: list[Shape]) -> int:
+        """Synapses once unrolled (= multiply-accumulates per sample in the ANN)."""
+        return 0
+
+    def tensors(self) -> dict[str, TensorRef]:
+        return {k: getattr(self, k) for k in self.tensor_fields if getattr(self, k) is not None}
+
+
+def one_spatial(in_shapes: list[Shape], kind: str) -> Shape:
+    shape = in_shapes[0]
+    if len(shape) != 3:
+        raise ShapeError("NS301", f"{kind} needs an [H, W, C] input, got {list(shape)}")
+    return shape
+
+
+def conv_geometry(size: int, k: int, s: int, padding: str) -> tuple[int, int, int]:
+    """Output length and padding (before, after) along one axis, as Keras computes them."""
+    if padding == "valid":
+        if k > size:
+            raise ShapeError("NS302", f"window {k} is larger than the input {size}")
+        return (size - k) // s + 1, 0, 0
+    out = -(-size // s)
+    total = max((out - 1) * s + k - size, 0)
+    return out, total // 2, total - total // 2
+
+
+def taps_per_axis(size: int, k: int, s: int, padding: str) -> int:
+    """Sum over output positions of the window taps that fall inside the input (padding excluded)."""
+    out, before, _ = conv_geometry(size, k, s, padding)
+    starts = np.arange(out) * s - before
+    lo = np.clip(starts, 0, size)
+    hi = np.clip(starts + k, 0, size)
+    return int((hi - lo).sum())

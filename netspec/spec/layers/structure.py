@@ -1,0 +1,104 @@
+"""Layers that only route: input, flatten, zeropad2d, concatenate, and add (which sums into neurons)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .base import Layer, ShapeError, one_spatial, register
+
+
+@register
+@dataclass(frozen=True)
+class Input(Layer):
+    """The network input; shape, range and encoding come from the spec's top-level ``input``."""
+
+    type = "input"
+    arity = (0, 0)
+
+    def output_shape(self, in_shapes):
+        raise RuntimeError("the input layer's shape comes from the spec's input block")
+
+
+@register
+@dataclass(frozen=True)
+class Flatten(Layer):
+    """Channels-last row-major flatten (as Keras)."""
+
+    type = "flatten"
+
+    def output_shape(self, in_shapes):
+        n = 1
+        for d in in_shapes[0]:
+            n *= d
+        return (n,)
+
+
+@register
+@dataclass(frozen=True)
+class ZeroPad2D(Layer):
+    """[[top, bottom], [left, right]] rows/columns of zeros."""
+
+    type = "zeropad2d"
+    padding: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
+
+    @classmethod
+    def convert(cls, key: str, value: Any) -> Any:
+        return tuple(tuple(int(v) for v in row) for row in value) if key == "padding" else value
+
+    def output_shape(self, in_shapes):
+        h, w, c = one_spatial(in_shapes, self.type)
+        (t, b), (l, r) = self.padding
+        return (h + t + b, w + l + r, c)
+
+
+@register
+@dataclass(frozen=True)
+class Concatenate(Layer):
+    """Join inputs along ``axis`` of the per-sample shape (default -1, channels)."""
+
+    type = "concatenate"
+    arity = (2, None)
+    axis: int | None = None
+
+    def resolved_axis(self, rank: int) -> int:
+        axis = -1 if self.axis is None else self.axis
+        if not -rank <= axis < rank:
+            raise ShapeError("NS305", f"axis {axis} is out of range for inputs of rank {rank}", "axis")
+        return axis % rank
+
+    def output_shape(self, in_shapes):
+        ranks = {len(s) for s in in_shapes}
+        if len(ranks) != 1:
+            raise ShapeError("NS303", "cannot concatenate " + " with ".join(str(list(s)) for s in in_shapes) + ": ranks differ", "inputs")
+        axis = self.resolved_axis(len(in_shapes[0]))
+        rest = {tuple(d for i, d in enumerate(s) if i != axis) for s in in_shapes}
+        if len(rest) != 1:
+            raise ShapeError(
+                "NS303",
+                "cannot concatenate " + " with ".join(str(list(s)) for s in in_shapes) + f" on axis {axis}: other axes differ",
+                "inputs",
+            )
+        out = list(in_shapes[0])
+        out[axis] = sum(s[axis] for s in in_shapes)
+        return tuple(out)
+
+
+@register
+@dataclass(frozen=True)
+class Add(Layer):
+    """Element-wise sum of equal shapes, then the activation; one population receives every projection."""
+
+    type = "add"
+    has_neurons = True
+    arity = (2, None)
+
+    def output_shape(self, in_shapes):
+        if len(set(in_shapes)) != 1:
+            raise ShapeError("NS304", "cannot add " + " and ".join(str(list(s)) for s in in_shapes) + ": shapes differ", "inputs")
+        return in_shapes[0]
+
+    def connections(self, in_shapes):
+        n = 1
+        for d in in_shapes[0]:
+            n *= d
+        return n * len(in_shapes)

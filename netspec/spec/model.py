@@ -1,0 +1,203 @@
+"""The typed spec: what :func:`netspec.spec.load_spec` returns and every later stage reads.
+
+All objects are frozen. Derived facts (the order to compute layers in, every layer's output shape, each
+layer's consumers, the merged neuron parameters) are computed once by the loader and stored here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .layers import Layer, Shape, TensorRef
+from .units import Quantity, parse_quantity
+
+#: Neuron parameter defaults (the paper's IF neuron, dimensionless, reset by subtraction).
+NEURON_DEFAULTS: Mapping[str, Any] = {
+    "model": "if",
+    "threshold": 1.0,
+    "rest": 0.0,
+    "reset": "subtract",
+    "refractory": "0 ms",
+    "synapse": "delta",
+    "delay": "0 ms",
+}
+
+
+@dataclass(frozen=True)
+class NeuronParams:
+    """Neuron parameters of one layer, defaults and overrides merged.
+
+    ``reset`` is ``"subtract"``, ``"zero"`` (to rest) or a :class:`Quantity` (to that value).
+    ``tau_m`` is set for ``lif``; ``tau_syn`` for ``exponential`` synapses.
+    """
+
+    model: str
+    threshold: Quantity
+    rest: Quantity
+    reset: str | Quantity
+    refractory: Quantity
+    synapse: str
+    delay: Quantity
+    tau_m: Quantity | None = None
+    tau_syn: Quantity | None = None
+
+    @property
+    def scale(self) -> float:
+        """threshold - rest: the membrane jump of a unit (normalized) weight, in the membrane's unit."""
+        return self.threshold.value - self.rest.value
+
+    @property
+    def reset_value(self) -> float | None:
+        """Absolute value the membrane is set to after a spike; None for reset by subtraction."""
+        if self.reset == "subtract":
+            return None
+        if self.reset == "zero":
+            return self.rest.value
+        return self.reset.value
+
+    @classmethod
+    def from_yaml(cls, raw: Mapping[str, Any]) -> "NeuronParams":
+        merged = {**NEURON_DEFAULTS, **raw}
+        values: dict[str, Any] = {}
+        for key, value in merged.items():
+            if key in ("model", "synapse"):
+                values[key] = value
+            elif key == "reset" and value in ("subtract", "zero"):
+                values[key] = value
+            else:
+                values[key] = parse_quantity(value)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    shape: Shape
+    range: tuple[float, float]
+    encoding: str
+    max_rate: Quantity | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Simulation:
+    dt: Quantity
+    duration: Quantity
+    readout: str | None = None  # as written; None means the default, spike_count
+
+    @property
+    def steps(self) -> int:
+        """Time steps per sample."""
+        return int(round(self.duration.value / self.dt.value))
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    file: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated network spec.
+
+    Attributes
+    ----------
+    path : Path | None
+        The spec file (None for a spec built in memory).
+    layers : tuple[Layer, ...]
+        As listed in the file, ``inputs`` resolved.
+    order : tuple[str, ...]
+        Layer names in an order where every layer comes after its inputs.
+    shapes : Mapping[str, Shape]
+        Output shape of every layer (per sample, channels-last).
+    arrays : Mapping[str, np.ndarray]
+        Every tensor a layer references, keyed ``"<layer>.<field>"`` (e.g. ``"conv1.kernel"``), float32 or
+        float64, shapes checked.
+    neurons : Mapping[str, NeuronParams]
+        Merged neuron parameters of every layer with neurons.
+    """
+
+    path: Path | None
+    name: str
+    description: str | None
+    source: Mapping[str, Any] | None
+    weights: WeightsFile | None
+    input: InputSpec
+    simulation: Simulation
+    neuron_defaults: Mapping[str, Any]
+    layers: tuple[Layer, ...]
+    order: tuple[str, ...]
+    shapes: Mapping[str, Shape]
+    arrays: Mapping[str, np.ndarray] = field(repr=False)
+    neurons: Mapping[str, NeuronParams] = field(repr=False)
+    version: int = 1
+
+    # -- look-ups --------------------------------------------------------------------------------
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    @property
+    def input_layer(self) -> Layer:
+        return next(layer for layer in self.layers if layer.type == "input")
+
+    @property
+    def output_layer(self) -> Layer:
+        return self.layer(self.order[-1])
+
+    def consumers(self, name: str) -> list[Layer]:
+        return [layer for layer in self.layers if name in layer.inputs]
+
+    def in_shapes(self, layer: Layer) -> list[Shape]:
+        return [self.shapes[i] for i in layer.inputs]
+
+    def array(self, layer: Layer | str, field_name: str) -> np.ndarray | None:
+        """The tensor ``field_name`` (kernel, bias) of a layer, or None where the layer has none."""
+        name = layer if isinstance(layer, str) else layer.name
+        return self.arrays.get(f"{name}.{field_name}")
+
+    def lam(self, layer: Layer | str) -> float:
+        """Normalization factor of a layer's output. Layers without their own (maxpool, flatten,
+        zeropad) carry their input's; the input layer's default is 1. Concatenate has one factor per
+        branch: ask for the branches."""
+        layer = self.layer(layer) if isinstance(layer, str) else layer
+        if layer.normalization is not None:
+            return layer.normalization.lam
+        if layer.type == "input":
+            return 1.0
+        if layer.type == "concatenate":
+            raise ValueError(f"layer '{layer.name}' (concatenate) has one factor per branch")
+        return self.lam(layer.inputs[0])
+
+    def neuron_count(self) -> int:
+        return sum(int(np.prod(self.shapes[l.name])) for l in self.layers if l.has_neurons)
+
+    # -- writing back ----------------------------------------------------------------------------
+    def to_yaml(self) -> dict:
+        """The spec as plain YAML data, equal to what was read (no defaults added)."""
+        out: dict[str, Any] = {"netspec": self.version, "name": self.name}
+        if self.description is not None:
+            out["description"] = self.description
+        if self.source is not None:
+            out["source"] = self.source
+        if self.weights is not None:
+            out["weights"] = {"file": self.weights.file, "sha256": self.weights.sha256}
+        inp: dict[str, Any] = {"shape": list(self.input.shape), "range": list(self.input.range), "encoding": self.input.encoding}
+        if self.input.max_rate is not None:
+            inp["max_rate"] = self.input.max_rate.text
+        if self.input.seed is not None:
+            inp["seed"] = self.input.seed
+        out["input"] = inp
+        sim: dict[str, Any] = {"dt": self.simulation.dt.text, "duration": self.simulation.duration.text}
+        if self.simulation.readout is not None:
+            sim["readout"] = self.simulation.readout
+        out["simulation"] = sim
+        if self.neuron_defaults:
+            out["neuron"] = dict(self.neuron_defaults)
+        out["layers"] = [layer.to_yaml() for layer in self.layers]
+        return out

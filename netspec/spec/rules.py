@@ -1,0 +1,447 @@
+"""Tier two: semantic rules. Each rule is a small function that reads the context and reports
+diagnostics with a stable code; later rules skip what earlier ones found broken."""
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .diagnostics import Reporter
+from .layers import Layer, Shape, ShapeError
+from .model import NEURON_DEFAULTS, NeuronParams
+from .units import DIMENSIONLESS, FREQUENCY, TIME, VOLTAGE, Quantity, QuantityError, dimension_word, parse_quantity
+
+#: Layer types the analog input current can be computed for (looking through flatten and zeropad2d).
+ANALOG_CONSUMERS = ("dense", "conv2d", "depthwise_conv2d", "avgpool2d", "global_avgpool2d")
+#: Layer types that only re-index their input.
+INDEX_ONLY = ("flatten", "zeropad2d")
+
+
+@dataclass
+class Context:
+    """What the rules share: the raw document, the typed layers and what earlier rules derived."""
+
+    data: dict
+    rep: Reporter
+    base: Path
+    layers: list[Layer]
+    index: dict[str, int] = field(default_factory=dict)
+    order: list[str] | None = None
+    shapes: dict[str, Shape] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    neurons: dict[str, NeuronParams] = field(default_factory=dict)
+    dt: float | None = None
+    graph_ok: bool = True
+
+    def lpath(self, name: str, *rest) -> tuple:
+        return ("layers", self.index[name], *rest)
+
+    def consumers(self, name: str) -> list[Layer]:
+        return [l for l in self.layers if name in l.inputs]
+
+    def layer(self, name: str) -> Layer:
+        return self.layers[self.index[name]]
+
+
+# -- graph ---------------------------------------------------------------------------------------
+def rule_unique_names(ctx: Context) -> None:
+    for i, layer in enumerate(ctx.layers):
+        if layer.name in ctx.index:
+            first = ctx.index[layer.name]
+            ctx.rep.add("NS201", f"layer name '{layer.name}' is already used by layers[{first}]", ("layers", i, "name"))
+            ctx.graph_ok = False
+        else:
+            ctx.index[layer.name] = i
+
+
+def rule_one_input(ctx: Context) -> None:
+    inputs = [i for i, l in enumerate(ctx.layers) if l.type == "input"]
+    if not inputs:
+        ctx.rep.add("NS204", "no layer has type 'input'; the network needs exactly one", ("layers",))
+        ctx.graph_ok = False
+    for i in inputs[1:]:
+        ctx.rep.add("NS204", f"a second input layer (the first is layers[{inputs[0]}]); the network needs exactly one", ("layers", i, "type"))
+        ctx.graph_ok = False
+
+
+def rule_references(ctx: Context) -> None:
+    for i, layer in enumerate(ctx.layers):
+        for j, ref in enumerate(layer.inputs):
+            path = ("layers", i, "inputs", j) if layer.inputs_written else ("layers", i)
+            if ref == layer.name:
+                ctx.rep.add("NS203", f"layer '{ref}' lists itself as an input", path)
+                ctx.graph_ok = False
+            elif ref not in ctx.index:
+                known = ", ".join(sorted(ctx.index))
+                ctx.rep.add("NS202", f"unknown layer '{ref}' (layers are: {known})", path)
+                ctx.graph_ok = False
+
+
+def rule_arity(ctx: Context) -> None:
+    for i, layer in enumerate(ctx.layers):
+        lo, hi = layer.arity
+        n = len(layer.inputs)
+        if lo <= n and (hi is None or n <= hi):
+            continue
+        ctx.graph_ok = False
+        if n == 0:
+            ctx.rep.add("NS206", f"{layer.type} needs an input; it is listed first, so name its `inputs`", ("layers", i))
+        elif hi == lo:
+            ctx.rep.add("NS206", f"{layer.type} takes exactly {lo} input, got {n}: {list(layer.inputs)}", ("layers", i, "inputs"))
+        else:
+            ctx.rep.add("NS206", f"{layer.type} takes at least {lo} inputs, got {n}: {list(layer.inputs)}", ("layers", i, "inputs"))
+
+
+def rule_acyclic(ctx: Context) -> None:
+    if not ctx.graph_ok:
+        return
+    pending = {l.name: set(l.inputs) for l in ctx.layers}
+    order: list[str] = []
+    ready = [l.name for l in ctx.layers if not pending[l.name]]
+    while ready:
+        name = ready.pop(0)
+        order.append(name)
+        for consumer in ctx.consumers(name):
+            deps = pending[consumer.name]
+            if name in deps:
+                deps.discard(name)
+                if not deps:
+                    ready.append(consumer.name)
+    if len(order) == len(ctx.layers):
+        ctx.order = order
+        return
+    stuck = [l.name for l in ctx.layers if l.name not in order]
+    # walk back along inputs from the first stuck layer until a name repeats: that is a cycle
+    walk, name = [], stuck[0]
+    while name not in walk:
+        walk.append(name)
+        name = next(i for i in ctx.layer(name).inputs if i in stuck)
+    cycle = walk[walk.index(name):] + [name]
+    ctx.rep.add("NS203", "the layers form a cycle: " + " <- ".join(f"'{n}'" for n in cycle), ctx.lpath(cycle[0], "inputs"))
+    ctx.graph_ok = False
+
+
+def rule_one_output(ctx: Context) -> None:
+    if ctx.order is None:
+        return
+    sinks = [l for l in ctx.layers if not ctx.consumers(l.name)]
+    if len(sinks) > 1:
+        out = sinks[-1]
+        for layer in sinks[:-1]:
+            ctx.rep.add(
+                "NS205",
+                f"layer '{layer.name}' feeds no other layer, so it never reaches the output '{out.name}'",
+                ctx.lpath(layer.name),
+            )
+        ctx.order = None
+        return
+    # the output last, so spec.order[-1] names it
+    ctx.order.remove(sinks[0].name)
+    ctx.order.append(sinks[0].name)
+
+
+def rule_activations(ctx: Context) -> None:
+    if ctx.order is None:
+        return
+    output = ctx.order[-1]
+    for layer in ctx.layers:
+        act = layer.activation
+        if act is None or layer.name == output:
+            continue
+        path = ctx.lpath(layer.name, "activation")
+        if act == "softmax":
+            ctx.rep.add("NS207", f"softmax is only allowed on the output layer '{output}'", path)
+        elif act == "linear":
+            bad = [c.name for c in ctx.consumers(layer.name) if c.type != "add"]
+            if layer.type == "add" or bad:
+                ctx.rep.add(
+                    "NS207",
+                    "a hidden layer with linear activation has no neurons of its own and may only feed add layers"
+                    + (f" (it feeds '{bad[0]}')" if bad else " (an add layer itself must use relu)"),
+                    path,
+                )
+
+
+# -- parameters ----------------------------------------------------------------------------------
+def _quantity(ctx: Context, raw: Any, path: tuple, dims: tuple[str, ...], what: str) -> Quantity | None:
+    try:
+        q = parse_quantity(raw)
+    except QuantityError as exc:
+        ctx.rep.add("NS501", str(exc), path)
+        return None
+    if q.dim not in dims:
+        want = " or ".join(dimension_word(d) for d in dims)
+        ctx.rep.add("NS502", f"{what} must be {want}, got {raw!r} ({dimension_word(q.dim)})", path)
+        return None
+    return q
+
+
+def rule_simulation(ctx: Context) -> None:
+    sim = ctx.data["simulation"]
+    dt = _quantity(ctx, sim["dt"], ("simulation", "dt"), (TIME,), "dt")
+    dur = _quantity(ctx, sim["duration"], ("simulation", "duration"), (TIME,), "duration")
+    if dt is not None and dt.value <= 0:
+        ctx.rep.add("NS505", f"dt must be positive, got {sim['dt']!r}", ("simulation", "dt"))
+        dt = None
+    if dur is not None and dur.value <= 0:
+        ctx.rep.add("NS505", f"duration must be positive, got {sim['duration']!r}", ("simulation", "duration"))
+        dur = None
+    if dt is not None:
+        ctx.dt = dt.value
+        if dur is not None and not _whole_steps(dur.value, dt.value):
+            ctx.rep.add("NS505", f"duration {sim['duration']!r} is not a whole number of steps of dt {sim['dt']!r}", ("simulation", "duration"))
+
+
+def _whole_steps(t: float, dt: float) -> bool:
+    steps = t / dt
+    return abs(steps - round(steps)) <= 1e-6 * max(1.0, abs(steps))
+
+
+def rule_input(ctx: Context) -> None:
+    inp = ctx.data["input"]
+    lo, hi = inp["range"]
+    if not lo < hi:
+        ctx.rep.add("NS509", f"range low {lo} must be below high {hi}", ("input", "range"))
+    if len(inp["shape"]) == 2:
+        ctx.rep.add("NS301", f"shape {inp['shape']} is ambiguous: write [H, W, C] (e.g. {inp['shape'] + [1]}) or [N]", ("input", "shape"))
+    if inp["encoding"] == "poisson":
+        if "max_rate" not in inp:
+            ctx.rep.add("NS507", "poisson encoding needs max_rate (e.g. '1000 Hz')", ("input",))
+            return
+        rate = _quantity(ctx, inp["max_rate"], ("input", "max_rate"), (FREQUENCY,), "max_rate")
+        if rate is None:
+            return
+        if rate.value <= 0:
+            ctx.rep.add("NS509", f"max_rate must be positive, got {inp['max_rate']!r}", ("input", "max_rate"))
+        elif ctx.dt is not None and rate.value * ctx.dt > 1 + 1e-9:
+            ctx.rep.add("NS509", f"max_rate {inp['max_rate']!r} is above 1/dt ({1 / ctx.dt:g} Hz): at most one spike per step", ("input", "max_rate"))
+        if lo < 0:
+            ctx.rep.add("NS509", f"poisson encoding needs non-negative inputs, range starts at {lo}", ("input", "range"))
+    else:
+        for key in ("max_rate", "seed"):
+            if key in inp:
+                ctx.rep.add("NS508", f"{key} applies to poisson encoding only; this input is analog", ("input", key), at_key=True)
+
+
+_VOLTAGE_KEYS = ("threshold", "rest", "reset")
+_TIME_KEYS = ("refractory", "tau_m", "tau_syn", "delay")
+
+
+def rule_neurons(ctx: Context) -> None:
+    """Merge defaults and overrides for every layer with neurons and check each parameter once,
+    where it is written."""
+    defaults = ctx.data.get("neuron", {})
+    checked: dict[tuple, bool] = {}
+
+    def where(key: str, override: dict, lpath: tuple) -> tuple:
+        if key in override:
+            return lpath + ("neuron", key)
+        if key in defaults:
+            return ("neuron", key)
+        return ()
+
+    def check(key: str, raw: Any, path: tuple, dims: tuple[str, ...]) -> Quantity | None:
+        if path in checked:
+            return parse_quantity(raw) if checked[path] else None
+        q = _quantity(ctx, raw, path or ("neuron",), dims, key)
+        checked[path] = q is not None
+        return q
+
+    targets = [(("neuron",), "defaults", {})] + [
+        (ctx.lpath(l.name), l.name, l.neuron or {}) for l in ctx.layers if l.has_neurons
+    ]
+    for lpath, name, override in targets:
+        merged = {**NEURON_DEFAULTS, **defaults, **override}
+        ok = True
+        volts: dict[str, Quantity] = {}
+        for key in _VOLTAGE_KEYS:
+            if key == "reset" and merged[key] in ("subtract", "zero"):
+                continue
+            q = check(key, merged[key], where(key, override, lpath), (DIMENSIONLESS, VOLTAGE))
+            if q is None:
+                ok = False
+            else:
+                volts[key] = q
+        if len({q.dim for q in volts.values()}) > 1:
+            mixed = ", ".join(f"{k}={merged[k]!r}" for k in volts)
+            ctx.rep.add("NS506", f"voltages must all be plain numbers or all voltages, got {mixed}", where("threshold", override, lpath) or ("neuron",))
+            ok = False
+        for key in _TIME_KEYS:
+            if key in merged:
+                q = check(key, merged[key], where(key, override, lpath), (TIME,))
+                if q is None:
+                    ok = False
+                elif q.value < 0 or (key.startswith("tau") and q.value == 0):
+                    ctx.rep.add("NS505", f"{key} must be {'positive' if key.startswith('tau') else 'non-negative'}, got {merged[key]!r}", where(key, override, lpath))
+                    ok = False
+                elif key == "delay" and ctx.dt is not None and not _whole_steps(q.value, ctx.dt):
+                    ctx.rep.add("NS505", f"delay {merged[key]!r} is not a whole number of time steps", where(key, override, lpath))
+                    ok = False
+        for model_key, needs, value in (("model", "tau_m", "lif"), ("synapse", "tau_syn", "exponential")):
+            if merged[model_key] == value and needs not in merged:
+                ctx.rep.add("NS507", f"{model_key} '{value}' needs {needs}", where(model_key, override, lpath) or lpath)
+                ok = False
+            elif merged[model_key] != value and needs in merged and (needs in override or name == "defaults"):
+                ctx.rep.add("NS508", f"{needs} applies to {model_key} '{value}' only, this is '{merged[model_key]}'", where(needs, override, lpath), at_key=True)
+                ok = False
+        if not ok:
+            continue
+        params = NeuronParams.from_yaml({**defaults, **override})
+        if params.threshold.value <= params.rest.value:
+            ctx.rep.add("NS504", f"threshold {merged['threshold']!r} must be above rest {merged['rest']!r}", where("threshold", override, lpath) or lpath)
+            continue
+        reset = params.reset_value
+        if reset is not None and params.threshold.value <= reset:
+            ctx.rep.add("NS504", f"threshold {merged['threshold']!r} must be above reset {merged['reset']!r}", where("reset", override, lpath) or lpath)
+            continue
+        if name != "defaults":
+            ctx.neurons[name] = params
+
+
+# -- shapes and tensors --------------------------------------------------------------------------
+def rule_shapes(ctx: Context) -> None:
+    if ctx.order is None:
+        return
+    for name in ctx.order:
+        layer = ctx.layer(name)
+        if layer.type == "input":
+            ctx.shapes[name] = tuple(ctx.data["input"]["shape"])
+            continue
+        if any(i not in ctx.shapes for i in layer.inputs):
+            continue  # an input already failed
+        in_shapes = [ctx.shapes[i] for i in layer.inputs]
+        try:
+            ctx.shapes[name] = layer.output_shape(in_shapes)
+        except ShapeError as exc:
+            sides = ", ".join(f"'{i}' gives {list(ctx.shapes[i])}" for i in layer.inputs)
+            path = ctx.lpath(name, exc.field) if exc.field is not None and exc.field in ctx.data["layers"][ctx.index[name]] else ctx.lpath(name)
+            ctx.rep.add(exc.code, f"{exc} (input {sides})", path)
+
+
+def _load_npz(ctx: Context) -> dict[str, Any] | None:
+    spec_w = ctx.data.get("weights")
+    if spec_w is None:
+        return None
+    rel = spec_w["file"]
+    path = ("weights", "file")
+    candidate = Path(rel)
+    base = ctx.base.resolve()
+    if candidate.is_absolute() or rel.startswith(("/", "\\")) or ":" in rel[:3]:
+        ctx.rep.add("NS402", f"weights path {rel!r} is absolute; give it relative to the spec's folder", path)
+        return {}
+    full = (base / candidate).resolve()
+    try:
+        full.relative_to(base)
+    except ValueError:
+        ctx.rep.add("NS402", f"weights path {rel!r} leaves the spec's folder", path)
+        return {}
+    if not full.is_file():
+        ctx.rep.add("NS401", f"weights file {rel!r} not found (looked in {base})", path)
+        return {}
+    try:
+        blob = full.read_bytes()
+    except OSError as exc:
+        ctx.rep.add("NS401", f"cannot read weights file {rel!r}: {exc.strerror}", path)
+        return {}
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != spec_w["sha256"]:
+        ctx.rep.add(
+            "NS403",
+            f"sha256 of {rel!r} is {digest[:16]}…, the spec says {spec_w['sha256'][:16]}… (the weights changed; re-export or update the hash)",
+            ("weights", "sha256"),
+        )
+        return {}
+    try:
+        with np.load(full, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        ctx.rep.add("NS404", f"weights file {rel!r} is not a readable .npz: {exc}", path)
+        return {}
+
+
+def rule_tensors(ctx: Context) -> None:
+    npz = _load_npz(ctx)
+    for layer in ctx.layers:
+        i = ctx.index.get(layer.name)
+        for fname, ref in layer.tensors().items():
+            path = ("layers", i, fname)
+            if ref.key is not None:
+                if npz is None:
+                    ctx.rep.add("NS409", f"tensor key '{ref.key}' given, but the spec has no `weights` file", path)
+                    continue
+                if not npz:
+                    continue  # the file itself failed, already reported
+                if ref.key not in npz:
+                    near = ", ".join(sorted(npz)[:8])
+                    ctx.rep.add("NS405", f"key '{ref.key}' is not in the weights file (it has: {near}{', …' if len(npz) > 8 else ''})", path)
+                    continue
+                arr = npz[ref.key]
+            else:
+                try:
+                    arr = np.array(ref.inline, dtype=np.float64)
+                except ValueError:
+                    ctx.rep.add("NS410", "inline tensor is ragged: every row must have the same length", path)
+                    continue
+            if not np.issubdtype(arr.dtype, np.floating):
+                ctx.rep.add("NS407", f"tensor {ref.describe()} has dtype {arr.dtype}, expected floating point", path)
+                continue
+            if layer.name in ctx.shapes or layer.type == "input":
+                in_shapes = [ctx.shapes[n] for n in layer.inputs if n in ctx.shapes]
+                if len(in_shapes) == len(layer.inputs):
+                    want = layer.tensor_shapes(in_shapes)[fname]
+                    if tuple(arr.shape) != tuple(want):
+                        ctx.rep.add("NS406", f"tensor {ref.describe()} has shape {list(arr.shape)}, the layer needs {list(want)}", path)
+                        continue
+            if not np.all(np.isfinite(arr)):
+                bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+                ctx.rep.add("NS408", f"tensor {ref.describe()} holds {bad} NaN or Inf value(s)", path)
+                continue
+            ctx.arrays[f"{layer.name}.{fname}"] = arr
+
+
+def rule_analog_input(ctx: Context) -> None:
+    if ctx.order is None or ctx.data["input"]["encoding"] != "analog":
+        return
+    frontier = [l for l in ctx.layers if l.type == "input"]
+    while frontier:
+        src = frontier.pop()
+        for consumer in ctx.consumers(src.name):
+            if consumer.type in INDEX_ONLY:
+                frontier.append(consumer)
+            elif consumer.type not in ANALOG_CONSUMERS:
+                ctx.rep.add(
+                    "NS510",
+                    f"with analog input, the layers reading the input must be one of {', '.join(ANALOG_CONSUMERS)}; "
+                    f"'{consumer.name}' is {consumer.type} (use poisson encoding)",
+                    ctx.lpath(consumer.name, "type"),
+                )
+
+
+def rule_normalization(ctx: Context) -> None:
+    # lambda > 0 is in the schema too; this catches specs built in memory
+    for layer in ctx.layers:
+        if layer.normalization is not None and not layer.normalization.lam > 0:
+            ctx.rep.add("NS503", f"lambda must be > 0, got {layer.normalization.lam}", ctx.lpath(layer.name, "normalization", "lambda"))
+
+
+#: The rules in the order they run.
+RULES: tuple[Callable[[Context], None], ...] = (
+    rule_unique_names,
+    rule_one_input,
+    rule_references,
+    rule_arity,
+    rule_acyclic,
+    rule_one_output,
+    rule_activations,
+    rule_simulation,
+    rule_input,
+    rule_neurons,
+    rule_shapes,
+    rule_tensors,
+    rule_analog_input,
+    rule_normalization,
+)

@@ -1,0 +1,83 @@
+"""Quantities in a spec: plain numbers or a number with a Brian2 unit name ('20 ms', '-50 mV').
+
+Parsing never evaluates text: the string is split by a regular expression and the unit name is looked up
+in Brian2's table of units.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+_QUANTITY_RE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z]*)\s*$")
+
+#: Dimension names used in the spec, as Brian2 writes them (``str(get_dimensions(unit))``).
+TIME, VOLTAGE, FREQUENCY, DIMENSIONLESS = "s", "m^2 kg s^-3 A^-1", "s^-1", "1"
+DIMENSION_WORDS = {TIME: "a time", VOLTAGE: "a voltage", FREQUENCY: "a frequency", DIMENSIONLESS: "a plain number"}
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A parsed quantity.
+
+    Attributes
+    ----------
+    value : float
+        Magnitude in SI base units (seconds, volts, hertz), or the plain number.
+    dim : str
+        Dimension as Brian2 writes it: ``"s"`` for time, ``"1"`` for dimensionless, …
+    text : str | float
+        What the spec said, for writing it back unchanged.
+    """
+
+    value: float
+    dim: str
+    text: str | float
+
+    @property
+    def is_plain(self) -> bool:
+        return self.dim == DIMENSIONLESS
+
+
+@lru_cache(maxsize=1)
+def _unit_table() -> dict:
+    from brian2.units.allunits import all_units
+    from brian2.units.fundamentalunits import get_dimensions
+
+    table = {}
+    for unit in all_units:
+        table[str(unit)] = (float(unit), str(get_dimensions(unit)))
+    # Brian2's names for the base units; str(second) is 's'
+    for alias, name in (("second", "s"), ("volt", "V"), ("hertz", "Hz"), ("amp", "A"), ("siemens", "S")):
+        if name in table:
+            table.setdefault(alias, table[name])
+    return table
+
+
+class QuantityError(ValueError):
+    pass
+
+
+def parse_quantity(raw: object) -> Quantity:
+    """Parse a spec value into a :class:`Quantity`; raise :class:`QuantityError` with the reason."""
+    if isinstance(raw, bool):
+        raise QuantityError(f"expected a number or a quantity such as '20 ms', got {raw!r}")
+    if isinstance(raw, (int, float)):
+        return Quantity(float(raw), DIMENSIONLESS, raw)
+    if not isinstance(raw, str):
+        raise QuantityError(f"expected a number or a quantity such as '20 ms', got {raw!r}")
+    match = _QUANTITY_RE.match(raw)
+    if not match:
+        raise QuantityError(f"cannot read {raw!r} as a quantity: write a number and a unit, e.g. '20 ms'")
+    number, unit = float(match.group(1)), match.group(2)
+    if not unit:
+        return Quantity(number, DIMENSIONLESS, raw)
+    table = _unit_table()
+    if unit not in table:
+        raise QuantityError(f"unknown unit {unit!r} in {raw!r} (Brian2 unit names: ms, mV, Hz, nA, ...)")
+    scale, dim = table[unit]
+    return Quantity(number * scale, dim, raw)
+
+
+def dimension_word(dim: str) -> str:
+    return DIMENSION_WORDS.get(dim, f"a quantity of dimension {dim}")

@@ -1,0 +1,149 @@
+"""Safe YAML reading that remembers where every node came from.
+
+Only plain YAML data is accepted: mappings, sequences, strings, numbers, booleans and null. Python tags,
+merge keys, duplicate keys, oversized files and alias bombs are refused with a :class:`Diagnostic`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .diagnostics import Diagnostic
+
+MAX_BYTES = 16 * 1024 * 1024
+MAX_NODES = 2_000_000
+
+_PLAIN_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+# YAML 1.1 reads an unquoted 1e-3 (no dot) as a string; people mean a number.
+_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed YAML document: plain data plus 1-based (line, col) of every value and mapping key."""
+
+    file: str
+    data: Any
+    marks: dict  # path tuple -> (line, col) of the value
+    key_marks: dict  # path tuple -> (line, col) of the key that holds the value
+
+
+class YamlError(Exception):
+    def __init__(self, diagnostic: Diagnostic):
+        self.diagnostic = diagnostic
+        super().__init__(diagnostic.text())
+
+
+def read_document(path: str | Path, display: str | None = None) -> Document:
+    """Read and parse a YAML file; raise :class:`YamlError` with a located diagnostic on failure."""
+    display = display or str(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise YamlError(Diagnostic("NS006", f"cannot read file: {exc.strerror or exc}", file=display)) from None
+    if len(raw) > MAX_BYTES:
+        raise YamlError(Diagnostic("NS004", f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB", file=display))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise YamlError(Diagnostic("NS006", f"not UTF-8 text (byte {exc.start})", file=display)) from None
+    return parse_document(text, display)
+
+
+def parse_document(text: str, display: str = "<string>") -> Document:
+    """Parse YAML text into a :class:`Document`."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.composer.ComposerError as exc:
+        raise _error("NS001", exc, display) from None
+    except yaml.YAMLError as exc:
+        raise _error("NS001", exc, display) from None
+    if node is None:
+        raise YamlError(Diagnostic("NS007", "the document is empty", file=display, line=1, col=1))
+    builder = _Builder(display)
+    data = builder.build(node, ())
+    if not isinstance(data, dict):
+        line, col = _mark(node)
+        raise YamlError(Diagnostic("NS007", "the document must be a mapping (key: value lines)", file=display, line=line, col=col))
+    return Document(display, data, builder.marks, builder.key_marks)
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _error(code: str, exc: yaml.YAMLError, display: str) -> YamlError:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    msg = f"{context}, {problem}" if context else str(problem)
+    line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+    return YamlError(Diagnostic(code, msg, file=display, line=line, col=col))
+
+
+class _Builder:
+    """Turns composed YAML nodes into plain data, recording positions and enforcing the limits."""
+
+    def __init__(self, display: str):
+        self.display = display
+        self.marks: dict = {}
+        self.key_marks: dict = {}
+        self.count = 0
+        self.constructor = yaml.SafeLoader("")
+
+    def fail(self, code: str, msg: str, node: yaml.Node) -> YamlError:
+        line, col = _mark(node)
+        return YamlError(Diagnostic(code, msg, file=self.display, line=line, col=col))
+
+    def build(self, node: yaml.Node, path: tuple) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise self.fail("NS003", f"more than {MAX_NODES} values once aliases are expanded", node)
+        if len(path) > 64:
+            raise self.fail("NS003", "nested more than 64 levels deep", node)
+        self.marks.setdefault(path, _mark(node))
+        if isinstance(node, yaml.MappingNode):
+            if node.tag != "tag:yaml.org,2002:map":
+                raise self.fail("NS005", f"tag {node.tag!r} is not allowed in a spec", node)
+            out: dict = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise self.fail("NS005", "merge keys ('<<') are not allowed in a spec; write the values out", key_node)
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise self.fail("NS005", "mapping keys must be plain strings", key_node)
+                key = self.scalar(key_node)
+                if not isinstance(key, (str, int)) or isinstance(key, bool):
+                    raise self.fail("NS005", f"mapping key {key_node.value!r} must be a string", key_node)
+                key = str(key)
+                if key in out:
+                    first = self.key_marks[path + (key,)]
+                    raise self.fail("NS002", f"duplicate key '{key}' (first at line {first[0]})", key_node)
+                self.key_marks[path + (key,)] = _mark(key_node)
+                out[key] = self.build(value_node, path + (key,))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != "tag:yaml.org,2002:seq":
+                raise self.fail("NS005", f"tag {node.tag!r} is not allowed in a spec", node)
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        return self.scalar(node)
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        if node.tag not in _PLAIN_TAGS:
+            raise self.fail("NS005", f"tag {node.tag!r} is not allowed in a spec (only plain YAML data)", node)
+        if node.tag == "tag:yaml.org,2002:str" and node.style is None and _FLOAT_RE.match(node.value):
+            return float(node.value)
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError) as exc:
+            raise self.fail("NS001", f"bad value {node.value!r}: {exc}", node) from None
