@@ -1,0 +1,160 @@
+"""Command line: argument parsing and error printing only; every command calls one stage's entry point.
+
+Exit codes: 0 success (all specs valid), 1 invalid input (an invalid spec, bad data), 2 usage errors or
+unreadable files. No traceback unless ``--traceback``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import NetspecError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="netspec", description="Spiking networks from trained deep networks: specs, Brian2 code, evaluation.")
+    p.add_argument("--version", action="version", version=f"netspec {__version__}")
+    p.add_argument("--traceback", action="store_true", help="show the Python traceback of an error")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="check specs against the schema and the semantic rules")
+    v.add_argument("files", nargs="+", metavar="FILE")
+    v.add_argument("--format", choices=("text", "json"), default="text", help="report format (default text)")
+
+    i = sub.add_parser("inspect", help="one row per layer: shape, neurons, synapses, parameters, lambda")
+    i.add_argument("file", metavar="FILE")
+
+    sub.add_parser("schema", help="print the JSON Schema of the spec format")
+
+    e = sub.add_parser("export", help="export a trained Keras model to a spec and its weights")
+    e.add_argument("model", metavar="MODEL", help="Keras .keras or legacy .h5 file")
+    e.add_argument("-o", "--output", required=True, metavar="SPEC.yaml")
+    e.add_argument("--calibration", required=True, metavar="DATA", help=".npz (x, x_train or x_norm) or MNIST IDX file/folder")
+    norm = e.add_mutually_exclusive_group()
+    norm.add_argument("--percentile", type=float, default=None, help="robust normalization percentile (default 99.9)")
+    norm.add_argument("--normalization", choices=("percentile", "max"), default=None)
+    e.add_argument("--samples", type=int, default=None, metavar="N", help="calibration samples to use (default all)")
+    e.add_argument("--input-encoding", choices=("analog", "poisson"), default="analog")
+    e.add_argument("--duration", default=None, help="simulation duration per sample written to the spec (default '100 ms')")
+
+    b = sub.add_parser("build", help="generate Brian2 code (and with --standalone, a compiled C++ simulation)")
+    b.add_argument("spec", metavar="SPEC.yaml")
+    b.add_argument("-o", "--output", default=None, metavar="DIR", help="build folder (default build/<name>/)")
+    b.add_argument("--standalone", action="store_true", help="Brian2 cpp_standalone: generate and compile C++")
+    b.add_argument("--threads", type=int, default=1, metavar="N", help="OpenMP threads of the standalone binary")
+    b.add_argument("--float32", action="store_true", help="single-precision state variables")
+    b.add_argument("--force", action="store_true", help="rebuild even if the build folder is up to date")
+
+    r = sub.add_parser("run", help="simulate a spec on a dataset: accuracy, error vs time, operations")
+    r.add_argument("spec", metavar="SPEC.yaml")
+    r.add_argument("--data", required=True, metavar="DATA", help=".npz (x/y or x_test/y_test), MNIST IDX files or their folder")
+    r.add_argument("--limit", type=int, default=None, metavar="N", help="first N samples only")
+    r.add_argument("--duration", default=None, metavar="T", help="override the duration per sample ('50 ms')")
+    mode = r.add_mutually_exclusive_group()
+    mode.add_argument("--standalone", dest="standalone", action="store_true", default=True, help="compiled C++ (default)")
+    mode.add_argument("--runtime", dest="standalone", action="store_false", help="Brian2 runtime mode")
+    r.add_argument("--workers", type=int, default=None, metavar="K", help="worker processes (default: number of cores)")
+    r.add_argument("--report", default=None, metavar="FILE.json")
+    r.add_argument("--plots", default=None, metavar="DIR")
+    r.add_argument("--seed", type=int, default=None, metavar="S")
+    r.add_argument("--build-dir", default=None, metavar="DIR", help="build folder (default build/<name>/)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return _COMMANDS[args.command](args)
+    except NetspecError as exc:
+        if args.traceback:
+            raise
+        print(f"netspec: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("netspec: interrupted", file=sys.stderr)
+        return 130
+
+
+def _validate(args) -> int:
+    from .spec import check_file
+
+    results = []
+    status = 0
+    for name in args.files:
+        _spec, diagnostics = check_file(name)
+        results.append((name, diagnostics))
+        if any(d.code == "NS006" for d in diagnostics):
+            status = max(status, 2)
+        elif diagnostics:
+            status = max(status, 1)
+    if args.format == "json":
+        print(json.dumps({"valid": status == 0, "files": [
+            {"file": name, "valid": not diags, "errors": [d.to_json() for d in diags]} for name, diags in results
+        ]}, indent=2))
+        return status
+    for name, diags in results:
+        if not diags:
+            print(f"{name}: valid")
+            continue
+        for d in diags:
+            print(d.text())
+        print(f"{name}: invalid ({len(diags)} error{'s' if len(diags) != 1 else ''})")
+    return status
+
+
+def _load(path: str):
+    from .spec import SpecError, check_file
+
+    spec, diagnostics = check_file(path)
+    if spec is None:
+        for d in diagnostics:
+            print(d.text(), file=sys.stderr)
+        code = 2 if any(d.code == "NS006" for d in diagnostics) else 1
+        raise NetspecError(f"{path}: invalid spec ({len(diagnostics)} error{'s' if len(diagnostics) != 1 else ''})", code)
+    return spec
+
+
+def _inspect(args) -> int:
+    from .inspect import table
+
+    print(table(_load(args.file)))
+    return 0
+
+
+def _schema(args) -> int:
+    from .spec import schema_text
+
+    sys.stdout.write(schema_text())
+    return 0
+
+
+def _export(args) -> int:
+    from .export import export_command
+
+    return export_command(args)
+
+
+def _build(args) -> int:
+    from .brian import build_command
+
+    return build_command(_load(args.spec), args)
+
+
+def _run(args) -> int:
+    from .run import run_command
+
+    return run_command(_load(args.spec), args)
+
+
+_COMMANDS = {"validate": _validate, "inspect": _inspect, "schema": _schema, "export": _export, "build": _build, "run": _run}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""``netspec inspect``: one row per layer (type, output shape, neurons, synapses, parameters, lambda)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .spec import Spec
+
+
+def rows(spec: Spec) -> list[dict]:
+    """Per-layer facts: neurons counts spiking neurons only; synapses are unrolled connections;
+    parameters are the stored tensor elements."""
+    out = []
+    for name in spec.order:
+        layer = spec.layer(name)
+        shape = spec.shapes[name]
+        has_neurons = layer.has_neurons and not (layer.activation == "linear" and name != spec.order[-1])
+        synapses = 0 if layer.type == "input" else layer.connections(spec.in_shapes(layer))
+        params = sum(int(np.size(spec.array(layer, f))) for f in layer.tensors())
+        if layer.type == "concatenate":
+            lam = "/".join(f"{spec.lam(i):g}" for i in layer.inputs)
+        else:
+            lam = f"{spec.lam(layer):g}"
+        out.append({
+            "name": name,
+            "type": layer.type,
+            "shape": list(shape),
+            "neurons": int(np.prod(shape)) if has_neurons else 0,
+            "synapses": synapses,
+            "parameters": params,
+            "lambda": lam if layer.normalization is not None or layer.type != "input" else "1",
+            "inputs": list(layer.inputs),
+        })
+    return out
+
+
+def table(spec: Spec) -> str:
+    data = rows(spec)
+    header = ("layer", "type", "output shape", "neurons", "synapses", "parameters", "lambda", "inputs")
+    lines = [
+        (r["name"], r["type"], "x".join(map(str, r["shape"])), f"{r['neurons']:,}", f"{r['synapses']:,}",
+         f"{r['parameters']:,}", r["lambda"], ", ".join(r["inputs"]))
+        for r in data
+    ]
+    totals = ("total", "", "", f"{sum(r['neurons'] for r in data):,}", f"{sum(r['synapses'] for r in data):,}",
+              f"{sum(r['parameters'] for r in data):,}", "", "")
+    widths = [max(len(str(row[c])) for row in [header, *lines, totals]) for c in range(len(header))]
+    right = {3, 4, 5}
+
+    def fmt(row):
+        return "  ".join(str(v).rjust(w) if c in right else str(v).ljust(w) for c, (v, w) in enumerate(zip(row, widths))).rstrip()
+
+    sim = spec.simulation
+    head = [
+        f"{spec.name}: {len(spec.layers)} layers, input {list(spec.input.shape)} ({spec.input.encoding}), "
+        f"dt {sim.dt.text}, {sim.steps} steps per sample",
+        fmt(header),
+        fmt(tuple("-" * w for w in widths)),
+    ]
+    return "\n".join(head + [fmt(r) for r in lines] + [fmt(tuple("-" * w for w in widths)), fmt(totals)])
