@@ -1,0 +1,110 @@
+"""``netspec run``: evaluate a spec's spiking network on a dataset.
+
+The stage's entry point is :func:`run_command` (what the CLI calls). Its steps, each in its own module:
+
+1. load the data and check it against the spec's input before anything is built (``netspec.datasets``);
+2. build the network once (``netspec.brian.build``);
+3. simulate it in chunks on K worker processes and merge the chunks (:mod:`.evaluate`);
+4. compute the ANN reference on the same samples (``netspec.reference``), then the metrics
+   (:mod:`.metrics`), the report (:mod:`.report`, schema ``report.schema.json``) and the figures
+   (:mod:`.plots`); a progress bar on stderr while simulating (:mod:`.progress`).
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from ..errors import NetspecError
+from .evaluate import Evaluation, check_labels, chunk_seed, default_workers, evaluate, merge, parse_steps
+from .progress import Progress
+from .report import REPORT_VERSION, make_report, schema, summary, validation_errors, write_report
+
+__all__ = ["run_command", "evaluate", "Evaluation", "ann_outputs", "make_report", "write_report", "summary",
+           "schema", "validation_errors", "parse_steps", "check_labels", "chunk_seed", "merge", "default_workers",
+           "Progress", "REPORT_VERSION"]
+
+#: Samples of the activation-vs-rate scatter plot (simulated again with per-neuron counts).
+CORRELATION_SAMPLES = 5
+
+
+def ann_outputs(spec, x: np.ndarray, batch: int = 500) -> np.ndarray:
+    """The ANN reference's output layer for ``x`` ([N, classes]), computed in batches."""
+    from ..reference import forward
+
+    out = spec.output_layer.name
+    parts = [np.asarray(forward(spec, x[i:i + batch])[out]).reshape(len(x[i:i + batch]), -1)
+             for i in range(0, len(x), batch)]
+    return np.concatenate(parts, axis=0)
+
+
+def run_command(spec, args) -> int:
+    """Run ``netspec run`` with parsed arguments (see ``netspec run --help``).
+
+    Returns
+    -------
+    int
+        0 when every sample was simulated; 130 when interrupted (the report, if asked for, then holds the
+        completed samples and ``partial: true``).
+    """
+    steps = parse_steps(args.duration, spec) if args.duration is not None else None
+    workers = args.workers if args.workers is not None else default_workers()
+    if workers < 1:
+        raise NetspecError(f"--workers: must be at least 1, got {workers}", 2)
+    if args.plots is not None:
+        from .plots import require_matplotlib
+
+        require_matplotlib()
+
+    from ..datasets import check_fits, load_dataset
+
+    data = load_dataset(args.data, require_labels=True, limit=args.limit)
+    check_fits(data, spec)
+    classes = int(np.prod(spec.shapes[spec.output_layer.name]))
+    check_labels(data.y, classes, data.source)
+
+    from ..brian import BuildOptions, build
+
+    options = BuildOptions(standalone=args.standalone, steps=steps)
+    t0 = time.perf_counter()
+    built = build(spec, out_dir=args.build_dir, options=options)
+    build_seconds = time.perf_counter() - t0
+
+    seed = args.seed if args.seed is not None else spec.input.seed
+    bar = Progress(len(data))
+    try:
+        ev = evaluate(built, data.x, workers=workers, seed=seed, progress=bar.update)
+    finally:
+        bar.close()
+    if ev.partial:
+        print(f"netspec: interrupted: keeping the {len(ev.indices)} of {ev.requested} samples that finished",
+              file=sys.stderr)
+
+    x_done = data.x[ev.indices]
+    t0 = time.perf_counter()
+    scores = ann_outputs(spec, x_done)
+    ann_seconds = time.perf_counter() - t0
+    report = make_report(spec, ev, data.y[ev.indices], scores, data_source=data.source, limit=args.limit,
+                         duration_override=args.duration, build_seconds=build_seconds, ann_seconds=ann_seconds)
+    print(summary(report))
+    if args.report is not None:
+        write_report(report, args.report)
+        print(f"  report: {args.report}")
+    if args.plots is not None:
+        _plots(spec, built, ev, x_done, report, args.plots)
+    return 130 if ev.partial else 0
+
+
+def _plots(spec, built, ev: Evaluation, x_done: np.ndarray, report: dict, out_dir) -> None:
+    from ..brian import simulate
+    from .plots import activation_pairs, make_plots
+
+    pairs = None
+    if not ev.partial:
+        few = x_done[:CORRELATION_SAMPLES]
+        recorded = simulate(built, few, seed=chunk_seed(ev.seed, 0), record_neurons=True)
+        if recorded.neuron_counts:
+            pairs = activation_pairs(spec, few, recorded.neuron_counts, int(ev.sim.out_steps.shape[1]))
+    written = make_plots(report, out_dir, out_steps=np.asarray(ev.sim.out_steps[0]), pairs=pairs)
+    print(f"  plots: {', '.join(str(p) for p in written)}")

@@ -1,0 +1,279 @@
+"""Orchestration of a run: simulate a built network on a dataset, in chunks, on K worker processes.
+
+The network is built once (by the caller, :func:`netspec.brian.build`); here the samples are cut into
+chunks of a fixed size (a multiple of the build's ``samples_per_run``, never dependent on the number of
+workers), every chunk is simulated by :func:`netspec.brian.simulate` with its own seed, and the chunks are
+merged back in sample order. Because the chunking and the seeds do not depend on K, one worker and K
+workers give identical spike counts.
+
+Workers are processes of the ``spawn`` context, each in its own process group with SIGINT ignored: a
+Ctrl-C reaches the parent only, which terminates the workers (and the standalone binaries they run) and
+keeps the chunks that had finished; the evaluation is then marked partial.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import NetspecError
+
+#: Upper bound on the samples of one chunk (keeps progress reports and interruptions fine-grained).
+MAX_CHUNK = 1000
+
+
+@dataclass
+class Evaluation:
+    """What a run produced, before metrics.
+
+    Attributes
+    ----------
+    build : netspec.brian.Build
+        The build that was simulated.
+    sim : netspec.brian.SimResult
+        Merged results of the completed chunks, in sample order.
+    indices : ndarray, int64 [n]
+        Dataset index of every row of ``sim`` (all of ``0..N-1`` unless the run was interrupted).
+    requested : int
+        Samples the run was asked to simulate (N).
+    partial : bool
+        True when interrupted before every chunk finished.
+    workers : int
+        Worker processes used (1 means in the calling process).
+    chunk_size : int
+        Samples per chunk.
+    seconds : float
+        Wall-clock time of the simulation phase (worker start-up included).
+    worker_seconds : float
+        Sum of the simulation times reported by the chunks.
+    seed : int | None
+        Base seed; chunk i ran with :func:`chunk_seed` (seed, i).
+    """
+
+    build: object
+    sim: object
+    indices: np.ndarray
+    requested: int
+    partial: bool
+    workers: int
+    chunk_size: int
+    seconds: float
+    worker_seconds: float
+    seed: int | None
+    chunk_seconds: list[float] = field(default_factory=list)
+
+
+def default_workers() -> int:
+    """Worker processes when none are asked for: the number of cores."""
+    return max(1, os.cpu_count() or 1)
+
+
+def chunk_size_for(n: int, samples_per_run: int) -> int:
+    """Samples per chunk: ``samples_per_run``, times the largest factor keeping chunks ≤ MAX_CHUNK,
+    never more than needed for ``n`` samples rounded up to a multiple of ``samples_per_run``."""
+    per_run = max(1, int(samples_per_run))
+    factor = max(1, MAX_CHUNK // per_run)
+    size = per_run * factor
+    runs_needed = -(-max(n, 1) // per_run)
+    return min(size, runs_needed * per_run)
+
+
+def chunk_seed(seed: int | None, index: int) -> int | None:
+    """The seed of chunk ``index`` derived from the base seed (None stays None)."""
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def merge(parts: list, sim_type=None):
+    """Concatenate SimResults of consecutive chunks (in the given order) into one SimResult."""
+    from ..brian import SimResult
+
+    sim_type = sim_type or SimResult
+    if not parts:
+        raise ValueError("nothing to merge")
+    first = parts[0]
+
+    def cat(name):
+        return np.concatenate([getattr(p, name) for p in parts], axis=0)
+
+    def cat_dict(name):
+        if getattr(first, name) is None:
+            return None
+        return {k: np.concatenate([getattr(p, name)[k] for p in parts], axis=0) for k in getattr(first, name)}
+
+    return sim_type(
+        counts=cat("counts"),
+        v_out=cat("v_out"),
+        out_steps=cat("out_steps"),
+        layer_spikes=cat_dict("layer_spikes"),
+        layer_ops=cat_dict("layer_ops"),
+        neuron_counts=cat_dict("neuron_counts"),
+        seconds=float(sum(p.seconds for p in parts)),
+    )
+
+
+# -- worker side ------------------------------------------------------------------------------------
+_WORKER: dict = {}
+
+
+def _kill_own_group(signum, frame):  # pragma: no cover - runs in a worker being terminated
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def _worker_init(build, root: str) -> None:  # pragma: no cover - runs in a worker process
+    """Worker start-up: own process group (a terminal's Ctrl-C reaches the parent only), SIGINT ignored,
+    SIGTERM kills the worker with anything it started (the standalone binary)."""
+    try:
+        os.setpgrp()
+    except OSError:
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _kill_own_group)
+    _WORKER["build"] = build
+    _WORKER["results"] = os.path.join(root, f"worker-{os.getpid()}")
+
+
+def _worker_chunk(task):  # pragma: no cover - runs in a worker process
+    index, x, seed = task
+    from ..brian import simulate
+
+    sim = simulate(_WORKER["build"], x, results_dir=_WORKER["results"], seed=seed)
+    return index, sim
+
+
+# -- parent side ------------------------------------------------------------------------------------
+def evaluate(build, x: np.ndarray, *, workers: int = 1, seed: int | None = None, chunk_size: int | None = None,
+             progress: Callable[[int], None] | None = None, simulate_fn=None) -> Evaluation:
+    """Simulate ``x`` on a built network, in chunks, on ``workers`` processes.
+
+    Parameters
+    ----------
+    build : netspec.brian.Build
+    x : ndarray, float32 [N, *input_shape]
+    workers : int
+        1 simulates in this process; K > 1 starts min(K, chunks) spawned worker processes.
+    seed : int, optional
+        Base seed; chunk i gets ``chunk_seed(seed, i)``.
+    chunk_size : int, optional
+        Samples per chunk (default :func:`chunk_size_for`).
+    progress : callable, optional
+        Called with the number of samples done each time a chunk finishes.
+
+    Returns
+    -------
+    Evaluation
+        ``partial`` is True when a KeyboardInterrupt stopped the run; the chunks that had finished are kept.
+        If none had, the KeyboardInterrupt propagates.
+    """
+    from ..brian import simulate as _simulate
+
+    simulate_fn = simulate_fn or _simulate
+    n = len(x)
+    if n == 0:
+        raise NetspecError("run: no samples to simulate")
+    if workers < 1:
+        raise NetspecError(f"run: --workers must be at least 1, got {workers}")
+    size = chunk_size or chunk_size_for(n, build.options.samples_per_run)
+    starts = list(range(0, n, size))
+    tasks = [(i, x[s:s + size], chunk_seed(seed, i)) for i, s in enumerate(starts)]
+    workers = min(workers, len(tasks))
+    done: dict[int, object] = {}
+    partial = False
+    root = tempfile.mkdtemp(prefix="netspec-run-")
+    t0 = time.perf_counter()
+    try:
+        if workers == 1:
+            partial = _run_here(build, tasks, done, root, simulate_fn, progress)
+        else:
+            partial = _run_pool(build, tasks, done, root, workers, progress)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    seconds = time.perf_counter() - t0
+    if not done:
+        raise KeyboardInterrupt
+    order = sorted(done)
+    parts = [done[i] for i in order]
+    indices = np.concatenate([np.arange(starts[i], min(starts[i] + size, n)) for i in order]).astype(np.int64)
+    sim = merge(parts, type(parts[0]))
+    return Evaluation(build=build, sim=sim, indices=indices, requested=n, partial=partial, workers=workers,
+                      chunk_size=size, seconds=seconds, worker_seconds=float(sum(p.seconds for p in parts)),
+                      seed=seed, chunk_seconds=[float(p.seconds) for p in parts])
+
+
+def _run_here(build, tasks, done, root, simulate_fn, progress) -> bool:
+    results = os.path.join(root, "worker-0")
+    finished = 0
+    try:
+        for index, x, seed in tasks:
+            done[index] = simulate_fn(build, x, results_dir=results, seed=seed)
+            finished += len(x)
+            if progress:
+                progress(finished)
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
+def _run_pool(build, tasks, done, root, workers, progress) -> bool:
+    ctx = multiprocessing.get_context("spawn")
+    pool = ctx.Pool(workers, initializer=_worker_init, initargs=(build, root))
+    finished = 0
+    sizes = {index: len(x) for index, x, _ in tasks}
+    try:
+        for index, sim in pool.imap_unordered(_worker_chunk, tasks):
+            done[index] = sim
+            finished += sizes[index]
+            if progress:
+                progress(finished)
+    except KeyboardInterrupt:
+        pool.terminate()
+        pool.join()
+        return True
+    except BaseException:
+        pool.terminate()
+        pool.join()
+        raise
+    pool.close()
+    pool.join()
+    return False
+
+
+def parse_steps(text: str, spec) -> int:
+    """Time steps of a ``--duration`` override: a time (``'50 ms'``) that is a whole, positive multiple of the
+    spec's dt."""
+    from ..spec.units import TIME, QuantityError, parse_quantity
+
+    try:
+        q = parse_quantity(text)
+    except QuantityError as exc:
+        raise NetspecError(f"--duration: {exc}", 2) from None
+    if q.dim != TIME:
+        raise NetspecError(f"--duration: expected a time such as '50 ms', got {text!r}", 2)
+    dt = spec.simulation.dt.value
+    ratio = q.value / dt
+    steps = int(round(ratio))
+    if steps < 1 or abs(ratio - steps) > 1e-6 * max(1.0, ratio):
+        raise NetspecError(
+            f"--duration: {text!r} is not a whole, positive multiple of the spec's dt ({spec.simulation.dt.text})", 2)
+    return steps
+
+
+def check_labels(labels: np.ndarray | None, n_classes: int, source: str) -> None:
+    """Labels must be present and name one of the output layer's classes."""
+    if labels is None:
+        raise NetspecError(f"{source}: no labels; a run needs labels to measure accuracy")
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        bad = int(labels.max() if labels.max() >= n_classes else labels.min())
+        raise NetspecError(
+            f"{source}: label {bad} is outside the spec's {n_classes} output classes [0, {n_classes - 1}]")
+

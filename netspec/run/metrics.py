@@ -1,0 +1,153 @@
+"""Metrics of a run, computed from plain arrays: accuracy, agreement, error vs time, operations, spikes.
+
+Every function here is pure numpy on the arrays a simulation returns (see ``netspec.brian.SimResult``),
+so each is unit-testable on hand-made arrays. Two read-out rules appear:
+
+- the *read-out* (:func:`ranking`): classes ordered by output spike count, ties broken by the higher
+  output membrane potential, then the lower index. It gives the reported top-1/top-5 accuracy and equals
+  ``SimResult.predictions()``.
+- the *error-vs-time rule* (:func:`error_vs_time`): at step t the prediction is the argmax of the output
+  counts accumulated up to t, ties to the lowest index, and a sample whose output has not spiked yet
+  counts as an error. No membrane potential is needed, so it is defined at every step (the paper's curve).
+  Its last point is :func:`count_error` of the final counts.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+#: Layer kinds whose unrolled connections are not multiply-accumulates in the ANN (max-pooling compares).
+NON_MAC_KINDS = ("input", "maxpool2d")
+
+
+def ranking(counts: np.ndarray, v_out: np.ndarray) -> np.ndarray:
+    """Classes of every sample ordered best first by the read-out rule.
+
+    Parameters
+    ----------
+    counts : ndarray, [N, C]
+        Output spikes per sample and class.
+    v_out : ndarray, [N, C]
+        Output membrane potential at the end of each sample (tie-breaker).
+
+    Returns
+    -------
+    ndarray, int64 [N, C]
+        ``ranking[i, 0]`` is the predicted class of sample i; ties in counts go to the higher membrane
+        potential, then to the lower index.
+    """
+    counts = np.asarray(counts)
+    v_out = np.asarray(v_out, dtype=np.float64)
+    if counts.shape != v_out.shape or counts.ndim != 2:
+        raise ValueError(f"counts {counts.shape} and v_out {v_out.shape} must both be [N, C]")
+    index = np.broadcast_to(np.arange(counts.shape[1]), counts.shape)
+    # np.lexsort sorts by the last key first
+    return np.lexsort((index, -v_out, -counts.astype(np.int64)), axis=-1).astype(np.int64)
+
+
+def top_k_accuracy(order: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Fraction of samples whose label is among the first ``k`` classes of ``order`` (from :func:`ranking`
+    or any score ordering). NaN for zero samples."""
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return float("nan")
+    hit = (order[:, :k] == labels[:, None]).any(axis=1)
+    return float(hit.mean())
+
+
+def score_ranking(scores: np.ndarray) -> np.ndarray:
+    """Classes ordered best first by a score (the ANN's output activations), ties to the lower index."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return np.argsort(-scores, axis=-1, kind="stable").astype(np.int64)
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of samples where two prediction vectors are equal (NaN for zero samples)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"predictions of different lengths: {a.shape} and {b.shape}")
+    return float((a == b).mean()) if len(a) else float("nan")
+
+
+def count_correct(counts: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per sample: is the argmax of ``counts`` (ties to the lowest index) the label, with at least one
+    spike? ``counts`` is [..., N, C]; returns bool [..., N]."""
+    counts = np.asarray(counts)
+    labels = np.asarray(labels)
+    return (counts.argmax(axis=-1) == labels) & (counts.max(axis=-1) > 0)
+
+
+def count_error(counts: np.ndarray, labels: np.ndarray) -> float:
+    """Error of the final counts under the error-vs-time rule (no spike = error, ties to lowest index)."""
+    return float(1.0 - count_correct(counts, labels).mean()) if len(labels) else float("nan")
+
+
+def error_vs_time(out_steps: np.ndarray, labels: np.ndarray, block: int = 1024) -> np.ndarray:
+    """The error rate after every time step.
+
+    Parameters
+    ----------
+    out_steps : ndarray, [N, T, C]
+        Output spikes per sample, step and class.
+    labels : ndarray, int [N]
+    block : int
+        Samples processed at once (bounds the memory of the cumulative sums).
+
+    Returns
+    -------
+    ndarray, float64 [T]
+        ``error[t]``: fraction of samples misclassified by the argmax (ties to the lowest index) of the
+        output counts accumulated over steps ``0..t``; samples with no output spike yet are errors.
+    """
+    out_steps = np.asarray(out_steps)
+    labels = np.asarray(labels)
+    n, steps = out_steps.shape[:2]
+    if n == 0:
+        return np.full(steps, np.nan)
+    correct = np.zeros(steps, dtype=np.int64)
+    for start in range(0, n, block):
+        cum = np.cumsum(out_steps[start:start + block], axis=1, dtype=np.int32)  # [b, T, C]
+        ok = count_correct(np.swapaxes(cum, 0, 1), labels[start:start + block])  # [T, b]
+        correct += ok.sum(axis=1)
+    return 1.0 - correct / n
+
+
+def ann_macs(spec) -> dict[str, int]:
+    """Multiply-accumulates per sample of the ANN, per layer: the unrolled connections
+    (``layer.connections(in_shapes)``) of every layer that computes a weighted sum or an average
+    (max-pooling, flatten, padding and concatenation are not counted)."""
+    out: dict[str, int] = {}
+    for name in spec.order:
+        layer = spec.layer(name)
+        if layer.type in NON_MAC_KINDS:
+            continue
+        n = int(layer.connections(spec.in_shapes(layer)))
+        if n:
+            out[name] = n
+    return out
+
+
+def per_sample_means(per_step: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Mean over samples of the total over steps of each layer's [N, T] array (spikes or operations)."""
+    return {name: float(np.asarray(a, dtype=np.float64).sum(axis=1).mean()) if len(a) else float("nan")
+            for name, a in per_step.items()}
+
+
+def cumulative_mean(per_step: Mapping[str, np.ndarray], steps: int) -> np.ndarray:
+    """Mean over samples of the running total over steps, summed over layers: [T] (zeros if no layer)."""
+    total = np.zeros(steps, dtype=np.float64)
+    for a in per_step.values():
+        a = np.asarray(a, dtype=np.float64)
+        if len(a):
+            total += np.cumsum(a.mean(axis=0))
+    return total
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two equally long vectors (NaN when either is constant)."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.size < 2 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
