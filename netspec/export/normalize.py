@@ -1,0 +1,168 @@
+"""Normalization factors λ from calibration data (Rueckauer et al. 2017, robust normalization).
+
+Which layers get a λ and from which values:
+
+* every layer with neurons (dense, conv2d, depthwise_conv2d with relu; avgpool2d; global_avgpool2d;
+  add): its non-zero output activations over all calibration samples and neurons;
+* the output layer: its non-negative values before the softmax (the logits; the SNN output neuron
+  integrates them), whatever its activation (softmax or linear; a relu output uses its non-zero values);
+* method ``percentile``: λ = the p-th percentile of those values (numpy's linear interpolation);
+  ``max``: their maximum (p = 100);
+* no λ of their own: max pooling, flatten and zero padding carry their input's; concatenate has one per
+  branch; the input layer gets 1 (the analog input current is W·x+b with x as given).
+* a hidden linear layer (a residual branch into an add) has no neurons; it gets the λ of the add it
+  feeds, so that scaling its projection by λ_in/λ_layer means the same as scaling by λ_in/λ_add.
+
+Exact and memory-bounded: the activations are streamed in batches through the numpy reference
+(:func:`netspec.reference.forward` on the spec with its folded weights) and only the largest
+``ceil((1 - p/100)·n_max) + 4`` values of each layer are kept, where ``n_max`` bounds the number of
+values; the percentile only depends on those.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from typing import Callable
+
+import numpy as np
+
+from ..errors import NetspecError
+from ..reference import forward
+from ..spec import Spec
+
+#: Rough budget of float64 activation elements per batch.
+_BATCH_ELEMENTS = 4_000_000
+
+
+class TopValues:
+    """The ``keep`` largest of a stream of values, and how many values were seen."""
+
+    def __init__(self, keep: int):
+        self.keep = max(1, keep)
+        self.count = 0
+        self.values = np.zeros(0)
+
+    def add(self, v: np.ndarray) -> None:
+        self.count += v.size
+        if self.values.size >= self.keep:
+            v = v[v >= self.values[0]]  # below the smallest kept value: never needed
+        if not v.size:
+            return
+        merged = np.concatenate([self.values, v])
+        if merged.size > self.keep:
+            merged = np.partition(merged, merged.size - self.keep)[-self.keep:]
+        self.values = np.sort(merged)
+
+    def percentile(self, p: float) -> float:
+        """The p-th percentile of all values seen, as ``np.percentile`` (linear) computes it."""
+        n = self.count
+        q = p / 100.0
+        pos = q * (n - 1)
+        lo = int(math.floor(pos))
+        frac = pos - lo
+        first = n - self.values.size  # index (in the full sorted order) of values[0]
+        i = lo - first
+        if i < 0:
+            raise RuntimeError(f"internal: percentile {p} needs rank {lo} of {n}, only the top {self.values.size} were kept")
+        a = self.values[i]
+        b = self.values[min(i + 1, self.values.size - 1)]
+        diff = b - a
+        return float(b - diff * (1 - frac) if frac >= 0.5 else a + diff * frac)
+
+
+def lambda_layers(spec: Spec) -> list[str]:
+    """Layers that get their own λ: those with neurons (hidden linear layers excluded) and the output."""
+    out = spec.order[-1]
+    names = []
+    for name in spec.order:
+        layer = spec.layer(name)
+        if name == out or (layer.has_neurons and layer.activation != "linear"):
+            names.append(name)
+    return names
+
+
+def compute_lambdas(
+    spec: Spec,
+    x: np.ndarray,
+    *,
+    method: str = "percentile",
+    percentile: float = 99.9,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, float]:
+    """λ of every layer in :func:`lambda_layers` (see the module docstring for the rules).
+
+    Parameters
+    ----------
+    spec : Spec
+        A validated spec (its λs are ignored).
+    x : np.ndarray
+        Calibration inputs ``[N, *spec.input.shape]``.
+    method : {"percentile", "max"}
+    percentile : float
+        p in (0, 100] for the percentile method.
+    progress : callable, optional
+        Called with (samples done, samples total) after each batch.
+
+    Raises
+    ------
+    NetspecError
+        A layer has no value to compute λ from (it is silent on every calibration sample).
+    """
+    p = 100.0 if method == "max" else float(percentile)
+    names = lambda_layers(spec)
+    n = x.shape[0]
+    out = spec.order[-1]
+    tails = {}
+    for name in names:
+        size = int(np.prod(spec.shapes[name]))
+        tails[name] = TopValues(math.ceil((1.0 - p / 100.0) * n * size) + 4)
+    per_sample = sum(int(np.prod(s)) for s in spec.shapes.values())
+    batch = int(min(512, max(1, _BATCH_ELEMENTS // max(1, per_sample))))
+    for start in range(0, n, batch):
+        acts = forward(spec, x[start:start + batch], logits=True)
+        for name in names:
+            a = acts[name].ravel()
+            relu_out = spec.layer(name).activation == "relu"
+            tails[name].add(a[a >= 0] if name == out and not relu_out else a[a > 0])
+        del acts
+        if progress is not None:
+            progress(min(n, start + batch), n)
+    lams = {}
+    for name in names:
+        tail = tails[name]
+        if tail.count == 0:
+            what = "non-negative logit" if name == out else "non-zero activation"
+            raise NetspecError(
+                f"layer '{name}' has no {what} on the {n} calibration sample(s), so its lambda cannot be computed; "
+                "use more (or more typical) calibration data"
+            )
+        lam = tail.percentile(p)
+        if not lam > 0:  # only logits can be zero here
+            raise NetspecError(
+                f"layer '{name}': the {p:g}th percentile of its non-negative logits on the calibration data is 0, "
+                "so its lambda cannot be computed; use a higher percentile or other calibration data"
+            )
+        lams[name] = lam
+    for name in spec.order:
+        layer = spec.layer(name)
+        if layer.activation == "linear" and name != out and layer.has_neurons:
+            (add,) = spec.consumers(name)
+            lams[name] = lams[add.name]
+    return lams
+
+
+def stderr_progress(label: str) -> Callable[[int, int], None]:
+    """A progress callback printing ``label: done/total samples`` on stderr (in place on a terminal)."""
+    tty = sys.stderr.isatty()
+    state = {"last": -1}
+
+    def report(done: int, total: int) -> None:
+        tenth = done * 10 // max(1, total)
+        if tty:
+            end = "\n" if done >= total else ""
+            print(f"\r{label}: {done}/{total} samples", end=end, file=sys.stderr, flush=True)
+        elif tenth != state["last"] or done >= total:
+            state["last"] = tenth
+            print(f"{label}: {done}/{total} samples", file=sys.stderr, flush=True)
+
+    return report

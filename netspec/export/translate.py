@@ -1,0 +1,297 @@
+"""Keras layer graph -> spec layers: one spec layer per neuron population or routing step.
+
+Rules (each refusal names the Keras layer and its class):
+
+* Dense, Conv2D and DepthwiseConv2D become dense/conv2d/depthwise_conv2d layers with their kernel and bias.
+* A BatchNormalization directly after such a layer, whose output nothing else reads and that has no
+  activation yet, is folded into its weights (:mod:`netspec.export.fold`).
+* An activation (ReLU, Softmax, Activation, ``activation=`` arguments) is set on the layer before it under
+  the same condition; a ReLU on values that are already non-negative (after pooling, flatten, padding or
+  concatenation of ReLU outputs) is the identity and dropped. Hidden layers may use relu only; softmax
+  only on the output; a hidden layer left linear may only feed Add layers (a residual branch).
+* MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, ZeroPadding2D, Concatenate (channel
+  axis) and Add map one to one.
+
+Names: Keras names sanitized into ``^[A-Za-z][A-Za-z0-9_]{0,63}$`` and made unique; a folded chain
+(conv -> BN -> ReLU) keeps the name of its first layer.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import NetspecError
+from .fold import bn_scale_shift, fold_bn
+from .keras_reader import KGraph, KNode, config_value
+
+SUPPORTED = (
+    "InputLayer, Dense, Conv2D, DepthwiseConv2D, BatchNormalization (after Dense/Conv2D/DepthwiseConv2D), "
+    "ReLU (plain), Softmax (output), Activation (relu, softmax, linear), MaxPooling2D, AveragePooling2D, "
+    "GlobalAveragePooling2D, Flatten, ZeroPadding2D, Concatenate (channel axis), Add, and inference no-ops "
+    "(Dropout, SpatialDropout, GaussianNoise, GaussianDropout, AlphaDropout, ActivityRegularization, Identity)"
+)
+_WEIGHTED = {"Dense": "dense", "Conv2D": "conv2d", "DepthwiseConv2D": "depthwise_conv2d"}
+_POOLS = {"MaxPooling2D": "maxpool2d", "AveragePooling2D": "avgpool2d"}
+_NAME_OK = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+@dataclass
+class SpecLayer:
+    """A spec layer being assembled: its YAML fields (no normalization yet), tensors, provenance."""
+
+    name: str
+    type: str
+    inputs: list[str]
+    fields: dict = field(default_factory=dict)
+    activation: str | None = None
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+    keras: list[str] = field(default_factory=list)  # the Keras layers merged into it
+    nonneg: bool = False  # its output can never be negative
+
+    @property
+    def has_activation(self) -> bool:
+        return self.type in ("dense", "conv2d", "depthwise_conv2d", "add")
+
+
+@dataclass
+class Translation:
+    layers: list[SpecLayer]
+    folded: list[tuple[str, str]]  # (BN layer, spec layer it was folded into)
+    dropped: list[str]  # Keras layers that became nothing
+
+
+def refuse(node: KNode, why: str) -> NetspecError:
+    return NetspecError(f"layer {node.describe()}: {why}. Supported: {SUPPORTED}")
+
+
+class _Translator:
+    def __init__(self, graph: KGraph):
+        self.g = graph
+        self.layers: list[SpecLayer] = []
+        self.of: dict[str, SpecLayer] = {}  # Keras node -> the spec layer that computes its output
+        self.names: set[str] = set()
+        self.folded: list[tuple[str, str]] = []
+        self.dropped: list[str] = []
+
+    # -- helpers ------------------------------------------------------------------------------
+    def unique(self, keras_name: str) -> str:
+        base = re.sub(r"[^A-Za-z0-9_]", "_", keras_name)
+        if not base or not base[0].isalpha():
+            base = "l_" + base
+        base = base[:64]
+        name, k = base, 2
+        while name in self.names:
+            suffix = f"_{k}"
+            name, k = base[: 64 - len(suffix)] + suffix, k + 1
+        assert _NAME_OK.match(name)
+        self.names.add(name)
+        return name
+
+    def new(self, node: KNode, kind: str, **kw) -> SpecLayer:
+        inputs = [self.of[i].name for i in node.inputs]
+        layer = SpecLayer(self.unique(node.name), kind, inputs, keras=[node.name], **kw)
+        self.layers.append(layer)
+        self.of[node.name] = layer
+        return layer
+
+    def sole_reader(self, node: KNode) -> tuple[SpecLayer, str | None]:
+        """The spec layer before ``node`` and, if ``node`` cannot be merged into it, why not."""
+        src = node.inputs[0]
+        prev = self.of[src]
+        readers = [c.name for c in self.g.consumers(src) if c.name != node.name]
+        if src == self.g.output:
+            readers.append("the model output")
+        if readers:
+            return prev, f"the output of '{src}' is also read by {', '.join(repr(r) for r in readers)}"
+        if prev.keras[-1] != src:
+            return prev, f"'{src}' is not the last step of spec layer '{prev.name}'"
+        return prev, None
+
+    def check_format(self, node: KNode) -> None:
+        if node.config.get("data_format", "channels_last") != "channels_last":
+            raise refuse(node, f"data_format '{node.config['data_format']}' is not supported (netspec is channels-last)")
+
+    # -- layers -------------------------------------------------------------------------------
+    def run(self) -> Translation:
+        for node in self.g.nodes:
+            handler = getattr(self, f"on_{node.cls}", None)
+            if handler is None:
+                raise refuse(node, "this layer type is not supported")
+            if node.cls != "InputLayer" and not node.inputs:
+                raise refuse(node, "it has no input")
+            handler(node)
+        self.finish()
+        return Translation(self.layers, self.folded, self.dropped)
+
+    def on_InputLayer(self, node: KNode) -> None:
+        if len(node.shape) not in (1, 3):
+            raise refuse(node, f"input shape {list(node.shape)} is not supported (use [N] or [H, W, C])")
+        self.new(node, "input")
+
+    def activation_of(self, node: KNode) -> str:
+        act = node.config.get("activation", "linear")
+        if act not in ("relu", "softmax", "linear"):
+            raise refuse(node, f"activation {act!r} is not supported (relu; softmax on the output; linear)")
+        return act
+
+    def weighted(self, node: KNode) -> None:
+        kind = _WEIGHTED[node.cls]
+        cfg = node.config
+        self.check_format(node)
+        if cfg.get("quantization_config") or "kernel" not in node.weights:
+            raise refuse(node, "quantized layers are not supported")
+        if kind == "dense":
+            in_shape = self.g.node(node.inputs[0]).shape
+            if len(in_shape) != 1:
+                raise refuse(node, f"Dense on a {list(in_shape)} input (applied to the last axis) is not supported; put a Flatten before it")
+            fields = {"units": int(cfg["units"])}
+        else:
+            if tuple(config_value(cfg, "dilation_rate", (1, 1))) != (1, 1):
+                raise refuse(node, f"dilation_rate {list(config_value(cfg, 'dilation_rate'))} is not supported (only 1)")
+            if int(cfg.get("groups", 1)) != 1:
+                raise refuse(node, f"groups={cfg['groups']} is not supported (only 1)")
+            if cfg["padding"] not in ("valid", "same"):
+                raise refuse(node, f"padding '{cfg['padding']}' is not supported (valid, same)")
+            fields = {"filters": int(cfg["filters"])} if kind == "conv2d" else {}
+            fields["kernel_size"] = [int(v) for v in config_value(cfg, "kernel_size")]
+            strides = [int(v) for v in config_value(cfg, "strides", (1, 1))]
+            if strides != [1, 1]:
+                fields["strides"] = strides
+            fields["padding"] = cfg["padding"]
+            if kind == "depthwise_conv2d" and int(cfg.get("depth_multiplier", 1)) != 1:
+                fields["depth_multiplier"] = int(cfg["depth_multiplier"])
+        tensors = {"kernel": node.weights["kernel"]}
+        if "bias" in node.weights:
+            tensors["bias"] = node.weights["bias"]
+        act = self.activation_of(node)
+        self.new(node, kind, fields=fields, activation=act, tensors=tensors, nonneg=act in ("relu", "softmax"))
+
+    on_Dense = on_Conv2D = on_DepthwiseConv2D = weighted
+
+    def on_BatchNormalization(self, node: KNode) -> None:
+        prev, why = self.sole_reader(node)
+        if prev.type not in ("dense", "conv2d", "depthwise_conv2d"):
+            why = f"it follows {prev.type} layer '{prev.name}'; BN is folded only into a Dense, Conv2D or DepthwiseConv2D layer"
+        elif why is None and prev.activation != "linear":
+            why = f"'{prev.keras[-1]}' already applies activation '{prev.activation}'; BN must come before the activation"
+        if why:
+            raise refuse(node, f"cannot fold this BatchNormalization: {why}")
+        axis = node.config.get("axis", -1)
+        axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+        rank = len(node.shape) + 1
+        if not isinstance(axis, int) or axis % rank != rank - 1:
+            raise refuse(node, f"BatchNormalization over axis {axis} is not supported (only the channel axis, -1)")
+        w = node.weights
+        scale, shift = bn_scale_shift(w.get("gamma"), w.get("beta"), w["moving_mean"], w["moving_variance"], node.config.get("epsilon", 1e-3))
+        prev.tensors["kernel"], prev.tensors["bias"] = fold_bn(prev.type, prev.tensors["kernel"], prev.tensors.get("bias"), scale, shift)
+        prev.keras.append(node.name)
+        self.of[node.name] = prev
+        self.folded.append((node.name, prev.name))
+
+    def apply_activation(self, node: KNode, act: str) -> None:
+        prev, why = self.sole_reader(node)
+        if act == "relu" and (prev.nonneg or prev.activation == "relu"):
+            self.of[node.name] = prev  # relu of non-negative values: the identity
+            self.dropped.append(node.name)
+            return
+        if act == "softmax" and node.name != self.g.output:
+            raise refuse(node, "softmax is only supported as the output layer's activation")
+        if why is None and not prev.has_activation:
+            why = f"'{prev.name}' ({prev.type}) has no activation of its own and may be negative"
+        elif why is None and prev.activation != "linear":
+            why = f"'{prev.keras[-1]}' already applies activation '{prev.activation}'"
+        if why:
+            raise refuse(node, f"cannot apply {act} to the layer before it: {why}")
+        prev.activation = act
+        prev.nonneg = True
+        prev.keras.append(node.name)
+        self.of[node.name] = prev
+
+    def on_ReLU(self, node: KNode) -> None:
+        cfg = node.config
+        for key in ("max_value", "negative_slope", "threshold"):
+            value = cfg.get(key)
+            if value not in (None, 0, 0.0):
+                raise refuse(node, f"ReLU with {key}={value} is not supported (only the plain max(0, x))")
+        self.apply_activation(node, "relu")
+
+    def on_Softmax(self, node: KNode) -> None:
+        axis = node.config.get("axis", -1)
+        if axis not in (-1, len(node.shape), [-1]):
+            raise refuse(node, f"Softmax over axis {axis} is not supported (only -1)")
+        self.apply_activation(node, "softmax")
+
+    def on_Activation(self, node: KNode) -> None:
+        act = node.config.get("activation")
+        if act not in ("relu", "softmax"):
+            raise refuse(node, f"activation {act!r} is not supported (relu; softmax on the output; linear)")
+        self.apply_activation(node, act)
+
+    def pool(self, node: KNode) -> None:
+        self.check_format(node)
+        cfg = node.config
+        size = [int(v) for v in config_value(cfg, "pool_size")]
+        strides = [int(v) for v in config_value(cfg, "strides", None) or size]
+        fields = {"pool_size": size}
+        if strides != size:
+            fields["strides"] = strides
+        if cfg.get("padding", "valid") not in ("valid", "same"):
+            raise refuse(node, f"padding '{cfg['padding']}' is not supported (valid, same)")
+        fields["padding"] = cfg.get("padding", "valid")
+        nonneg = self.of[node.inputs[0]].nonneg
+        self.new(node, _POOLS[node.cls], fields=fields, nonneg=nonneg)
+
+    on_MaxPooling2D = on_AveragePooling2D = pool
+
+    def on_GlobalAveragePooling2D(self, node: KNode) -> None:
+        self.check_format(node)
+        if node.config.get("keepdims"):
+            raise refuse(node, "keepdims=True is not supported")
+        self.new(node, "global_avgpool2d", nonneg=self.of[node.inputs[0]].nonneg)
+
+    def on_Flatten(self, node: KNode) -> None:
+        self.check_format(node)
+        self.new(node, "flatten", nonneg=self.of[node.inputs[0]].nonneg)
+
+    def on_ZeroPadding2D(self, node: KNode) -> None:
+        self.check_format(node)
+        pad = [[int(v) for v in row] for row in node.config["padding"]]
+        self.new(node, "zeropad2d", fields={"padding": pad}, nonneg=self.of[node.inputs[0]].nonneg)
+
+    def on_Concatenate(self, node: KNode) -> None:
+        rank = len(node.shape) + 1
+        axis = int(node.config.get("axis", -1))
+        if axis % rank != rank - 1:
+            raise refuse(node, f"Concatenate on axis {axis} is not supported (only the channel axis, -1)")
+        self.new(node, "concatenate", nonneg=all(self.of[i].nonneg for i in node.inputs))
+
+    def on_Add(self, node: KNode) -> None:
+        self.new(node, "add", activation="linear")
+
+    # -- whole-graph checks -------------------------------------------------------------------
+    def finish(self) -> None:
+        out = self.of[self.g.output]
+        if out.type == "input":
+            raise NetspecError("the model has no layers between its input and its output")
+        for layer in self.layers:
+            if layer is out or layer.activation != "linear":
+                continue
+            readers = [l for l in self.layers if layer.name in l.inputs]
+            bad = [r for r in readers if r.type != "add"]
+            keras_name = layer.keras[-1]
+            node = self.g.node(keras_name)
+            if layer.type == "add":
+                raise refuse(node, "a hidden Add must be followed by a ReLU (the add layer gets activation relu)")
+            if bad:
+                raise refuse(node, f"it has no activation (linear) and feeds {bad[0].type} layer '{bad[0].name}'; "
+                                   "a hidden linear layer may only feed Add layers (a residual branch)")
+            if len(readers) > 1:
+                raise refuse(node, "it has no activation (linear) and feeds several Add layers; only one is supported")
+
+
+def translate(graph: KGraph) -> Translation:
+    """Spec layers for a Keras graph, in topological order, output last; raises NetspecError on anything
+    unsupported."""
+    return _Translator(graph).run()

@@ -1,0 +1,90 @@
+"""Writing an exported spec: the YAML document, the sidecar .npz, and moving both into place at once.
+
+The .npz is written deterministically (fixed entry order and timestamps), so the same model and
+calibration data give the same sha256. Files are written into a temporary folder next to the target,
+validated there, and only then moved into place, so a failed export leaves no partial spec behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .translate import SpecLayer
+
+#: Field order of layer entries after name/type/inputs (the rest follows in this order).
+_ORDER = ("units", "filters", "kernel_size", "strides", "padding", "depth_multiplier", "pool_size", "axis", "kernel", "bias", "activation", "normalization")
+
+
+def spec_name(stem: str) -> str:
+    """A spec name (``^[A-Za-z][A-Za-z0-9_-]{0,63}$``) from a file stem."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", stem)
+    if not name or not name[0].isalpha():
+        name = "net_" + name
+    return name[:64]
+
+
+def write_npz(path: Path, tensors: dict[str, np.ndarray]) -> str:
+    """Write float32 tensors (sorted keys, fixed timestamps) and return the file's sha256."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for key in sorted(tensors):
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.ascontiguousarray(tensors[key], dtype=np.float32), allow_pickle=False)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def layer_entries(layers: list[SpecLayer], normalization: dict[str, dict] | None) -> list[dict[str, Any]]:
+    """YAML entries of the layers; ``inputs`` written only where it is not the layer listed before.
+    ``normalization``: layer name -> its normalization entry (a placeholder λ of 1 where None)."""
+    out = []
+    prev = None
+    for layer in layers:
+        entry: dict[str, Any] = {"name": layer.name, "type": layer.type}
+        if layer.type != "input" and (layer.type in ("concatenate", "add") or layer.inputs != [prev]):
+            entry["inputs"] = list(layer.inputs)
+        values = dict(layer.fields)
+        for key in layer.tensors:
+            values[key] = f"{layer.name}/{key}"
+        if layer.has_activation:
+            values["activation"] = layer.activation
+        if normalization is None:
+            if layer.type in ("input", "dense", "conv2d", "depthwise_conv2d", "avgpool2d", "global_avgpool2d", "add"):
+                values["normalization"] = {"lambda": 1.0}
+        elif layer.name in normalization:
+            values["normalization"] = normalization[layer.name]
+        for key in _ORDER:
+            if key in values:
+                entry[key] = values.pop(key)
+        entry.update(values)
+        out.append(entry)
+        prev = layer.name
+    return out
+
+
+def tensors_of(layers: list[SpecLayer]) -> dict[str, np.ndarray]:
+    return {f"{layer.name}/{key}": arr for layer in layers for key, arr in layer.tensors.items()}
+
+
+@contextmanager
+def staging(target: Path) -> Iterator[Path]:
+    """A temporary folder next to ``target``, removed on exit (whatever was not moved out of it)."""
+    folder = Path(tempfile.mkdtemp(prefix=".netspec-export-", dir=target.parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def commit(staged: list[Path], targets: list[Path]) -> None:
+    """Move staged files onto their targets (weights first, the spec last)."""
+    for src, dst in zip(staged, targets):
+        os.replace(src, dst)

@@ -1,0 +1,235 @@
+"""The ANN a spec describes, computed in numpy (no TensorFlow): the ground truth the SNN is compared to.
+
+:func:`forward` gives every layer's activation, :func:`preactivation` the linear part of one layer
+(W*x+b; the builder uses it for the analog input current), :func:`normalized` the firing rates the SNN
+should approach and :func:`predict` the class of each sample.
+
+Semantics follow Keras (channels-last): convolutions are cross-correlations; 'same' padding puts the
+extra row/column at the bottom/right (:func:`netspec.spec.layers.conv_geometry`); max pooling ignores
+padded positions; average pooling divides by the number of real (non-padded) positions in each window;
+a depthwise convolution's output channel ``c*multiplier + m`` is input channel ``c`` convolved with
+kernel ``[:, :, c, m]``. A hidden layer with activation ``linear`` is computed linearly (it may only feed
+``add`` layers; the sum then gets the add's relu). Everything is computed in float64.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import NetspecError
+from .spec import Spec
+from .spec.layers import Layer, conv_geometry
+
+#: Largest temporary (windows of a convolution) built at once, in float64 elements.
+_CHUNK_ELEMENTS = 8_000_000
+
+
+def forward(spec: Spec, x: np.ndarray, *, logits: bool = False) -> dict[str, np.ndarray]:
+    """Every layer's output for a batch.
+
+    Parameters
+    ----------
+    spec : Spec
+    x : np.ndarray
+        ``[N, *spec.input.shape]``.
+    logits : bool
+        Give the output layer's values before its softmax (no effect for other activations).
+
+    Returns
+    -------
+    dict[str, np.ndarray]
+        Layer name -> float64 ``[N, *spec.shapes[name]]``, for every layer, the input included, in
+        ``spec.order``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    want = tuple(spec.input.shape)
+    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+        raise NetspecError(f"reference: inputs have shape {list(x.shape)}, the spec '{spec.name}' expects [N, {', '.join(map(str, want))}]")
+    out_name = spec.order[-1]
+    acts: dict[str, np.ndarray] = {}
+    for name in spec.order:
+        layer = spec.layer(name)
+        if layer.type == "input":
+            acts[name] = x
+            continue
+        z = preactivation(spec, layer, [acts[i] for i in layer.inputs])
+        act = layer.activation
+        if act == "softmax" and logits and name == out_name:
+            act = "linear"
+        acts[name] = _activate(z, act)
+    return acts
+
+
+def preactivation(spec: Spec, layer: Layer | str, inputs: list[np.ndarray]) -> np.ndarray:
+    """The layer's operation before its activation (W*x+b for dense and convolutions, the mean for
+    average pooling, the sum for add; max pooling, flatten, zero padding and concatenate as such).
+
+    Parameters
+    ----------
+    spec : Spec
+    layer : Layer | str
+    inputs : list of np.ndarray
+        One ``[N, *shape]`` array per entry of ``layer.inputs``.
+
+    Returns
+    -------
+    np.ndarray
+        float64 ``[N, *spec.shapes[layer.name]]``.
+    """
+    layer = spec.layer(layer) if isinstance(layer, str) else layer
+    xs = [np.asarray(a, dtype=np.float64) for a in inputs]
+    if len(xs) != len(layer.inputs):
+        raise ValueError(f"layer '{layer.name}' reads {len(layer.inputs)} input(s), got {len(xs)} arrays")
+    kind = layer.type
+    if kind == "dense":
+        z = xs[0] @ spec.array(layer, "kernel").astype(np.float64)
+        return _bias(z, spec.array(layer, "bias"))
+    if kind == "conv2d":
+        return _bias(_conv(xs[0], spec.array(layer, "kernel"), layer.stride, layer.pad), spec.array(layer, "bias"))
+    if kind == "depthwise_conv2d":
+        return _bias(_depthwise(xs[0], spec.array(layer, "kernel"), layer.stride, layer.pad), spec.array(layer, "bias"))
+    if kind == "maxpool2d":
+        return _maxpool(xs[0], layer.pool_size, layer.stride, layer.pad)
+    if kind == "avgpool2d":
+        return _avgpool(xs[0], layer.pool_size, layer.stride, layer.pad)
+    if kind == "global_avgpool2d":
+        return xs[0].mean(axis=(1, 2))
+    if kind == "flatten":
+        return xs[0].reshape(xs[0].shape[0], -1)
+    if kind == "zeropad2d":
+        (t, b), (l, r) = layer.padding
+        return np.pad(xs[0], ((0, 0), (t, b), (l, r), (0, 0)))
+    if kind == "concatenate":
+        return np.concatenate(xs, axis=1 + layer.resolved_axis(xs[0].ndim - 1))
+    if kind == "add":
+        total = xs[0].copy()
+        for a in xs[1:]:
+            total += a
+        return total
+    raise ValueError(f"layer '{layer.name}': no reference for type {kind!r}")
+
+
+def normalized(spec: Spec, acts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The rates (spikes per time step) the SNN should approach: each activation divided by its λ.
+
+    Convention: a layer's rate is ``activation / spec.lam(layer)``; index-only layers (max pooling,
+    flatten, zero padding) carry their input's λ, a concatenation is its branches' rates joined, the
+    input is ``x / λ_input``. For the output layer the SNN neuron integrates the logit, so its rate is
+    ``max(0, logits) / λ`` whatever the activation (the logits are recomputed from the output's inputs,
+    so ``acts`` may come from ``forward`` with or without ``logits``). Hidden ``linear`` layers have no
+    neurons and no rate: they are left out.
+
+    Parameters
+    ----------
+    spec : Spec
+    acts : dict
+        As :func:`forward` returns.
+    """
+    out_name = spec.order[-1]
+    rates: dict[str, np.ndarray] = {}
+    for name in spec.order:
+        layer = spec.layer(name)
+        if name == out_name and layer.type != "input":
+            z = preactivation(spec, layer, [acts[i] for i in layer.inputs])
+            rates[name] = np.maximum(z, 0.0) / spec.lam(layer)
+        elif layer.activation == "linear":
+            continue
+        elif layer.type == "concatenate":
+            rates[name] = preactivation(spec, layer, [rates[i] for i in layer.inputs])
+        else:
+            rates[name] = acts[name] / spec.lam(layer)
+    return rates
+
+
+def predict(spec: Spec, x: np.ndarray, *, batch: int = 256) -> np.ndarray:
+    """Class index (argmax of the output) of every sample, ``int64 [N]``; computed ``batch`` samples at a
+    time so the activations of a large dataset never sit in memory at once."""
+    x = np.asarray(x)
+    out_name = spec.order[-1]
+    parts = [np.zeros(0, dtype=np.int64)]
+    for start in range(0, x.shape[0], batch):
+        out = forward(spec, x[start:start + batch], logits=True)[out_name]
+        parts.append(np.argmax(out.reshape(out.shape[0], -1), axis=1).astype(np.int64))
+    return np.concatenate(parts)
+
+
+# -- activations ------------------------------------------------------------------------------------
+def _activate(z: np.ndarray, act: str | None) -> np.ndarray:
+    if act is None or act == "linear":
+        return z
+    if act == "relu":
+        return np.maximum(z, 0.0)
+    if act == "softmax":
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    raise ValueError(f"unknown activation {act!r}")
+
+
+def _bias(z: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    if bias is not None:
+        z += bias.astype(np.float64)
+    return z
+
+
+# -- sliding windows --------------------------------------------------------------------------------
+def _pad_amounts(shape: tuple[int, ...], k: tuple[int, int], s: tuple[int, int], padding: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    h, w = shape[1], shape[2]
+    _, t, b = conv_geometry(h, k[0], s[0], padding)
+    _, l, r = conv_geometry(w, k[1], s[1], padding)
+    return (t, b), (l, r)
+
+
+def _windows(x: np.ndarray, k: tuple[int, int], s: tuple[int, int]) -> np.ndarray:
+    """View ``[N, OH, OW, C, kh, kw]`` of the (already padded) ``x`` ``[N, H, W, C]``."""
+    view = np.lib.stride_tricks.sliding_window_view(x, tuple(k), axis=(1, 2))
+    return view[:, :: s[0], :: s[1]]
+
+
+def _padded_windows(x: np.ndarray, k, s, padding: str, fill: float = 0.0) -> np.ndarray:
+    (t, b), (l, r) = _pad_amounts(x.shape, k, s, padding)
+    if t or b or l or r:
+        x = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=fill)
+    return _windows(x, k, s)
+
+
+def _chunks(n: int, per_sample: int):
+    step = max(1, _CHUNK_ELEMENTS // max(1, per_sample))
+    for start in range(0, n, step):
+        yield slice(start, min(n, start + step))
+
+
+def _conv(x: np.ndarray, kernel: np.ndarray, s, padding: str) -> np.ndarray:
+    """Cross-correlation ``[N, H, W, C]`` * ``[kh, kw, C, F]`` -> ``[N, OH, OW, F]`` (im2col + matmul)."""
+    kh, kw, c, f = kernel.shape
+    win = _padded_windows(x, (kh, kw), s, padding)
+    n, oh, ow = win.shape[:3]
+    # [C, kh, kw, F] matches the window layout [..., C, kh, kw]
+    k2 = np.ascontiguousarray(kernel.astype(np.float64).transpose(2, 0, 1, 3)).reshape(c * kh * kw, f)
+    out = np.empty((n, oh, ow, f))
+    for sl in _chunks(n, oh * ow * c * kh * kw):
+        cols = win[sl].reshape(-1, c * kh * kw)  # copies the windows of this chunk (im2col)
+        out[sl] = (cols @ k2).reshape(-1, oh, ow, f)
+    return out
+
+
+def _depthwise(x: np.ndarray, kernel: np.ndarray, s, padding: str) -> np.ndarray:
+    """Depthwise ``[N, H, W, C]`` * ``[kh, kw, C, M]`` -> ``[N, OH, OW, C*M]``, channel c*M+m."""
+    kh, kw, c, m = kernel.shape
+    win = _padded_windows(x, (kh, kw), s, padding)
+    n, oh, ow = win.shape[:3]
+    k = kernel.astype(np.float64)
+    out = np.empty((n, oh, ow, c, m))
+    for sl in _chunks(n, oh * ow * c * kh * kw):
+        out[sl] = np.einsum("nijcab,abcm->nijcm", win[sl], k, optimize=True)
+    return out.reshape(n, oh, ow, c * m)
+
+
+def _maxpool(x: np.ndarray, k, s, padding: str) -> np.ndarray:
+    win = _padded_windows(x, k, s, padding, fill=-np.inf)
+    return win.max(axis=(4, 5))
+
+
+def _avgpool(x: np.ndarray, k, s, padding: str) -> np.ndarray:
+    total = _padded_windows(x, k, s, padding).sum(axis=(4, 5))
+    ones = np.ones((1, x.shape[1], x.shape[2], 1))
+    count = _padded_windows(ones, k, s, padding).sum(axis=(4, 5))
+    return total / count
