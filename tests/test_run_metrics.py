@@ -146,8 +146,10 @@ def test_parse_steps():
 
 
 def test_chunks_and_seeds_do_not_depend_on_workers():
-    assert chunk_size_for(10_000, 100) == 1000
-    assert chunk_size_for(250, 100) == 300
+    assert chunk_size_for(10_000, 100) == 700      # 15 chunks
+    assert chunk_size_for(100_000, 100) == 1000    # capped
+    assert chunk_size_for(1000, 100) == 100        # 10 chunks
+    assert chunk_size_for(250, 100) == 100
     assert chunk_size_for(5, 100) == 100
     assert chunk_size_for(10_000, 3000) == 3000
     assert chunk_seed(None, 3) is None

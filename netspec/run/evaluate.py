@@ -28,6 +28,8 @@ from ..errors import NetspecError
 
 #: Upper bound on the samples of one chunk (keeps progress reports and interruptions fine-grained).
 MAX_CHUNK = 1000
+#: Chunks aimed at when there are enough samples (each chunk is at least one Brian2 run).
+TARGET_CHUNKS = 16
 
 
 @dataclass
@@ -77,13 +79,14 @@ def default_workers() -> int:
 
 
 def chunk_size_for(n: int, samples_per_run: int) -> int:
-    """Samples per chunk: ``samples_per_run``, times the largest factor keeping chunks ≤ MAX_CHUNK,
-    never more than needed for ``n`` samples rounded up to a multiple of ``samples_per_run``."""
+    """Samples per chunk for ``n`` samples: a multiple of ``samples_per_run`` giving about TARGET_CHUNKS
+    chunks (so that many workers have work and progress is reported often), at most MAX_CHUNK samples
+    unless one run is larger. Depends on ``n`` and ``samples_per_run`` only, never on the workers."""
     per_run = max(1, int(samples_per_run))
-    factor = max(1, MAX_CHUNK // per_run)
-    size = per_run * factor
     runs_needed = -(-max(n, 1) // per_run)
-    return min(size, runs_needed * per_run)
+    factor = -(-runs_needed // TARGET_CHUNKS)
+    factor = max(1, min(factor, MAX_CHUNK // per_run))
+    return per_run * factor
 
 
 def chunk_seed(seed: int | None, index: int) -> int | None:
