@@ -9,8 +9,8 @@ Two formats are read:
   (exactly one 1 per row, the rest 0), converted to int64 class indices. Floating-point labels are
   accepted when every value is a whole number.
 * **MNIST IDX** files (``t10k-images-idx3-ubyte``, optionally gzipped), or a folder holding them (the
-  ``t10k`` test files are preferred; otherwise the ``train`` files). The labels file is found next to the
-  images file by name (``images`` -> ``labels``, ``idx3`` -> ``idx1``, with or without ``.gz``).
+  ``t10k`` test files are preferred, otherwise the ``train`` files; ``prefer`` changes the order). The
+  labels file is found next to the images file by name (``images`` -> ``labels``, ``idx3`` -> ``idx1``, with or without ``.gz``).
   **Scaling rule:** IDX images are unsigned bytes; they are divided by 255, giving float32 values in
   [0, 1], and a trailing channel axis is added, so a 28x28 image becomes ``[28, 28, 1]``. Only unsigned-
   byte IDX files (element type 0x08) are read.
@@ -67,6 +67,7 @@ def load_dataset(
     require_labels: bool,
     limit: int | None = None,
     keys: tuple[str, ...] = ("x", "x_test", "x_train", "x_norm"),
+    prefer: tuple[str, ...] = ("t10k", "train"),
 ) -> Dataset:
     """Read a dataset from an .npz file, an MNIST IDX images file or a folder of IDX files.
 
@@ -80,6 +81,8 @@ def load_dataset(
         Keep only the first ``limit`` samples.
     keys : tuple of str
         npz keys tried for the inputs, in order.
+    prefer : tuple of str
+        For a folder: the IDX file prefixes tried, in order (export calibration prefers ``train``).
 
     Returns
     -------
@@ -96,7 +99,7 @@ def load_dataset(
     if not p.exists():
         raise NetspecError(f"{path}: file not found", 2)
     if p.is_dir():
-        images = _idx_in_folder(p)
+        images = _idx_in_folder(p, prefer)
         ds = _load_idx(images, require_labels, limit)
     elif _is_npz(p):
         ds = _load_npz(p, str(path), require_labels, limit, keys)
@@ -212,15 +215,16 @@ def _labels(y: np.ndarray, where: str, n: int, what: str) -> np.ndarray:
 
 
 # -- IDX --------------------------------------------------------------------------------------------
-def _idx_in_folder(folder: Path) -> Path:
-    for prefix in ("t10k", "train"):
+def _idx_in_folder(folder: Path, prefer: tuple[str, ...]) -> Path:
+    for prefix in prefer:
         for suffix in ("", ".gz"):
             for sep in ("-", "."):
                 candidate = folder / f"{prefix}-images{sep}idx3-ubyte{suffix}"
                 if candidate.is_file():
                     return candidate
     raise NetspecError(
-        f"{folder}: no MNIST images file in the folder (expected t10k-images-idx3-ubyte[.gz] or train-images-idx3-ubyte[.gz])", 2
+        f"{folder}: no MNIST images file in the folder (expected "
+        + " or ".join(f"{p}-images-idx3-ubyte[.gz]" for p in prefer) + ")", 2
     )
 
 

@@ -157,7 +157,7 @@ def _activate(z: np.ndarray, act: str | None) -> np.ndarray:
     if act is None or act == "linear":
         return z
     if act == "relu":
-        return np.maximum(z, 0.0)
+        return np.maximum(z, 0.0, out=z)  # z is always a fresh array here (dense, conv, add)
     if act == "softmax":
         e = np.exp(z - z.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)

@@ -41,6 +41,8 @@ from .writer import commit, layer_entries, spec_name, staging, tensors_of, write
 
 __all__ = ["export_model", "export_command"]
 
+#: npz keys tried for calibration inputs, in order (training data before test data, as the paper).
+CALIBRATION_KEYS = ("x_norm", "x_train", "x", "x_test")
 #: Calibration samples the reference is checked against the Keras model on.
 CHECK_SAMPLES = 32
 #: Largest tolerated difference between reference and Keras outputs, relative to the largest output.
@@ -68,7 +70,8 @@ def export_model(
     spec_path : str | Path
         The spec to write; the weights go next to it, same stem, ``.npz``.
     calibration : str | Path
-        Calibration data (see :func:`netspec.datasets.load_dataset`; labels are not needed).
+        Calibration data (see :func:`netspec.datasets.load_dataset`; labels are not needed). From an
+        npz the first of ``x_norm``, ``x_train``, ``x``, ``x_test``; from an MNIST folder the train files.
     percentile : float
         p in (0, 100] for ``method="percentile"``.
     method : {"percentile", "max"}
@@ -92,7 +95,7 @@ def export_model(
     """
     spec_path = Path(spec_path)
     _check_args(spec_path, method, percentile, samples, encoding, duration)
-    data = load_dataset(calibration, require_labels=False, limit=samples)
+    data = load_dataset(calibration, require_labels=False, limit=samples, keys=CALIBRATION_KEYS, prefer=("train", "t10k"))
     from .keras_reader import load_model, predict, read_graph
 
     model = load_model(model_path)
@@ -131,7 +134,7 @@ def export_model(
     with staging(spec_path) as tmp:
         staged_npz = tmp / npz_path.name
         doc["weights"]["sha256"] = write_npz(staged_npz, tensors_of(result.layers))
-        spec = _validated(lambda: load_spec_data(doc, tmp, str(spec_path)))
+        spec = _validated(lambda: load_spec_data(doc, tmp, str(spec_path)), spec_path)
         report = stderr_progress(f"netspec export: calibrating on {data.source}") if progress else None
         lams = compute_lambdas(spec, data.x, method=method, percentile=percentile, progress=report)
         entries = {name: {"lambda": lam, **norm_info} for name, lam in lams.items()}
@@ -140,7 +143,7 @@ def export_model(
         staged_yaml = tmp / spec_path.name
         header = f"# Exported by netspec {__version__} from {Path(model_path).name}. Edit freely; `netspec validate` checks it.\n"
         staged_yaml.write_text(header + spec_yaml(doc, None), encoding="utf-8")
-        spec = _validated(lambda: load_spec(staged_yaml))
+        spec = _validated(lambda: load_spec(staged_yaml), spec_path)
         _check_against_keras(spec, data.x[:CHECK_SAMPLES], predict(model, data.x[:CHECK_SAMPLES]))
         commit([staged_npz, staged_yaml], [npz_path, spec_path])
     return spec_path
@@ -185,11 +188,14 @@ def _check_args(spec_path: Path, method, percentile, samples, encoding, duration
         raise NetspecError(f"{spec_path}: the folder {spec_path.parent} does not exist", 2)
 
 
-def _validated(load):
+def _validated(load, spec_path: Path):
     try:
         return load()
     except SpecError as exc:
-        raise NetspecError(f"internal error: the exported spec does not validate ({exc}); please report this") from exc
+        first = exc.diagnostics[0] if exc.diagnostics else None
+        if first is not None and first.code == "NS510":  # a choice the user can change
+            raise NetspecError(f"{spec_path}: {first.message}") from exc
+        raise NetspecError(f"{spec_path}: internal error: the exported spec does not validate ({exc}); please report this") from exc
 
 
 def _check_against_keras(spec, x: np.ndarray, expected: np.ndarray) -> None:

@@ -71,14 +71,10 @@ class TopValues:
 
 
 def lambda_layers(spec: Spec) -> list[str]:
-    """Layers that get their own λ: those with neurons (hidden linear layers excluded) and the output."""
+    """Layers that get their own λ: those with neurons, hidden linear layers excluded (an output layer
+    may be linear)."""
     out = spec.order[-1]
-    names = []
-    for name in spec.order:
-        layer = spec.layer(name)
-        if name == out or (layer.has_neurons and layer.activation != "linear"):
-            names.append(name)
-    return names
+    return [n for n in spec.order if spec.layer(n).has_neurons and (n == out or spec.layer(n).activation != "linear")]
 
 
 def compute_lambdas(
@@ -146,8 +142,7 @@ def compute_lambdas(
     for name in spec.order:
         layer = spec.layer(name)
         if layer.activation == "linear" and name != out and layer.has_neurons:
-            (add,) = spec.consumers(name)
-            lams[name] = lams[add.name]
+            lams[name] = lams[spec.consumers(name)[0].name]  # the exporter allows one add only
     return lams
 
 

@@ -166,6 +166,8 @@ class _Translator:
         if "bias" in node.weights:
             tensors["bias"] = node.weights["bias"]
         act = self.activation_of(node)
+        if act == "softmax" and node.name != self.g.output:
+            raise refuse(node, "softmax is only supported as the output layer's activation")
         self.new(node, kind, fields=fields, activation=act, tensors=tensors, nonneg=act in ("relu", "softmax"))
 
     on_Dense = on_Conv2D = on_DepthwiseConv2D = weighted
