@@ -377,9 +377,51 @@ def test_silent_layer_is_reported(tmp_path, keras):
 # -- streaming percentile (no TensorFlow needed, but kept with the exporter) --------------------------
 @pytest.mark.parametrize("p", [50.0, 99.0, 99.9, 100.0])
 def test_top_values_percentile_exact(p):
-    values = RNG.exponential(size=20000)
+    values = RNG.exponential(size=400_000)
+    values[RNG.integers(0, values.size, 5000)] = 1.0  # ties
     tail = TopValues(int(np.ceil((1 - p / 100) * values.size)) + 4)
-    for chunk in np.array_split(values, 13):
+    for chunk in np.array_split(values, 97):
         tail.add(chunk)
     assert tail.count == values.size
     assert tail.percentile(p) == np.percentile(values, p)
+    assert tail.values.size == min(values.size, tail.keep)
+
+
+def test_too_many_values_for_a_low_percentile(tmp_path, keras, monkeypatch):
+    import netspec.export.normalize as normalize
+
+    monkeypatch.setattr(normalize, "MAX_KEPT", 1000)
+    model = randomize(keras, lenet(keras))
+    with pytest.raises(NetspecError) as e:
+        export(tmp_path, model, RNG.uniform(0, 1, (10, 12, 12, 1)).astype(np.float32), percentile=50.0)
+    assert str(e.value).startswith("--percentile 50 on 10 samples would hold about")
+    assert files(tmp_path) == {"m.keras", "cal.npz"}
+
+
+def test_names_sanitized_and_unique():
+    """Translation on a hand-made graph (no TensorFlow): names become identifiers, collisions get suffixes."""
+    from netspec.export.keras_reader import KGraph, KNode
+    from netspec.export.translate import translate_graph
+
+    dense = {"units": 2, "activation": "relu"}
+    nodes = [
+        KNode("in put", "InputLayer", {}, [], (3,)),
+        KNode("a.b", "Dense", dense, ["in put"], (2,), {"kernel": np.ones((3, 2))}),
+        KNode("a_b", "Dense", dense, ["a.b"], (2,), {"kernel": np.ones((2, 2))}),
+        KNode("1st-layer", "Dense", {"units": 2, "activation": "softmax"}, ["a_b"], (2,), {"kernel": np.ones((2, 2))}),
+    ]
+    result = translate_graph(KGraph(nodes, "1st-layer", "keras test", "Functional", 4))
+    assert [l.name for l in result.layers] == ["in_put", "a_b", "a_b_2", "l_1st_layer"]
+    assert result.layers[2].inputs == ["a_b"] and result.layers[3].inputs == ["a_b_2"]
+
+
+def test_safety_net_catches_a_wrong_translation(tmp_path, keras, monkeypatch):
+    """If a translation step were wrong (here: BN not folded), the check against Keras refuses to write."""
+    import netspec.export.translate as translate
+
+    monkeypatch.setattr(translate, "fold_bn", lambda kind, kernel, bias, scale, shift: (kernel, bias if bias is not None else 0 * shift))
+    model = randomize(keras, lenet(keras))
+    with pytest.raises(NetspecError) as e:
+        export(tmp_path, model, RNG.uniform(0, 1, (10, 12, 12, 1)).astype(np.float32))
+    assert "internal error: the exported spec's output differs from the Keras model's by" in str(e.value)
+    assert files(tmp_path) == {"m.keras", "cal.npz"}

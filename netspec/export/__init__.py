@@ -36,7 +36,7 @@ from ..reference import forward
 from ..spec import SpecError, load_spec, load_spec_data, parse_quantity, spec_yaml
 from ..spec.units import TIME
 from .normalize import compute_lambdas, stderr_progress
-from .translate import Translation, translate
+from .translate import Translation, translate_graph
 from .writer import commit, layer_entries, spec_name, staging, tensors_of, write_npz
 
 __all__ = ["export_model", "export_command"]
@@ -96,11 +96,11 @@ def export_model(
     spec_path = Path(spec_path)
     _check_args(spec_path, method, percentile, samples, encoding, duration)
     data = load_dataset(calibration, require_labels=False, limit=samples, keys=CALIBRATION_KEYS, prefer=("train", "t10k"))
-    from .keras_reader import load_model, predict, read_graph
+    from .keras_reader import keras_output, load_model, read_graph
 
     model = load_model(model_path)
     graph = read_graph(model)
-    result = translate(graph)
+    result = translate_graph(graph)
     in_shape = tuple(int(d) for d in graph.nodes[0].shape)
     if data.sample_shape != in_shape:
         raise NetspecError(f"{data.source}: samples have shape {list(data.sample_shape)}, the model '{Path(model_path).name}' expects {list(in_shape)}")
@@ -144,7 +144,7 @@ def export_model(
         header = f"# Exported by netspec {__version__} from {Path(model_path).name}. Edit freely; `netspec validate` checks it.\n"
         staged_yaml.write_text(header + spec_yaml(doc, None), encoding="utf-8")
         spec = _validated(lambda: load_spec(staged_yaml), spec_path)
-        _check_against_keras(spec, data.x[:CHECK_SAMPLES], predict(model, data.x[:CHECK_SAMPLES]))
+        _check_against_keras(spec, data.x[:CHECK_SAMPLES], keras_output(model, data.x[:CHECK_SAMPLES]))
         commit([staged_npz, staged_yaml], [npz_path, spec_path])
     return spec_path
 

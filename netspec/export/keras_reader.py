@@ -220,7 +220,7 @@ def _drop_no_ops(graph: KGraph) -> KGraph:
     return KGraph(kept, output, graph.framework, graph.model_class, graph.keras_layers)
 
 
-def predict(model, x: np.ndarray) -> np.ndarray:
+def keras_output(model, x: np.ndarray) -> np.ndarray:
     """The model's output for a small batch, in inference mode."""
     keras = import_keras()
     return np.asarray(keras.ops.convert_to_numpy(model(x, training=False)), dtype=np.float64)

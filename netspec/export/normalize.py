@@ -16,7 +16,8 @@ Which layers get a λ and from which values:
 Exact and memory-bounded: the activations are streamed in batches through the numpy reference
 (:func:`netspec.reference.forward` on the spec with its folded weights) and only the largest
 ``ceil((1 - p/100)·n_max) + 4`` values of each layer are kept, where ``n_max`` bounds the number of
-values; the percentile only depends on those.
+values; the percentile only depends on those. (A low percentile on much data would need too many:
+that is refused with a message, see ``MAX_KEPT``.)
 """
 from __future__ import annotations
 
@@ -32,26 +33,55 @@ from ..spec import Spec
 
 #: Rough budget of float64 activation elements per batch.
 _BATCH_ELEMENTS = 4_000_000
+#: Most values kept for the percentiles of all layers together (twice that may be buffered: ~1.6 GB).
+MAX_KEPT = 100_000_000
 
 
 class TopValues:
-    """The ``keep`` largest of a stream of values, and how many values were seen."""
+    """The ``keep`` largest of a stream of values, and how many values were seen.
+
+    Candidates are buffered and cut back to the ``keep`` largest (one ``np.partition``) whenever the
+    buffer holds twice as many; values below the smallest kept one are dropped on arrival.
+    """
 
     def __init__(self, keep: int):
         self.keep = max(1, keep)
         self.count = 0
-        self.values = np.zeros(0)
+        self._parts: list[np.ndarray] = []
+        self._size = 0
+        self._floor = -np.inf
+        self._sorted: np.ndarray | None = None
 
     def add(self, v: np.ndarray) -> None:
         self.count += v.size
-        if self.values.size >= self.keep:
-            v = v[v >= self.values[0]]  # below the smallest kept value: never needed
+        if self._floor > -np.inf:
+            v = v[v >= self._floor]
         if not v.size:
             return
-        merged = np.concatenate([self.values, v])
+        self._parts.append(v)
+        self._size += v.size
+        self._sorted = None
+        if self._size > 2 * self.keep + 65536:
+            self._compact()
+
+    def _compact(self) -> None:
+        merged = np.concatenate(self._parts) if len(self._parts) != 1 else self._parts[0]
         if merged.size > self.keep:
-            merged = np.partition(merged, merged.size - self.keep)[-self.keep:]
-        self.values = np.sort(merged)
+            cut = merged.size - self.keep
+            merged = np.partition(merged, cut)[cut:]
+            self._floor = merged[0]  # the partition puts the smallest kept value first
+        self._parts, self._size = [merged], merged.size
+
+    @property
+    def values(self) -> np.ndarray:
+        """The kept values, ascending."""
+        if self._sorted is None:
+            if self._parts:
+                self._compact()
+                self._sorted = np.sort(self._parts[0])
+            else:
+                self._sorted = np.zeros(0)
+        return self._sorted
 
     def percentile(self, p: float) -> float:
         """The p-th percentile of all values seen, as ``np.percentile`` (linear) computes it."""
@@ -60,12 +90,13 @@ class TopValues:
         pos = q * (n - 1)
         lo = int(math.floor(pos))
         frac = pos - lo
-        first = n - self.values.size  # index (in the full sorted order) of values[0]
+        values = self.values
+        first = n - values.size  # index (in the full sorted order) of values[0]
         i = lo - first
         if i < 0:
-            raise RuntimeError(f"internal: percentile {p} needs rank {lo} of {n}, only the top {self.values.size} were kept")
-        a = self.values[i]
-        b = self.values[min(i + 1, self.values.size - 1)]
+            raise RuntimeError(f"internal: percentile {p} needs rank {lo} of {n}, only the top {values.size} were kept")
+        a = values[i]
+        b = values[min(i + 1, values.size - 1)]
         diff = b - a
         return float(b - diff * (1 - frac) if frac >= 0.5 else a + diff * frac)
 
@@ -108,10 +139,13 @@ def compute_lambdas(
     names = lambda_layers(spec)
     n = x.shape[0]
     out = spec.order[-1]
-    tails = {}
-    for name in names:
-        size = int(np.prod(spec.shapes[name]))
-        tails[name] = TopValues(math.ceil((1.0 - p / 100.0) * n * size) + 4)
+    keeps = {name: math.ceil((1.0 - p / 100.0) * n * int(np.prod(spec.shapes[name]))) + 4 for name in names}
+    if sum(keeps.values()) > MAX_KEPT:
+        raise NetspecError(
+            f"--percentile {p:g} on {n} samples would hold about {2 * sum(keeps.values()) / 1e6:.0f} million activation values "
+            f"in memory (the top {100 - p:g} % of every layer); use fewer --samples or a percentile closer to 100"
+        )
+    tails = {name: TopValues(keep) for name, keep in keeps.items()}
     per_sample = sum(int(np.prod(s)) for s in spec.shapes.values())
     batch = int(min(512, max(1, _BATCH_ELEMENTS // max(1, per_sample))))
     for start in range(0, n, batch):

@@ -293,7 +293,7 @@ class _Translator:
                 raise refuse(node, "it has no activation (linear) and feeds several Add layers; only one is supported")
 
 
-def translate(graph: KGraph) -> Translation:
+def translate_graph(graph: KGraph) -> Translation:
     """Spec layers for a Keras graph, in topological order, output last; raises NetspecError on anything
     unsupported."""
     return _Translator(graph).run()
