@@ -155,19 +155,28 @@ class Reporter:
     key_marks: Mapping[tuple, tuple[int, int]] = field(default_factory=dict)
     items: list[Diagnostic] = field(default_factory=list)
 
-    def position(self, path: tuple, at_key: bool = False) -> tuple[int, int]:
+    def position(self, path: tuple) -> tuple[int, int]:
+        """Where a path points in the file: the key that holds the value when the path ends in a mapping
+        key (as ``12:5`` for ``    kernel_size: [3, 3, 3]``), the item itself when it ends in a list
+        index. A path into something the document lacks (a missing property) points at the nearest
+        enclosing entry that exists."""
         path = tuple(path)
-        if at_key and path in self.key_marks:
-            return self.key_marks[path]
         while path:
+            if path in self.key_marks:
+                return self.key_marks[path]
             if path in self.marks:
                 return self.marks[path]
             path = path[:-1]
         return self.marks.get((), (1, 1))
 
-    def add(self, code: str, message: str, path: tuple = (), at_key: bool = False) -> None:
-        assert code in CODES, code
-        line, col = self.position(path, at_key)
-        self.items.append(
-            Diagnostic(code, message, tuple(path), describe_path(tuple(path), self.data), self.file, line, col)
-        )
+    def add(self, code: str, message: str, path: tuple = ()) -> None:
+        """Record a diagnostic; the same code, message and path twice (a shared default checked for
+        every layer that uses it) is recorded once."""
+        if code not in CODES:
+            raise ValueError(f"unknown diagnostic code {code!r}")
+        path = tuple(path)
+        if any(d.code == code and d.path == path and d.message == message for d in self.items):
+            return
+        where = describe_path(path, self.data) if path else "top level"
+        line, col = self.position(path)
+        self.items.append(Diagnostic(code, message, path, where, self.file, line, col))

@@ -60,7 +60,8 @@ def load_spec_data(data: dict[str, Any], base: str | Path, file: str = "<memory>
 def _typed_layers(raw_layers: list[dict]) -> list[Layer]:
     layers: list[Layer] = []
     for i, raw in enumerate(raw_layers):
-        default = (raw_layers[i - 1]["name"],) if i > 0 else ()
+        # a layer without `inputs` reads the one listed before it; the input layer reads nothing
+        default = (raw_layers[i - 1]["name"],) if i > 0 and raw["type"] != "input" else ()
         layers.append(LAYER_TYPES[raw["type"]].from_yaml(raw, default))
     return layers
 

@@ -2,7 +2,9 @@
 diagnostics with a stable code; later rules skip what earlier ones found broken."""
 from __future__ import annotations
 
+import difflib
 import hashlib
+import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,7 @@ class Context:
     neurons: dict[str, NeuronParams] = field(default_factory=dict)
     dt: float | None = None
     graph_ok: bool = True
+    input_ok: bool = True  # the input block can be used to infer shapes
 
     def lpath(self, name: str, *rest) -> tuple:
         return ("layers", self.index[name], *rest)
@@ -63,6 +66,14 @@ def rule_one_input(ctx: Context) -> None:
     if not inputs:
         ctx.rep.add("NS204", "no layer has type 'input'; the network needs exactly one", ("layers",))
         ctx.graph_ok = False
+    elif inputs[0] != 0:
+        ctx.rep.add(
+            "NS208",
+            f"the input layer must be listed first, it is layers[{inputs[0]}] "
+            f"(layers[0] '{ctx.layers[0].name}' is {ctx.layers[0].type})",
+            ("layers", inputs[0], "type"),
+        )
+        ctx.graph_ok = False
     for i in inputs[1:]:
         ctx.rep.add("NS204", f"a second input layer (the first is layers[{inputs[0]}]); the network needs exactly one", ("layers", i, "type"))
         ctx.graph_ok = False
@@ -72,12 +83,16 @@ def rule_references(ctx: Context) -> None:
     for i, layer in enumerate(ctx.layers):
         for j, ref in enumerate(layer.inputs):
             path = ("layers", i, "inputs", j) if layer.inputs_written else ("layers", i)
+            if ref == layer.name and not layer.inputs_written:
+                continue  # a repeated name read by default: NS201 says so
             if ref == layer.name:
                 ctx.rep.add("NS203", f"layer '{ref}' lists itself as an input", path)
                 ctx.graph_ok = False
             elif ref not in ctx.index:
+                close = difflib.get_close_matches(ref, list(ctx.index), n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'? " if close else ""
                 known = ", ".join(sorted(ctx.index))
-                ctx.rep.add("NS202", f"unknown layer '{ref}' (layers are: {known})", path)
+                ctx.rep.add("NS202", f"unknown layer '{ref}' ({hint}layers are: {known})", path)
                 ctx.graph_ok = False
 
 
@@ -89,8 +104,8 @@ def rule_arity(ctx: Context) -> None:
             continue
         ctx.graph_ok = False
         if n == 0:
-            ctx.rep.add("NS206", f"{layer.type} needs an input; it is listed first, so name its `inputs`", ("layers", i))
-        elif hi == lo:
+            continue  # only the first layer reads nothing by default: NS204 or NS208 says why
+        if hi == lo:
             ctx.rep.add("NS206", f"{layer.type} takes exactly {lo} input, got {n}: {list(layer.inputs)}", ("layers", i, "inputs"))
         else:
             ctx.rep.add("NS206", f"{layer.type} takes at least {lo} inputs, got {n}: {list(layer.inputs)}", ("layers", i, "inputs"))
@@ -204,13 +219,16 @@ def _whole_steps(t: float, dt: float) -> bool:
 def rule_input(ctx: Context) -> None:
     inp = ctx.data["input"]
     lo, hi = inp["range"]
-    if not lo < hi:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        ctx.rep.add("NS509", f"range must be two finite numbers, got [{lo}, {hi}]", ("input", "range"))
+    elif not lo < hi:
         ctx.rep.add("NS509", f"range low {lo} must be below high {hi}", ("input", "range"))
     if len(inp["shape"]) == 2:
         ctx.rep.add("NS301", f"shape {inp['shape']} is ambiguous: write [H, W, C] (e.g. {inp['shape'] + [1]}) or [N]", ("input", "shape"))
+        ctx.input_ok = False
     if inp["encoding"] == "poisson":
         if "max_rate" not in inp:
-            ctx.rep.add("NS507", "poisson encoding needs max_rate (e.g. '1000 Hz')", ("input",))
+            ctx.rep.add("NS507", "poisson encoding needs max_rate (e.g. max_rate: '1000 Hz')", ("input",))
             return
         rate = _quantity(ctx, inp["max_rate"], ("input", "max_rate"), (FREQUENCY,), "max_rate")
         if rate is None:
@@ -224,10 +242,11 @@ def rule_input(ctx: Context) -> None:
     else:
         for key in ("max_rate", "seed"):
             if key in inp:
-                ctx.rep.add("NS508", f"{key} applies to poisson encoding only; this input is analog", ("input", key), at_key=True)
+                ctx.rep.add("NS508", f"{key} applies to poisson encoding only; this input is analog", ("input", key))
 
 
 _VOLTAGE_KEYS = ("threshold", "rest", "reset")
+_EXAMPLES = {"tau_m": "20 ms", "tau_syn": "5 ms"}
 _TIME_KEYS = ("refractory", "tau_m", "tau_syn", "delay")
 
 
@@ -279,14 +298,14 @@ def rule_neurons(ctx: Context) -> None:
                     ctx.rep.add("NS505", f"{key} must be {'positive' if key.startswith('tau') else 'non-negative'}, got {merged[key]!r}", where(key, override, lpath))
                     ok = False
                 elif key == "delay" and ctx.dt is not None and not _whole_steps(q.value, ctx.dt):
-                    ctx.rep.add("NS505", f"delay {merged[key]!r} is not a whole number of time steps", where(key, override, lpath))
+                    ctx.rep.add("NS505", f"delay {merged[key]!r} is not a whole number of time steps of dt {ctx.data['simulation']['dt']!r}", where(key, override, lpath))
                     ok = False
         for model_key, needs, value in (("model", "tau_m", "lif"), ("synapse", "tau_syn", "exponential")):
             if merged[model_key] == value and needs not in merged:
-                ctx.rep.add("NS507", f"{model_key} '{value}' needs {needs}", where(model_key, override, lpath) or lpath)
+                ctx.rep.add("NS507", f"{model_key} '{value}' needs {needs} (e.g. {needs}: '{_EXAMPLES[needs]}')", where(model_key, override, lpath) or lpath)
                 ok = False
             elif merged[model_key] != value and needs in merged and (needs in override or name == "defaults"):
-                ctx.rep.add("NS508", f"{needs} applies to {model_key} '{value}' only, this is '{merged[model_key]}'", where(needs, override, lpath), at_key=True)
+                ctx.rep.add("NS508", f"{needs} applies to {model_key} '{value}' only, this is '{merged[model_key]}'", where(needs, override, lpath))
                 ok = False
         if not ok:
             continue
@@ -309,7 +328,8 @@ def rule_shapes(ctx: Context) -> None:
     for name in ctx.order:
         layer = ctx.layer(name)
         if layer.type == "input":
-            ctx.shapes[name] = tuple(ctx.data["input"]["shape"])
+            if ctx.input_ok:
+                ctx.shapes[name] = tuple(ctx.data["input"]["shape"])
             continue
         if any(i not in ctx.shapes for i in layer.inputs):
             continue  # an input already failed
@@ -317,9 +337,10 @@ def rule_shapes(ctx: Context) -> None:
         try:
             ctx.shapes[name] = layer.output_shape(in_shapes)
         except ShapeError as exc:
-            sides = ", ".join(f"'{i}' gives {list(ctx.shapes[i])}" for i in layer.inputs)
+            names = list(dict.fromkeys(layer.inputs))
+            sides = ", ".join(f"'{i}' gives {list(ctx.shapes[i])}" for i in names)
             path = ctx.lpath(name, exc.field) if exc.field is not None and exc.field in ctx.data["layers"][ctx.index[name]] else ctx.lpath(name)
-            ctx.rep.add(exc.code, f"{exc} (input {sides})", path)
+            ctx.rep.add(exc.code, f"{exc} ({'input' if len(names) == 1 else 'inputs:'} {sides})", path)
 
 
 def _load_npz(ctx: Context) -> dict[str, Any] | None:
@@ -355,18 +376,28 @@ def _load_npz(ctx: Context) -> dict[str, Any] | None:
             ("weights", "sha256"),
         )
         return {}
+    if not zipfile.is_zipfile(full):
+        ctx.rep.add("NS404", f"weights file {rel!r} is not an .npz archive (numpy.savez writes one)", path)
+        return {}
+    tensors: dict[str, Any] = {}
     try:
         with np.load(full, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        ctx.rep.add("NS404", f"weights file {rel!r} is not a readable .npz: {exc}", path)
+            for key in npz.files:
+                value = npz[key]
+                if not isinstance(value, np.ndarray):
+                    ctx.rep.add("NS404", f"weights file {rel!r}: member {key!r} is not a numpy array (.npy)", path)
+                    return {}
+                tensors[key] = value
+    except Exception as exc:  # noqa: BLE001 - a damaged archive fails in zipfile, zlib or numpy, each its own way
+        reason = str(exc).split("\n")[0][:200] or type(exc).__name__
+        ctx.rep.add("NS404", f"weights file {rel!r} is not a readable .npz: {reason}", path)
         return {}
+    return tensors
 
 
 def rule_tensors(ctx: Context) -> None:
     npz = _load_npz(ctx)
-    for layer in ctx.layers:
-        i = ctx.index.get(layer.name)
+    for i, layer in enumerate(ctx.layers):
         for fname, ref in layer.tensors().items():
             path = ("layers", i, fname)
             if ref.key is not None:
@@ -376,31 +407,63 @@ def rule_tensors(ctx: Context) -> None:
                 if not npz:
                     continue  # the file itself failed, already reported
                 if ref.key not in npz:
+                    close = difflib.get_close_matches(ref.key, list(npz), n=1, cutoff=0.6)
+                    hint = f"did you mean '{close[0]}'? " if close else ""
                     near = ", ".join(sorted(npz)[:8])
-                    ctx.rep.add("NS405", f"key '{ref.key}' is not in the weights file (it has: {near}{', …' if len(npz) > 8 else ''})", path)
+                    ctx.rep.add(
+                        "NS405",
+                        f"key '{ref.key}' is not in the weights file ({hint}it has: {near}{', …' if len(npz) > 8 else ''})",
+                        path,
+                    )
                     continue
                 arr = npz[ref.key]
             else:
                 try:
                     arr = np.array(ref.inline, dtype=np.float64)
                 except ValueError:
-                    ctx.rep.add("NS410", "inline tensor is ragged: every row must have the same length", path)
+                    ctx.rep.add("NS410", f"the inline tensor is ragged: {_ragged(ref.inline, fname)}", path)
                     continue
             if not np.issubdtype(arr.dtype, np.floating):
-                ctx.rep.add("NS407", f"tensor {ref.describe()} has dtype {arr.dtype}, expected floating point", path)
+                ctx.rep.add("NS407", f"{ref.describe()} has dtype {arr.dtype}, expected floating point", path)
                 continue
             if layer.name in ctx.shapes or layer.type == "input":
                 in_shapes = [ctx.shapes[n] for n in layer.inputs if n in ctx.shapes]
                 if len(in_shapes) == len(layer.inputs):
                     want = layer.tensor_shapes(in_shapes)[fname]
                     if tuple(arr.shape) != tuple(want):
-                        ctx.rep.add("NS406", f"tensor {ref.describe()} has shape {list(arr.shape)}, the layer needs {list(want)}", path)
+                        layout = layer.tensor_layouts.get(fname, "")
+                        ctx.rep.add(
+                            "NS406",
+                            f"{ref.describe()} has shape {list(arr.shape)}, the layer needs {list(want)}" + (f" ({layout})" if layout else ""),
+                            path,
+                        )
                         continue
-            if not np.all(np.isfinite(arr)):
-                bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-                ctx.rep.add("NS408", f"tensor {ref.describe()} holds {bad} NaN or Inf value(s)", path)
+            finite = np.isfinite(arr)
+            if not finite.all():
+                bad = int(finite.size - np.count_nonzero(finite))
+                first = [int(k) for k in np.argwhere(~finite)[0]]
+                ctx.rep.add("NS408", f"{ref.describe()} holds {bad} NaN or Inf value(s), the first at {first}", path)
                 continue
             ctx.arrays[f"{layer.name}.{fname}"] = arr
+
+
+def _ragged(value: Any, name: str) -> str:
+    """Where a nested list stops being rectangular: ``kernel[1] has 2 items, kernel[0] has 3``."""
+    frontier = [(name, value)]
+    while frontier:
+        lists = [(w, v) for w, v in frontier if isinstance(v, list)]
+        if lists and len(lists) != len(frontier):
+            w_list = lists[0][0]
+            w_num = next(w for w, v in frontier if not isinstance(v, list))
+            return f"{w_list} is a list, {w_num} a number"
+        if not lists:
+            break
+        w0, v0 = lists[0]
+        odd = [(w, v) for w, v in lists if len(v) != len(v0)]
+        if odd:
+            return f"{odd[0][0]} has {len(odd[0][1])} items, {w0} has {len(v0)}"
+        frontier = [(f"{w}[{k}]", item) for w, v in lists for k, item in enumerate(v)]
+    return "every row must have the same length"
 
 
 def rule_analog_input(ctx: Context) -> None:
@@ -424,8 +487,9 @@ def rule_analog_input(ctx: Context) -> None:
 def rule_normalization(ctx: Context) -> None:
     # lambda > 0 is in the schema too; this catches specs built in memory
     for layer in ctx.layers:
-        if layer.normalization is not None and not layer.normalization.lam > 0:
-            ctx.rep.add("NS503", f"lambda must be > 0, got {layer.normalization.lam}", ctx.lpath(layer.name, "normalization", "lambda"))
+        lam = None if layer.normalization is None else layer.normalization.lam
+        if lam is not None and not (lam > 0 and math.isfinite(lam)):
+            ctx.rep.add("NS503", f"lambda must be a finite number > 0, got {lam}", ctx.lpath(layer.name, "normalization", "lambda"))
 
 
 #: The rules in the order they run.
@@ -439,9 +503,9 @@ RULES: tuple[Callable[[Context], None], ...] = (
     rule_activations,
     rule_simulation,
     rule_input,
+    rule_analog_input,
     rule_neurons,
     rule_shapes,
     rule_tensors,
-    rule_analog_input,
     rule_normalization,
 )

@@ -5,6 +5,7 @@ in Brian2's table of units.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -54,6 +55,10 @@ def _unit_table() -> dict:
     return table
 
 
+#: Unit spellings people write that Brian2 does not know, and the Brian2 name.
+_SPELLINGS = {"sec": "s", "secs": "s", "seconds": "s", "msec": "ms", "usec": "us", "volts": "V", "hertz": "Hz"}
+
+
 class QuantityError(ValueError):
     pass
 
@@ -63,19 +68,31 @@ def parse_quantity(raw: object) -> Quantity:
     if isinstance(raw, bool):
         raise QuantityError(f"expected a number or a quantity such as '20 ms', got {raw!r}")
     if isinstance(raw, (int, float)):
-        return Quantity(float(raw), DIMENSIONLESS, raw)
+        try:
+            value = float(raw)
+        except OverflowError:  # an integer with hundreds of digits
+            value = math.inf
+        if not math.isfinite(value):
+            raise QuantityError(f"expected a finite number, got {str(raw)[:40]}")
+        return Quantity(value, DIMENSIONLESS, raw)
     if not isinstance(raw, str):
         raise QuantityError(f"expected a number or a quantity such as '20 ms', got {raw!r}")
     match = _QUANTITY_RE.match(raw)
     if not match:
         raise QuantityError(f"cannot read {raw!r} as a quantity: write a number and a unit, e.g. '20 ms'")
     number, unit = float(match.group(1)), match.group(2)
+    if not math.isfinite(number):
+        raise QuantityError(f"{raw!r} is too large to be a number")
     if not unit:
         return Quantity(number, DIMENSIONLESS, raw)
     table = _unit_table()
     if unit not in table:
-        raise QuantityError(f"unknown unit {unit!r} in {raw!r} (Brian2 unit names: ms, mV, Hz, nA, ...)")
+        near = [_SPELLINGS[unit]] if unit in _SPELLINGS else [u for u in table if u.lower() == unit.lower()]
+        hint = "did you mean " + " or ".join(f"'{u}'" for u in sorted(near)) + "? " if near else ""
+        raise QuantityError(f"unknown unit {unit!r} in {raw!r} ({hint}Brian2 unit names: ms, mV, Hz, nA, ...)")
     scale, dim = table[unit]
+    if not math.isfinite(number * scale):
+        raise QuantityError(f"{raw!r} is too large to be a number")
     return Quantity(number * scale, dim, raw)
 
 

@@ -23,7 +23,8 @@ def register(cls):
 
 
 class ShapeError(ValueError):
-    """A layer cannot take the shapes it is given. ``code`` is a diagnostic code, ``field`` the property."""
+    """A layer cannot take the shapes it is given. ``code`` is a diagnostic code, ``field`` the property.
+    The message says what the layer needs; the loader adds what its inputs give."""
 
     def __init__(self, code: str, message: str, field: str | int | None = None):
         super().__init__(message)
@@ -45,7 +46,7 @@ class TensorRef:
         return cls(key=raw) if isinstance(raw, str) else cls(inline=raw)
 
     def describe(self) -> str:
-        return f"'{self.key}'" if self.key is not None else "inline tensor"
+        return f"tensor '{self.key}'" if self.key is not None else "the inline tensor"
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ class Layer:
     tensor_fields: ClassVar[tuple[str, ...]] = ()
     #: how many inputs: (min, max); max None for unbounded
     arity: ClassVar[tuple[int, int | None]] = (1, 1)
+    #: layout of each tensor field, for messages: {"kernel": "[inputs, units]"}
+    tensor_layouts: ClassVar[dict[str, str]] = {}
 
     name: str
     inputs: tuple[str, ...] = ()
@@ -162,7 +165,7 @@ class Layer:
 def one_spatial(in_shapes: list[Shape], kind: str) -> Shape:
     shape = in_shapes[0]
     if len(shape) != 3:
-        raise ShapeError("NS301", f"{kind} needs an [H, W, C] input, got {list(shape)}")
+        raise ShapeError("NS301", f"{kind} needs an [H, W, C] input")
     return shape
 
 

@@ -15,6 +15,7 @@ class Dense(Layer):
     type = "dense"
     has_neurons = True
     tensor_fields = ("kernel", "bias")
+    tensor_layouts = {"kernel": "[inputs, units]", "bias": "[units]"}
 
     units: int = 0
     kernel: TensorRef | None = None
@@ -22,7 +23,10 @@ class Dense(Layer):
 
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
         if len(in_shapes[0]) != 1:
-            raise ShapeError("NS301", f"dense needs a flat input; got {list(in_shapes[0])} (add a flatten layer)")
+            flat = 1
+            for d in in_shapes[0]:
+                flat *= d
+            raise ShapeError("NS301", f"dense needs a flat input [N]; a flatten layer before it would give [{flat}]")
         return (self.units,)
 
     def tensor_shapes(self, in_shapes):
@@ -79,6 +83,7 @@ class Conv2D(_Conv):
     """Cross-correlation as Keras. kernel: [kh, kw, in_channels, filters]; bias: [filters]."""
 
     type = "conv2d"
+    tensor_layouts = {"kernel": "[rows, columns, input channels, filters]", "bias": "[filters]"}
     filters: int = 0
 
     def output_shape(self, in_shapes):
@@ -99,6 +104,10 @@ class DepthwiseConv2D(_Conv):
     output channel c*depth_multiplier + m; bias: [in_channels*depth_multiplier]."""
 
     type = "depthwise_conv2d"
+    tensor_layouts = {
+        "kernel": "[rows, columns, input channels, depth_multiplier]",
+        "bias": "[input channels * depth_multiplier]",
+    }
     depth_multiplier: int | None = None
 
     @property

@@ -69,13 +69,13 @@ class Concatenate(Layer):
     def output_shape(self, in_shapes):
         ranks = {len(s) for s in in_shapes}
         if len(ranks) != 1:
-            raise ShapeError("NS303", "cannot concatenate " + " with ".join(str(list(s)) for s in in_shapes) + ": ranks differ", "inputs")
+            raise ShapeError("NS303", "cannot concatenate inputs of different ranks", "inputs")
         axis = self.resolved_axis(len(in_shapes[0]))
         rest = {tuple(d for i, d in enumerate(s) if i != axis) for s in in_shapes}
         if len(rest) != 1:
             raise ShapeError(
                 "NS303",
-                "cannot concatenate " + " with ".join(str(list(s)) for s in in_shapes) + f" on axis {axis}: other axes differ",
+                f"cannot concatenate on axis {axis}: the inputs differ on another axis",
                 "inputs",
             )
         out = list(in_shapes[0])
@@ -94,7 +94,7 @@ class Add(Layer):
 
     def output_shape(self, in_shapes):
         if len(set(in_shapes)) != 1:
-            raise ShapeError("NS304", "cannot add " + " and ".join(str(list(s)) for s in in_shapes) + ": shapes differ", "inputs")
+            raise ShapeError("NS304", "cannot add inputs of different shapes", "inputs")
         return in_shapes[0]
 
     def connections(self, in_shapes):
