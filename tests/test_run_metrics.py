@@ -92,6 +92,15 @@ def test_ann_macs_of_small_conv_by_hand():
     assert metrics.ann_macs(spec) == {"conv1": 28 * 28 * 4, "conv2": 81 * 4 * 6, "fc": 54 * 3}
 
 
+def test_analog_input_macs_and_operations_per_step():
+    spec = load_spec(SPECS / "small-conv.yaml")
+    assert metrics.analog_input_macs(spec) == 28 * 28 * 4  # conv1, driven by the analog input
+    steps = metrics.operations_per_step(spec, {"conv1": np.ones((2, 5))}, 2, 5)
+    assert steps["image"].tolist() == [[3136, 0, 0, 0, 0]] * 2 and steps["conv1"].sum() == 10
+    tiny = load_spec(SPECS / "tiny-dense.yaml")
+    assert metrics.analog_input_macs(tiny) == 4 * 3
+
+
 def test_pearson():
     a = np.arange(10.0)
     assert metrics.pearson(a, 2 * a + 1) == pytest.approx(1.0)

@@ -17,7 +17,8 @@ import time
 import numpy as np
 
 from ..errors import NetspecError
-from .evaluate import Evaluation, check_labels, chunk_seed, default_workers, evaluate, merge, parse_steps
+from .evaluate import (Evaluation, check_labels, chunk_seed, default_workers, evaluate, merge, parse_steps,
+                       prepare_workers)
 from .progress import Progress
 from .report import REPORT_VERSION, make_report, schema, summary, validation_errors, write_report
 
@@ -66,6 +67,7 @@ def run_command(spec, args) -> int:
 
     from ..brian import BuildOptions, build
 
+    prepare_workers(min(workers, len(data)))
     options = BuildOptions(standalone=args.standalone, steps=steps)
     t0 = time.perf_counter()
     built = build(spec, out_dir=args.build_dir, options=options)
@@ -102,8 +104,15 @@ def _plots(spec, built, ev: Evaluation, x_done: np.ndarray, report: dict, out_di
 
     pairs = None
     if not ev.partial:
+        import logging
+
+        from brian2.utils.logger import catch_logs
+
         few = x_done[:CORRELATION_SAMPLES]
-        recorded = simulate(built, few, seed=chunk_seed(ev.seed, 0), record_neurons=True)
+        # per-neuron counts come from a runtime (numpy) simulation; its code-generation notices (e.g. that
+        # max-pooling elections run as a Python loop) are expected, so they are kept off the terminal
+        with catch_logs(log_level=logging.INFO):
+            recorded = simulate(built, few, seed=chunk_seed(ev.seed, 0), record_neurons=True)
         if recorded.neuron_counts:
             pairs = activation_pairs(spec, few, recorded.neuron_counts, int(ev.sim.out_steps.shape[1]))
     written = make_plots(report, out_dir, out_steps=np.asarray(ev.sim.out_steps[0]), pairs=pairs)

@@ -6,9 +6,11 @@ workers), every chunk is simulated by :func:`netspec.brian.simulate` with its ow
 merged back in sample order. Because the chunking and the seeds do not depend on K, one worker and K
 workers give identical spike counts.
 
-Workers are processes of the ``spawn`` context, each in its own process group with SIGINT ignored: a
-Ctrl-C reaches the parent only, which terminates the workers (and the standalone binaries they run) and
-keeps the chunks that had finished; the evaluation is then marked partial.
+Workers are processes of the ``forkserver`` context (``spawn`` where there is none): the fork server
+imports Brian2 and the builder once (:func:`prepare_workers` starts it early, while the parent builds), so a
+worker starts in milliseconds instead of importing Brian2 again. Each worker runs in its own process group
+with SIGINT ignored: a Ctrl-C reaches the parent only, which terminates the workers (and the standalone
+binaries they run) and keeps the chunks that had finished; the evaluation is then marked partial.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +127,28 @@ def merge(parts: list, sim_type=None):
     )
 
 
+#: Modules the fork server imports once, so that workers forked from it start ready.
+PRELOAD = ["numpy", "brian2", "netspec.brian", "netspec.run.evaluate"]
+
+
+def _context():
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def prepare_workers(workers: int) -> None:
+    """Start the fork server (which imports Brian2) now, in the background, when ``workers`` > 1, so that
+    its start-up overlaps with whatever the caller does next (building)."""
+    ctx = _context()
+    if workers > 1 and ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 # -- worker side ------------------------------------------------------------------------------------
 _WORKER: dict = {}
 
@@ -163,7 +188,7 @@ def evaluate(build, x: np.ndarray, *, workers: int = 1, seed: int | None = None,
     build : netspec.brian.Build
     x : ndarray, float32 [N, *input_shape]
     workers : int
-        1 simulates in this process; K > 1 starts min(K, chunks) spawned worker processes.
+        1 simulates in this process; K > 1 starts min(K, chunks) worker processes.
     seed : int, optional
         Base seed; chunk i gets ``chunk_seed(seed, i)``.
     chunk_size : int, optional
@@ -193,12 +218,15 @@ def evaluate(build, x: np.ndarray, *, workers: int = 1, seed: int | None = None,
     partial = False
     root = tempfile.mkdtemp(prefix="netspec-run-")
     t0 = time.perf_counter()
+    previous = _interruptible()
     try:
         if workers == 1:
             partial = _run_here(build, tasks, done, root, simulate_fn, progress)
         else:
             partial = _run_pool(build, tasks, done, root, workers, progress)
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         shutil.rmtree(root, ignore_errors=True)
     seconds = time.perf_counter() - t0
     if not done:
@@ -212,12 +240,23 @@ def evaluate(build, x: np.ndarray, *, workers: int = 1, seed: int | None = None,
                       seed=seed, chunk_seconds=[float(p.seconds) for p in parts])
 
 
+def _interruptible():
+    """Make SIGINT raise KeyboardInterrupt while simulating; return the handler to restore (None when not
+    in the main thread). Brian2 installs its own SIGINT handler at import, which fails when SIGINT was
+    ignored before (a background job), and a Ctrl-C must always stop a run cleanly."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _run_here(build, tasks, done, root, simulate_fn, progress) -> bool:
     results = os.path.join(root, "worker-0")
     finished = 0
     try:
         for index, x, seed in tasks:
-            done[index] = simulate_fn(build, x, results_dir=results, seed=seed)
+            base = finished
+            done[index] = simulate_fn(build, x, results_dir=results, seed=seed,
+                                      progress=(lambda k: progress(base + k)) if progress else None)
             finished += len(x)
             if progress:
                 progress(finished)
@@ -227,7 +266,7 @@ def _run_here(build, tasks, done, root, simulate_fn, progress) -> bool:
 
 
 def _run_pool(build, tasks, done, root, workers, progress) -> bool:
-    ctx = multiprocessing.get_context("spawn")
+    ctx = _context()
     pool = ctx.Pool(workers, initializer=_worker_init, initargs=(build, root))
     finished = 0
     sizes = {index: len(x) for index, x, _ in tasks}

@@ -128,6 +128,35 @@ def ann_macs(spec) -> dict[str, int]:
     return out
 
 
+def analog_input_macs(spec) -> int:
+    """Multiply-accumulates of the constant input current of an analog-input network, once per sample:
+    the connections of the layers the input drives (through flatten/zeropad2d). 0 for poisson input,
+    whose spikes are counted as synaptic operations by the simulation itself."""
+    if spec.input.encoding != "analog":
+        return 0
+    total, frontier = 0, [spec.input_layer.name]
+    while frontier:
+        for layer in spec.consumers(frontier.pop()):
+            if layer.type in ("flatten", "zeropad2d"):
+                frontier.append(layer.name)
+            elif layer.type not in NON_MAC_KINDS:
+                total += int(layer.connections(spec.in_shapes(layer)))
+    return total
+
+
+def operations_per_step(spec, layer_ops: Mapping[str, np.ndarray], n: int, steps: int) -> dict[str, np.ndarray]:
+    """Synaptic operations per sample and step by source layer: the simulation's spikes x fan-out, plus, for
+    analog input, :func:`analog_input_macs` under the input layer's name at the first step (the input
+    current is constant over a sample, so it is computed once)."""
+    out = dict(layer_ops)
+    macs = analog_input_macs(spec)
+    if macs:
+        first = np.zeros((n, steps), dtype=np.int64)
+        first[:, 0] = macs
+        out[spec.input_layer.name] = first
+    return out
+
+
 def per_sample_means(per_step: Mapping[str, np.ndarray]) -> dict[str, float]:
     """Mean over samples of the total over steps of each layer's [N, T] array (spikes or operations)."""
     return {name: float(np.asarray(a, dtype=np.float64).sum(axis=1).mean()) if len(a) else float("nan")

@@ -108,8 +108,10 @@ def correlation(pairs: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, tit
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
     for ax, (name, (ann, snn)) in zip(axes.ravel(), pairs.items()):
         ax.scatter(ann, snn, s=3, alpha=0.4, color="C0", edgecolors="none")
-        hi = max(1.0, float(np.max(ann, initial=0)), float(np.max(snn, initial=0)))
+        hi = 1.05 * max(float(np.max(ann, initial=0)), float(np.max(snn, initial=0)), 1e-3)
         ax.plot([0, hi], [0, hi], color="0.5", lw=0.8, ls="--")
+        ax.set_xlim(min(0.0, float(np.min(ann, initial=0))), hi)
+        ax.set_ylim(0, hi)
         r = pearson(ann, snn)
         ax.set_title(f"{name}  (r = {r:.3f})" if r == r else f"{name}  (r undefined)", fontsize=9)
         ax.set_xlabel("ANN activation / λ", fontsize=8)
@@ -137,7 +139,7 @@ def output_raster(out_steps: np.ndarray, path: Path, *, label: int | None, predi
     ax.set_xlabel("time (ms)")
     ax.set_ylabel("output neuron (class)")
     counts = out_steps.sum(axis=0)
-    ax.set_title((title + "  " if title else "") + f"label {label}, SNN says {prediction}, "
+    ax.set_title((title + "  " if title else "") + f"label {label} (green), SNN says {prediction}, "
                  f"{int(counts.sum())} spikes", fontsize=9)
     ax.grid(alpha=0.3, axis="x")
     return _save(fig, plt, path)

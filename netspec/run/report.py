@@ -96,7 +96,8 @@ def make_report(spec, evaluation, labels: np.ndarray, ann_scores: np.ndarray, *,
     ann_top1 = metrics.top_k_accuracy(ann_order, labels, 1)
 
     macs = metrics.ann_macs(spec)
-    ops = metrics.per_sample_means(sim.layer_ops)
+    ops_steps = metrics.operations_per_step(spec, sim.layer_ops, n, steps)
+    ops = metrics.per_sample_means(ops_steps)
     ops_total = float(sum(ops.values()))
     macs_total = int(sum(macs.values()))
     spikes = metrics.per_sample_means(sim.layer_spikes)
@@ -151,7 +152,7 @@ def make_report(spec, evaluation, labels: np.ndarray, ann_scores: np.ndarray, *,
         "operations": {
             "ann_macs": {"total": macs_total, "per_layer": macs},
             "snn_per_sample": {"total": ops_total, "per_layer": ops},
-            "snn_cumulative": [float(v) for v in metrics.cumulative_mean(sim.layer_ops, steps)],
+            "snn_cumulative": [float(v) for v in metrics.cumulative_mean(ops_steps, steps)],
             "ratio": ops_total / macs_total if macs_total else None,
         },
         "spikes": {

@@ -1,0 +1,222 @@
+"""Benchmark ``netspec run``'s simulation on a LeNet-size network: samples/s on 1 and K workers, build
+time, and where the time goes.
+
+    python tools/bench_run.py                     # specs/lenet-mnist.yaml if present, else a random LeNet
+    python tools/bench_run.py --samples 1000 --workers 1 2 --steps 100
+    python tools/bench_run.py --random            # always the random-weight LeNet
+
+The random LeNet (input 28x28x1 -> conv 5x5x16 -> maxpool 2 -> conv 5x5x32 -> maxpool 2 -> flatten ->
+dense 128 -> dense 10) has He-initialized weights and per-layer λ set to the 99.9th percentile of its
+activations on the shipped MNIST images (data/mnist-1k), so its firing rates are those of a converted
+network even though its answers are meaningless. Inputs are analog; the build is C++ standalone.
+
+Time breakdown (per sample, from timings of the binary; no profiler needed):
+
+- *fixed cost per simulate call* (process start, loading arrays, writing results): from two calls on
+  different sample counts, t(n) = fixed + n * per_sample;
+- *neuron updates and per-step overhead*: per-sample time with all-zero input (then only biases drive
+  spikes; their synaptic events are reported so the split can be judged);
+- *synaptic events*: per-sample time on the real images minus the zero-input time, with the synaptic
+  operations per sample that caused it.
+
+With ``--profile`` the standalone build is repeated with Brian2's ``profile=True`` into a separate folder,
+and the per-code-object times of the binary (``profiling_info.txt``) are printed as well.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def random_lenet(folder: Path, x: np.ndarray, seed: int = 0) -> Path:
+    """Write a random-weight LeNet spec (+ .npz) into ``folder``; λ from the activations on ``x``."""
+    import yaml
+
+    from netspec.reference import forward
+    from netspec.spec import load_spec_data
+
+    rng = np.random.default_rng(seed)
+
+    def he(shape, fan_in):
+        return rng.normal(0.0, np.sqrt(2.0 / fan_in), shape).astype(np.float32)
+
+    tensors = {
+        "conv1/kernel": he((5, 5, 1, 16), 25), "conv1/bias": np.full(16, 0.01, np.float32),
+        "conv2/kernel": he((5, 5, 16, 32), 400), "conv2/bias": np.full(32, 0.01, np.float32),
+        "fc1/kernel": he((512, 128), 512), "fc1/bias": np.full(128, 0.01, np.float32),
+        "fc2/kernel": he((128, 10), 128), "fc2/bias": np.zeros(10, np.float32),
+    }
+    layers = [
+        {"name": "image", "type": "input"},
+        {"name": "conv1", "type": "conv2d", "filters": 16, "kernel_size": 5, "kernel": "conv1/kernel",
+         "bias": "conv1/bias", "activation": "relu"},
+        {"name": "pool1", "type": "maxpool2d", "pool_size": 2},
+        {"name": "conv2", "type": "conv2d", "filters": 32, "kernel_size": 5, "kernel": "conv2/kernel",
+         "bias": "conv2/bias", "activation": "relu"},
+        {"name": "pool2", "type": "maxpool2d", "pool_size": 2},
+        {"name": "flat", "type": "flatten"},
+        {"name": "fc1", "type": "dense", "units": 128, "kernel": "fc1/kernel", "bias": "fc1/bias", "activation": "relu"},
+        {"name": "fc2", "type": "dense", "units": 10, "kernel": "fc2/kernel", "bias": "fc2/bias", "activation": "softmax"},
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    npz = folder / "lenet-random.npz"
+    np.savez(npz, **tensors)
+    digest = hashlib.sha256(npz.read_bytes()).hexdigest()
+    doc = {
+        "netspec": 1, "name": "lenet-random",
+        "description": "Random-weight LeNet for benchmarks (tools/bench_run.py); lambda from MNIST activations.",
+        "weights": {"file": npz.name, "sha256": digest},
+        "input": {"shape": [28, 28, 1], "range": [0.0, 1.0], "encoding": "analog"},
+        "simulation": {"dt": "1 ms", "duration": "100 ms"},
+        "neuron": {"model": "if", "threshold": 1.0, "reset": "subtract"},
+        "layers": layers,
+    }
+    # λ: first with every λ = 1 to get the activations, then the 99.9th percentile of each layer
+    for layer in layers:
+        if layer["type"] in ("conv2d", "dense"):
+            layer["normalization"] = {"lambda": 1.0, "method": "manual"}
+    acts = forward(load_spec_data(doc, folder), x)
+    for layer in layers:
+        if "normalization" in layer:
+            values = acts[layer["name"]]
+            if layer["activation"] == "softmax":
+                values = forward(load_spec_data(doc, folder), x, logits=True)[layer["name"]].clip(min=0)
+            lam = float(np.percentile(values[values > 0], 99.9)) if np.any(values > 0) else 1.0
+            layer["normalization"] = {"lambda": round(lam, 6), "method": "percentile", "percentile": 99.9,
+                                      "samples": int(len(x))}
+    path = folder / "lenet-random.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def _timed_simulate(build, x, results_dir, seed=None):
+    from netspec.brian import simulate
+
+    t0 = time.perf_counter()
+    sim = simulate(build, x, results_dir=results_dir, seed=seed)
+    return time.perf_counter() - t0, sim
+
+
+def breakdown(build, x: np.ndarray, work: Path) -> dict:
+    """Fixed cost per call, neuron-update time and synaptic-event time per sample (see module doc)."""
+    small = x[: max(1, len(x) // 4)]
+    t_small, _ = _timed_simulate(build, small, str(work / "small"))
+    t_full, sim = _timed_simulate(build, x, str(work / "full"))
+    per_sample = (t_full - t_small) / (len(x) - len(small)) if len(x) > len(small) else t_full / len(x)
+    fixed = max(0.0, t_full - per_sample * len(x))
+    t_zero, zero = _timed_simulate(build, np.zeros_like(x), str(work / "zero"))
+    per_zero = max(0.0, (t_zero - fixed) / len(x))
+    ops = float(sum(a.sum() for a in sim.layer_ops.values()) / len(x))
+    ops_zero = float(sum(a.sum() for a in zero.layer_ops.values()) / len(x))
+    return {"fixed_per_call_s": fixed, "per_sample_s": per_sample, "neuron_update_per_sample_s": per_zero,
+            "synaptic_per_sample_s": max(0.0, per_sample - per_zero), "ops_per_sample": ops,
+            "ops_per_sample_zero_input": ops_zero}
+
+
+def profile_build(spec, steps: int, x: np.ndarray, out_dir: Path) -> list[tuple[str, float]] | None:
+    """Build again with Brian2 profiling into ``out_dir``, run ``x``, return (code object, seconds) sorted."""
+    from netspec.brian import BuildOptions, build
+
+    fields = getattr(BuildOptions, "__dataclass_fields__", {})
+    if "profile" not in fields:
+        print("  (--profile: this netspec.brian.BuildOptions has no 'profile' option; skipped)")
+        return None
+    b = build(spec, out_dir=out_dir, options=BuildOptions(standalone=True, steps=steps, profile=True), force=True)
+    results = out_dir / "profile-results"
+    _timed_simulate(b, x, str(results))
+    info = next(iter(results.rglob("profiling_info.txt")), None)
+    if info is None:
+        print("  (--profile: no profiling_info.txt was written)")
+        return None
+    rows = []
+    for line in info.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            rows.append((parts[0], float(parts[1])))
+    return sorted(rows, key=lambda r: -r[1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--spec", default=None, help="spec to benchmark (default specs/lenet-mnist.yaml, else a random LeNet)")
+    ap.add_argument("--random", action="store_true", help="use the random LeNet even if specs/lenet-mnist.yaml exists")
+    ap.add_argument("--data", default=str(ROOT / "data" / "mnist-1k"))
+    ap.add_argument("--samples", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--build-dir", default=str(ROOT / "build" / "bench"))
+    ap.add_argument("--samples-per-run", type=int, default=None, help="BuildOptions.samples_per_run (default: the builder's)")
+    ap.add_argument("--no-breakdown", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="also a Brian2 profile=True build (if the builder offers one)")
+    args = ap.parse_args(argv)
+
+    from netspec.brian import BuildOptions, build
+    from netspec.datasets import load_dataset
+    from netspec.run import evaluate
+    from netspec.spec import load_spec
+
+    data = load_dataset(args.data, require_labels=True, limit=args.samples)
+    build_root = Path(args.build_dir)
+    spec_path = args.spec or (None if args.random else ROOT / "specs" / "lenet-mnist.yaml")
+    if spec_path is None or not Path(spec_path).exists():
+        spec_path = random_lenet(build_root / "spec", data.x)
+    spec = load_spec(spec_path)
+    print(f"spec {spec_path}: {spec.neuron_count():,} neurons; {len(data)} samples from {data.source}; "
+          f"T = {args.steps} steps, analog input, standalone")
+
+    kw = {"standalone": True, "steps": args.steps}
+    if args.samples_per_run:
+        kw["samples_per_run"] = args.samples_per_run
+    t0 = time.perf_counter()
+    b = build(spec, out_dir=build_root / spec.name, options=BuildOptions(**kw))
+    wall = time.perf_counter() - t0
+    print(f"build: {wall:.1f} s wall ({'compiled' if b.rebuilt else 'up to date, reused'}; Build.seconds {b.seconds:.1f}); "
+          f"{sum(b.populations.values()):,} neurons, {sum(b.synapses.values()):,} synapses")
+    print("  populations: " + ", ".join(f"{k} {v:,}" for k, v in b.populations.items()))
+    print("  synapses:    " + ", ".join(f"{k} {v:,}" for k, v in b.synapses.items()))
+
+    reference = None
+    for k in args.workers:
+        ev = evaluate(b, data.x, workers=k)
+        rate = len(ev.indices) / ev.seconds
+        same = "" if reference is None else (
+            "  (counts identical to 1 worker)" if np.array_equal(reference, ev.sim.counts) else "  (COUNTS DIFFER!)")
+        print(f"workers {k}: {len(ev.indices)} samples in {ev.seconds:.2f} s = {rate:.1f} samples/s "
+              f"({ev.workers} processes, chunks of {ev.chunk_size}, sum of chunk times {ev.worker_seconds:.2f} s){same}")
+        if reference is None:
+            reference = ev.sim.counts
+            ops = float(sum(a.sum() for a in ev.sim.layer_ops.values()) / len(ev.indices))
+            spikes = float(sum(a.sum() for a in ev.sim.layer_spikes.values()) / len(ev.indices))
+            print(f"  per sample: {spikes:,.0f} spikes, {ops:,.0f} synaptic operations")
+
+    if not args.no_breakdown:
+        n = min(len(data), 400)
+        with tempfile.TemporaryDirectory(prefix="netspec-bench-") as tmp:
+            bd = breakdown(b, data.x[:n], Path(tmp))
+        ms = 1e3
+        print(f"breakdown (1 process, {n} samples): fixed per simulate call {bd['fixed_per_call_s']:.2f} s; "
+              f"per sample {bd['per_sample_s'] * ms:.2f} ms = neuron updates + step overhead "
+              f"{bd['neuron_update_per_sample_s'] * ms:.2f} ms (zero input, {bd['ops_per_sample_zero_input']:,.0f} ops) "
+              f"+ synaptic events {bd['synaptic_per_sample_s'] * ms:.2f} ms ({bd['ops_per_sample']:,.0f} ops, "
+              f"{bd['synaptic_per_sample_s'] / max(bd['ops_per_sample'] - bd['ops_per_sample_zero_input'], 1) * 1e9:.1f} ns/op)")
+    if args.profile:
+        rows = profile_build(spec, args.steps, data.x[:200], build_root / f"{spec.name}-profile")
+        if rows:
+            total = sum(s for _, s in rows)
+            print(f"Brian2 profile (200 samples, {total:.2f} s in code objects):")
+            for name, s in rows[:12]:
+                print(f"  {name:50s} {s:8.3f} s  {100 * s / total:5.1f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
