@@ -167,7 +167,7 @@ class Reporter:
             if path in self.marks:
                 return self.marks[path]
             path = path[:-1]
-        return self.marks.get((), (1, 1))
+        return self.marks.get((), (0, 0))  # (0, 0): a document built in memory has no positions
 
     def add(self, code: str, message: str, path: tuple = ()) -> None:
         """Record a diagnostic; the same code, message and path twice (a shared default checked for

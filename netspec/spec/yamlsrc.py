@@ -59,7 +59,10 @@ def read_document(path: str | Path, display: str | None = None) -> Document:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise YamlError(Diagnostic("NS006", f"not UTF-8 text (byte {exc.start})", file=display)) from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        msg = f"not UTF-8 text: byte 0x{raw[exc.start]:02x} (save the file as UTF-8)"
+        raise YamlError(Diagnostic("NS006", msg, file=display, line=line, col=col)) from None
     return parse_document(text, display)
 
 
