@@ -105,7 +105,10 @@ def _validate(args) -> int:
             continue
         for d in diags:
             print(d.text())
-        print(f"{name}: invalid ({len(diags)} error{'s' if len(diags) != 1 else ''})")
+        if any(d.code == "NS006" for d in diags):
+            print(f"{name}: unreadable")
+        else:
+            print(f"{name}: invalid ({len(diags)} error{'s' if len(diags) != 1 else ''})")
     return status
 
 
@@ -116,8 +119,9 @@ def _load(path: str):
     if spec is None:
         for d in diagnostics:
             print(d.text(), file=sys.stderr)
-        code = 2 if any(d.code == "NS006" for d in diagnostics) else 1
-        raise NetspecError(f"{path}: invalid spec ({len(diagnostics)} error{'s' if len(diagnostics) != 1 else ''})", code)
+        if any(d.code == "NS006" for d in diagnostics):
+            raise NetspecError(f"{path}: cannot read the spec", 2)
+        raise NetspecError(f"{path}: invalid spec ({len(diagnostics)} error{'s' if len(diagnostics) != 1 else ''})", 1)
     return spec
 
 

@@ -13,13 +13,14 @@ def rows(spec: Spec) -> list[dict]:
     for name in spec.order:
         layer = spec.layer(name)
         shape = spec.shapes[name]
-        has_neurons = layer.has_neurons and not (layer.activation == "linear" and name != spec.order[-1])
+        has_neurons = _has_neurons(spec, layer)
         synapses = 0 if layer.type == "input" else layer.connections(spec.in_shapes(layer))
+        if layer.type == "add":
+            # a linear input has no neurons: its projection is counted on its own row, not again here
+            spiking = sum(spec.layer(i).activation != "linear" for i in layer.inputs)
+            synapses = synapses // len(layer.inputs) * spiking
         params = sum(int(np.size(spec.array(layer, f))) for f in layer.tensors())
-        if layer.type == "concatenate":
-            lam = "/".join(f"{spec.lam(i):g}" for i in layer.inputs)
-        else:
-            lam = f"{spec.lam(layer):g}"
+        lam = _lam_text(spec, layer)
         out.append({
             "name": name,
             "type": layer.type,
@@ -31,6 +32,23 @@ def rows(spec: Spec) -> list[dict]:
             "inputs": list(layer.inputs),
         })
     return out
+
+
+def _has_neurons(spec: Spec, layer) -> bool:
+    """Whether the layer is a population of its own (a hidden linear layer is summed into its add)."""
+    return layer.has_neurons and not (layer.activation == "linear" and layer.name != spec.order[-1])
+
+
+def _lam_text(spec: Spec, layer) -> str:
+    """The layer's lambda; where it has one per branch (a concatenate, or what only re-indexes one),
+    the branches' joined by '/'."""
+    try:
+        return f"{spec.lam(layer):g}"
+    except ValueError:
+        source = layer
+        while source.type != "concatenate":
+            source = spec.layer(source.inputs[0])
+        return "/".join(_lam_text(spec, spec.layer(i)) for i in source.inputs)
 
 
 def table(spec: Spec) -> str:
