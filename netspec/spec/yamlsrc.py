@@ -147,9 +147,13 @@ def _measure(root: yaml.Node, display: str) -> None:
     raise YamlError(Diagnostic("NS003", msg, path, where, display, line, col))
 
 
-def _where(path: tuple) -> str:
-    """A document path for people, cut short when a runaway nesting made it long."""
-    return describe_path(path[:12], None) + ("…" if len(path) > 12 else "")
+def _where(path: tuple, layer_names: dict | None = None) -> str:
+    """A document path for people, naming the layer where its name was read already, cut short when a
+    runaway nesting made it long."""
+    known = None
+    if layer_names and len(path) > 1 and path[0] == "layers" and path[1] in layer_names:
+        known = {"layers": [{"name": layer_names.get(i)} for i in range(path[1] + 1)]}
+    return describe_path(path[:12], known) + ("…" if len(path) > 12 else "")
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
@@ -196,10 +200,11 @@ class _Builder:
         self.key_marks: dict = {}
         self.count = 0
         self.constructor = yaml.SafeLoader("")
+        self.layer_names: dict[int, str] = {}  # layers[i] -> its name, once read
 
     def fail(self, code: str, msg: str, node: yaml.Node, path: tuple = ()) -> YamlError:
         line, col = _mark(node)
-        where = _where(path)
+        where = _where(path, self.layer_names)
         return YamlError(Diagnostic(code, msg, path, where, file=self.display, line=line, col=col))
 
     def build(self, node: yaml.Node, path: tuple) -> Any:
@@ -227,6 +232,8 @@ class _Builder:
                     raise self.fail("NS002", f"duplicate key '{key}' (first at line {first[0]})", key_node, path + (key,))
                 self.key_marks[path + (key,)] = _mark(key_node)
                 out[key] = self.build(value_node, path + (key,))
+                if key == "name" and len(path) == 2 and path[0] == "layers" and isinstance(out[key], str):
+                    self.layer_names[path[1]] = out[key]
             return out
         if isinstance(node, yaml.SequenceNode):
             if node.tag != "tag:yaml.org,2002:seq":

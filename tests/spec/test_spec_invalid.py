@@ -280,3 +280,10 @@ def test_check_file_never_raises_on_mangled_specs(tmp_path):
             assert "\n" not in d.text()
             seen_codes.add(d.code)
     assert len(seen_codes) > 10  # the mangling reached many rules, not one early exit
+
+
+def test_yaml_level_errors_name_the_layer_once_its_name_is_read():
+    spec, diagnostics = check_file(HERE / "invalid" / "NS002-duplicate-key.yaml")
+    assert diagnostics[0].where == "layer 'out' (layers[2]).units"
+    spec, diagnostics = check_file(HERE / "invalid" / "NS005-merge-key.yaml")
+    assert diagnostics[0].where == "layer 'out' (layers[2])"
