@@ -1,0 +1,273 @@
+"""Rendering the generated Brian2 script from a :class:`~netspec.brian.plan.Plan`.
+
+Everything that reaches the script is produced here from fixed fragments: equations, threshold, reset and
+synaptic code are assembled from the strings in this module; names come from validated layer names with a
+prefix (``L_conv1``, ``S_conv2_0``); numbers are written with ``repr(float(...))`` or ``int(...)``; units are
+written from a quantity's SI value and dimension (``0.02*second``). Free text from the spec (description,
+source) never reaches the script. The template (``templates/network.py.j2``) only lays the pieces out; it
+is rendered with ``StrictUndefined``, ``trim_blocks`` and ``lstrip_blocks``.
+"""
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import jinja2
+import numpy as np
+
+from .. import __version__
+from ..errors import NetspecError
+from ..spec import Quantity
+from ..spec.units import DIMENSIONLESS, FREQUENCY, TIME, VOLTAGE
+from .plan import POISSON, RELAY, Plan, Population, Relay
+
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+_SPEC_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_UNIT_OF_DIM = {TIME: "second", VOLTAGE: "volt", FREQUENCY: "hertz"}
+
+#: Scheduling inside the 'synapses' slot: relays of stage s elect, fire and reset before any projection.
+RELAY_ORDER_BASE = -100
+
+
+def ident(name: str) -> str:
+    """A layer name, checked again before it becomes part of a Python/Brian2 identifier."""
+    if not (isinstance(name, str) and _NAME_RE.match(name) and name.isidentifier()):
+        raise NetspecError(f"layer name {name!r} is not a valid identifier (letters, digits, '_'; a letter first)")
+    return name
+
+
+def num(value) -> str:
+    """A float as Python source, exactly (``repr`` round-trips)."""
+    value = float(value)
+    if not np.isfinite(value):
+        raise NetspecError(f"cannot write the non-finite number {value!r} into the generated code")
+    return repr(value)
+
+
+def qty(q: Quantity) -> str:
+    """A quantity as Python source: plain numbers as such, others as ``value*unit`` in SI base units."""
+    if q.dim == DIMENSIONLESS:
+        return num(q.value)
+    if q.dim not in _UNIT_OF_DIM:
+        raise NetspecError(f"quantity {q.text!r}: no unit for dimension {q.dim}")
+    return f"{num(q.value)}*{_UNIT_OF_DIM[q.dim]}"
+
+
+def steps_of(q: Quantity, dt: float) -> int:
+    return int(round(q.value / dt))
+
+
+# -- fragments ---------------------------------------------------------------------------------------
+def _population(plan: Plan, pop: Population) -> dict:
+    p = pop.params
+    name = ident(pop.name)
+    dt = plan.spec.simulation.dt.value
+    exp = p.synapse == "exponential"
+    lif = p.model == "lif"
+    ref_steps = steps_of(p.refractory, dt)
+    unless = " (unless refractory)" if ref_steps > 0 else ""
+    drive = "(I + q)/dt" if exp else "I/dt"
+    rhs = f"-u/tau_m + {drive}" if lif else drive
+    eqs = [(f"du/dt = {rhs} : 1{unless}", "membrane, normalized: 0 at rest, 1 at threshold")]
+    if exp:
+        eqs.append(("dq/dt = -q/tau_syn : 1", "synaptic charge entering the membrane per time step"))
+    analog = pop.drive is not None
+    eqs.append(("I : 1" if analog else "I : 1 (constant)",
+                "drive per time step: bias" + (" + analog input (set per sample)" if analog else "")))
+    physical = p.threshold.dim == VOLTAGE
+    if physical:
+        eqs.append(("v = v_rest + u*(v_thr - v_rest) : volt", "membrane potential"))
+    if plan_counted(plan, pop.name):
+        eqs.append(("count : integer", "spikes in this sample (read by the max-pooling gates)"))
+    reset_value = p.reset_value
+    if p.reset == "subtract":
+        reset = ["u -= 1"]
+        reset_text = "reset by subtraction"
+    elif p.reset == "zero":
+        reset = ["u = 0"]
+        reset_text = "reset to rest"
+    else:
+        reset = ["u = u_reset"]
+        reset_text = f"reset to {p.reset.text}"
+    if plan_counted(plan, pop.name):
+        reset.append("count += 1")
+    namespace = []
+    if lif:
+        namespace.append(("tau_m", qty(p.tau_m)))
+    if exp:
+        namespace.append(("tau_syn", qty(p.tau_syn)))
+    if physical:
+        namespace += [("v_rest", qty(p.rest)), ("v_thr", qty(p.threshold))]
+    if p.reset not in ("subtract", "zero"):
+        namespace.append(("u_reset", num((reset_value - p.rest.value) / p.scale)))
+    sample_reset = ["u = 0"]
+    if exp:
+        sample_reset.append("q = 0")
+    if plan_counted(plan, pop.name):
+        sample_reset.append("count = 0")
+    if ref_steps > 0:
+        sample_reset += ["lastspike = -1e4*second", "not_refractory = True"]
+    if analog:
+        sample_reset.append(f"I = TA_{name}(t, i)")
+        namespace.append((f"TA_{name}", f"TA_{name}"))
+    model = "LIF" if lif else "IF"
+    parts = [model, reset_text]
+    if ref_steps:
+        parts.append(f"refractory {p.refractory.text}")
+    if exp:
+        parts.append(f"exponential synapses ({p.tau_syn.text})")
+    if steps_of(p.delay, dt):
+        parts.append(f"delay {p.delay.text}")
+    return {
+        "name": name,
+        "var": f"L_{name}",
+        "size": pop.size,
+        "kind": pop.layer_type,
+        "shape": "x".join(map(str, pop.shape)),
+        "lam": num(pop.lam),
+        "what": ", ".join(parts),
+        "equations": _align(eqs),
+        "threshold": "u >= 1",
+        "reset": reset,
+        "method": "exact" if lif and not exp else "euler",
+        "refractory": ref_steps + 1 if ref_steps > 0 else None,
+        "ref_text": p.refractory.text,
+        "namespace": namespace,
+        "sample_reset": sample_reset,
+        "analog": analog,
+        "has_bias": bool(np.any(pop.bias)) and not analog,
+        "output": pop.name == plan.output,
+    }
+
+
+def plan_counted(plan: Plan, name: str) -> bool:
+    return name in plan.counted
+
+
+def _align(eqs: list[tuple[str, str]]) -> list[str]:
+    width = max(len(e) for e, _ in eqs)
+    return [f"{e.ljust(width)}  # {c}" for e, c in eqs]
+
+
+def _projection(plan: Plan, proj, kinds: dict[str, str]) -> dict:
+    target = plan.populations[proj.target]
+    p = target.params
+    dt = plan.spec.simulation.dt.value
+    delay = steps_of(p.delay, dt)
+    weight = "w"
+    if delay:
+        # spikes still in flight when a new sample starts belong to the previous sample: drop them
+        weight = f"w*int(timestep(t, dt) % {plan.steps} >= {delay})"
+    namespace = []
+    if p.synapse == "exponential":
+        on_pre = f"q_post += {weight}*dt/tau_syn"
+        namespace.append(("tau_syn", qty(p.tau_syn)))
+    elif steps_of(p.refractory, dt) > 0:
+        on_pre = f"u_post += {weight}*int(not_refractory_post)"
+    else:
+        on_pre = f"u_post += {weight}"
+    return {
+        "var": proj.name,
+        "source": f"L_{ident(proj.source)}",
+        "source_name": proj.source,
+        "target": f"L_{ident(proj.target)}",
+        "target_name": proj.target,
+        "count": int(proj.pre.size),
+        "on_pre": on_pre,
+        "delay": delay,
+        "delay_text": p.delay.text,
+        "namespace": namespace,
+    }
+
+
+def _relay(plan: Plan, relay: Relay) -> dict:
+    name = ident(relay.name)
+    order = RELAY_ORDER_BASE + 10 * relay.stage
+    elections = []
+    for e in relay.elections:
+        count = "(best_pre - 1)" if e.source in plan.relays else "count_pre"
+        elections.append({
+            "var": e.name,
+            "source": f"L_{ident(e.source)}",
+            "source_name": e.source,
+            "count": int(e.pre.size),
+            "on_pre": f"cand_post = clip(int({count} >= best_post)*(K - key + K*int(key == winner_post)), cand_post, inf)",
+        })
+    return {
+        "name": name,
+        "var": f"L_{name}",
+        "size": relay.size,
+        "shape": "x".join(map(str, relay.shape)),
+        "K": relay.members_max,
+        "elections": elections,
+        "order": order,
+        "lam": num(relay.lam),
+    }
+
+
+def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
+    """Everything the template needs, as plain strings, numbers and lists."""
+    spec = plan.spec
+    if not _SPEC_NAME_RE.match(spec.name):
+        raise NetspecError(f"spec name {spec.name!r} is not a valid network name")
+    kinds = plan.kinds
+    pops = [_population(plan, plan.populations[n]) for n in plan.order if n in plan.populations]
+    projections = [_projection(plan, proj, kinds) for n in plan.order if n in plan.populations
+                   for proj in plan.populations[n].inputs]
+    relays = [_relay(plan, plan.relays[n]) for n in plan.order if n in plan.relays]
+    nodes = []
+    for row, n in enumerate(plan.order):
+        nodes.append({"name": ident(n), "var": f"L_{ident(n)}", "row": row, "kind": kinds[n], "size": plan.size(n)})
+    inp = spec.input
+    poisson = None
+    if inp.encoding == "poisson":
+        poisson = {
+            "name": ident(plan.input_name),
+            "var": f"L_{ident(plan.input_name)}",
+            "size": plan.input_size,
+            "p_scale": num(inp.max_rate.value * spec.simulation.dt.value / inp.range[1]),
+            "max_rate": qty(inp.max_rate),
+            "counted": plan.input_name in plan.counted,
+        }
+    out = plan.populations[plan.output]
+    return {
+        "version": __version__,
+        "spec_name": spec.name,
+        "spec_hash": spec_hash,
+        "key": key,
+        "standalone": bool(options.standalone),
+        "threads": int(options.threads),
+        "float32": bool(options.float32),
+        "samples_per_run": int(options.samples_per_run),
+        "steps": int(plan.steps),
+        "dt": num(spec.simulation.dt.value),
+        "dt_text": str(spec.simulation.dt.text),
+        "seed": None if inp.seed is None else int(inp.seed),
+        "input_shape": list(map(int, inp.shape)),
+        "input_size": plan.input_size,
+        "encoding": inp.encoding,
+        "input_lam": num(spec.lam(spec.input_layer)),
+        "poisson": poisson,
+        "populations": pops,
+        "projections": projections,
+        "relays": relays,
+        "nodes": nodes,
+        "drives": [p for p in pops if p["analog"]],
+        "output": {"name": ident(out.name), "var": f"L_{ident(out.name)}", "size": out.size},
+    }
+
+
+def _environment() -> jinja2.Environment:
+    loader = jinja2.FunctionLoader(lambda name: resources.files("netspec.brian").joinpath("templates", name).read_text("utf-8"))
+    return jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True, autoescape=False)
+
+
+def template_text() -> str:
+    """The template source (part of the build key, so editing it rebuilds)."""
+    return resources.files("netspec.brian").joinpath("templates", "network.py.j2").read_text("utf-8")
+
+
+def render(plan: Plan, key: str, spec_hash: str, options) -> str:
+    """The generated ``network.py``."""
+    return _environment().get_template("network.py.j2").render(**context(plan, key, spec_hash, options))

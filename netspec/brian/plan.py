@@ -1,0 +1,349 @@
+"""The spiking network a spec describes, as plain data: populations, projections, max-pool relays, drives.
+
+:func:`make_plan` walks the spec in topological order and decides what every layer becomes in the SNN:
+
+* a **population** (``NeuronGroup``) for every layer with neurons (dense, conv2d, depthwise_conv2d,
+  avgpool2d, global_avgpool2d, add, and the output), except hidden ``linear`` layers;
+* a **relay** for every max-pooling layer: a group of gates, one per pooling window, that passes the spikes
+  of the window's most active member (see the generated code for the rule);
+* for ``poisson`` input, an input population; for ``analog`` input, no neurons: projections from the input
+  are folded into a per-sample **drive** (a constant current, ``W.x/lambda + b/lambda``, set per sample);
+* index-only layers (flatten, zero padding, concatenation) vanish into the indices of the projections, and a
+  hidden linear layer's projection is composed into the add layer it feeds.
+
+Every projection carries normalized weights ``W * lambda_source / lambda_target``, where
+``lambda_source`` is the factor of the population the spikes come from (for a concatenation, each branch
+its own), and every population a normalized bias ``b / lambda``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import NetspecError
+from ..spec import NeuronParams, Spec
+from . import connectivity as conn
+
+#: Node kinds: what emits the spikes a projection carries.
+POPULATION, RELAY, POISSON, ANALOG = "population", "relay", "poisson", "analog"
+
+
+@dataclass
+class Node:
+    """Something a projection can come from. ``name`` is the layer name."""
+
+    name: str
+    kind: str
+    size: int
+    lam: float
+
+
+@dataclass
+class Projection:
+    """Synapses from one node into one population (all kernel projections between the pair merged).
+
+    ``pre``/``post`` index the source node and the target population; ``w`` is normalized.
+    """
+
+    source: str
+    target: str
+    pre: np.ndarray
+    post: np.ndarray
+    w: np.ndarray
+    index: int = 0  # k in the object name S_<target>_<k>
+
+    @property
+    def name(self) -> str:
+        return f"S_{self.target}_{self.index}"
+
+
+@dataclass
+class Election:
+    """Membership of one source node's neurons in a relay's pooling windows. ``key`` ranks the members
+    of a window (0 = first: lowest source, then lowest index), for the deterministic tie rule."""
+
+    source: str
+    relay: str
+    pre: np.ndarray
+    post: np.ndarray
+    key: np.ndarray
+    index: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"E_{self.relay}_{self.index}"
+
+
+@dataclass
+class Population:
+    """A NeuronGroup. ``bias`` is per neuron and normalized; ``drive`` holds the analog input projection
+    (input element, neuron, weight per input unit) or None."""
+
+    name: str
+    layer_type: str
+    shape: tuple[int, ...]
+    params: NeuronParams
+    lam: float
+    bias: np.ndarray
+    drive: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    inputs: list[Projection] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class Relay:
+    """A max-pooling layer in the SNN: one gate per window. ``stage`` orders relays that feed relays."""
+
+    name: str
+    shape: tuple[int, ...]
+    lam: float
+    elections: list[Election] = field(default_factory=list)
+    stage: int = 1
+    members_max: int = 1  # most members of any window (keys are below this)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class Plan:
+    """The whole SNN. ``order`` lists every spiking node (input population, populations, relays) in the
+    spec's order; ``output`` names the read-out population."""
+
+    spec: Spec
+    steps: int
+    input_name: str
+    encoding: str
+    input_size: int
+    populations: dict[str, Population]
+    relays: dict[str, Relay]
+    order: list[str]
+    output: str
+    fanout: dict[str, np.ndarray]  # node -> outgoing synapses per neuron (projections only)
+    counted: set[str]  # nodes whose neurons keep a per-sample spike count (members of max-pool windows)
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        out = {}
+        for name in self.order:
+            out[name] = RELAY if name in self.relays else (POISSON if name == self.input_name else POPULATION)
+        return out
+
+    def size(self, name: str) -> int:
+        if name in self.populations:
+            return self.populations[name].size
+        if name in self.relays:
+            return self.relays[name].size
+        return self.input_size
+
+
+# -- segments: where each element of a layer's output comes from ---------------------------------------
+Segment = tuple[str, np.ndarray, np.ndarray]  # (node, node index, layer output index)
+
+
+def _hidden_linear(spec: Spec, name: str) -> bool:
+    layer = spec.layer(name)
+    return layer.activation == "linear" and name != spec.order[-1]
+
+
+def _segments(spec: Spec, name: str, cache: dict[str, list[Segment]]) -> list[Segment]:
+    if name in cache:
+        return cache[name]
+    layer = spec.layer(name)
+    n = int(np.prod(spec.shapes[name]))
+    every = np.arange(n)
+    if layer.type in ("input", "maxpool2d") or (layer.has_neurons and not _hidden_linear(spec, name)):
+        segs = [(name, every, every)]
+    elif layer.type == "flatten":
+        segs = _segments(spec, layer.inputs[0], cache)
+    elif layer.type == "zeropad2d":
+        src = conn.zeropad_source(spec.shapes[layer.inputs[0]], layer.padding)
+        segs = []
+        for node, sidx, oidx in _segments(spec, layer.inputs[0], cache):
+            inv = np.full(int(np.prod(spec.shapes[layer.inputs[0]])), -1, dtype=np.int64)
+            inv[oidx] = np.arange(oidx.size)
+            hit = np.flatnonzero(src >= 0)
+            hit = hit[inv[src[hit]] >= 0]
+            segs.append((node, sidx[inv[src[hit]]], hit))
+    elif layer.type == "concatenate":
+        in_shapes = spec.in_shapes(layer)
+        positions = conn.concat_sources(in_shapes, layer.resolved_axis(len(in_shapes[0])))
+        segs = []
+        for branch, pos in zip(layer.inputs, positions):
+            for node, sidx, oidx in _segments(spec, branch, cache):
+                segs.append((node, sidx, pos[oidx]))
+    else:  # a hidden linear layer: only an add layer may read it, through _kernel_projections
+        raise NetspecError(f"layer '{name}': a hidden linear layer has no neurons; only add layers may read it")
+    cache[name] = segs
+    return segs
+
+
+def _compose(spec: Spec, source_layer: str, pre, post, w, cache) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """Re-index synapses that read ``source_layer``'s output so that they read the nodes behind it."""
+    size = int(np.prod(spec.shapes[source_layer]))
+    out = []
+    for node, sidx, oidx in _segments(spec, source_layer, cache):
+        inv = np.full(size, -1, dtype=np.int64)
+        inv[oidx] = np.arange(oidx.size)
+        pos = inv[pre]
+        keep = pos >= 0
+        if not keep.any():
+            continue
+        out.append((node, sidx[pos[keep]].astype(conn.INDEX), post[keep].astype(conn.INDEX), w[keep]))
+    return out
+
+
+def _kernel(spec: Spec, name: str):
+    """The (pre, post, w) connectivity of a layer with one input, in ANN weights, and its bias per neuron."""
+    layer = spec.layer(name)
+    in_shape = spec.in_shapes(layer)[0]
+    out_n = int(np.prod(spec.shapes[name]))
+    kind = layer.type
+    if kind == "dense":
+        syn = conn.dense(in_shape[0], spec.array(layer, "kernel"))
+    elif kind == "conv2d":
+        syn = conn.conv2d(in_shape, spec.array(layer, "kernel"), layer.stride, layer.pad)
+    elif kind == "depthwise_conv2d":
+        syn = conn.depthwise_conv2d(in_shape, spec.array(layer, "kernel"), layer.stride, layer.pad)
+    elif kind == "avgpool2d":
+        syn = conn.avgpool2d(in_shape, layer.pool_size, layer.stride, layer.pad)
+    elif kind == "global_avgpool2d":
+        syn = conn.global_avgpool2d(in_shape)
+    else:
+        raise NetspecError(f"layer '{name}': the builder does not support layer type {kind!r} here")
+    bias = spec.array(layer, "bias")
+    per_neuron = np.zeros(out_n)
+    if bias is not None:
+        per_neuron = np.tile(np.asarray(bias, dtype=np.float64), out_n // bias.size)
+    return syn, per_neuron
+
+
+def _check_params(spec: Spec, name: str, p: NeuronParams) -> None:
+    dt = spec.simulation.dt.value
+    if p.synapse == "exponential" and not p.tau_syn.value > dt:
+        raise NetspecError(f"layer '{name}': tau_syn {p.tau_syn.text!r} must be longer than dt {spec.simulation.dt.text!r} "
+                           "(exponential synapses are integrated with forward Euler)")
+    if p.synapse == "exponential" and p.model == "lif" and not p.tau_m.value > dt:
+        raise NetspecError(f"layer '{name}': tau_m {p.tau_m.text!r} must be longer than dt {spec.simulation.dt.text!r} "
+                           "(a leaky neuron with exponential synapses is integrated with forward Euler)")
+
+
+def make_plan(spec: Spec, steps: int | None = None) -> Plan:
+    """Decide the SNN for ``spec`` (see the module docstring). ``steps`` overrides the time steps per
+    sample. Raises :class:`NetspecError` for what the SNN cannot represent."""
+    if spec.simulation.readout not in (None, "spike_count"):
+        raise NetspecError(f"simulation.readout: the builder reads out by spike count, not {spec.simulation.readout!r}")
+    out_name = spec.order[-1]
+    out_layer = spec.layer(out_name)
+    if not out_layer.has_neurons:
+        raise NetspecError(f"layer '{out_name}': the output layer must have neurons (it is {out_layer.type}); "
+                           "end the network with a dense, convolution, pooling-average or add layer")
+    inp = spec.input_layer
+    encoding = spec.input.encoding
+    input_size = int(np.prod(spec.input.shape))
+    cache: dict[str, list[Segment]] = {}
+    populations: dict[str, Population] = {}
+    relays: dict[str, Relay] = {}
+    order: list[str] = [inp.name] if encoding == "poisson" else []
+    lams: dict[str, float] = {inp.name: spec.lam(inp)}
+
+    for name in spec.order:
+        layer = spec.layer(name)
+        if layer.type == "maxpool2d":
+            relays[name] = _relay(spec, name, cache, lams, relays)
+            lams[name] = relays[name].lam
+            order.append(name)
+        elif layer.has_neurons and not _hidden_linear(spec, name):
+            params = spec.neurons[name]
+            _check_params(spec, name, params)
+            lam = spec.lam(layer)
+            pop = Population(name, layer.type, tuple(spec.shapes[name]), params, lam, np.zeros(int(np.prod(spec.shapes[name]))))
+            parts: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+            feeds = [(layer.name, None)] if layer.type != "add" else [(i, i) for i in layer.inputs]
+            for owner, branch in feeds:
+                if branch is None or _hidden_linear(spec, branch):
+                    src_layer = spec.layer(owner)
+                    (pre, post, w), bias = _kernel(spec, owner)
+                    pop.bias += bias / lam
+                    parts += _compose(spec, src_layer.inputs[0], pre, post, w, cache)
+                else:
+                    pre, post, w = conn.identity(pop.size)
+                    parts += _compose(spec, branch, pre, post, w, cache)
+            _attach(pop, parts, lams, inp.name, encoding)
+            populations[name] = pop
+            lams[name] = lam
+            order.append(name)
+
+    fanout = {n: np.zeros(_size(n, populations, relays, input_size), dtype=np.int64) for n in order}
+    for pop in populations.values():
+        for proj in pop.inputs:
+            fanout[proj.source] += np.bincount(proj.pre, minlength=fanout[proj.source].size)
+    counted = {e.source for r in relays.values() for e in r.elections if e.source not in relays}
+    return Plan(spec, int(steps or spec.simulation.steps), inp.name, encoding, input_size, populations, relays,
+                order, out_name, fanout, counted)
+
+
+def _size(name, populations, relays, input_size) -> int:
+    if name in populations:
+        return populations[name].size
+    if name in relays:
+        return relays[name].size
+    return input_size
+
+
+def _attach(pop: Population, parts, lams: dict[str, float], input_name: str, encoding: str) -> None:
+    """Normalize the composed projections of ``pop`` and group them by source node (analog input: drive)."""
+    by_source: dict[str, list] = {}
+    for node, pre, post, w in parts:
+        by_source.setdefault(node, []).append((pre, post, w))
+    for index, (node, pieces) in enumerate(sorted(by_source.items(), key=lambda kv: list(lams).index(kv[0]))):
+        pre = np.concatenate([p[0] for p in pieces])
+        post = np.concatenate([p[1] for p in pieces])
+        w = np.concatenate([p[2] for p in pieces])
+        if node == input_name and encoding == "analog":
+            # the input's normalized activation is x/lambda_0 and its weights W*lambda_0/lambda: per unit of x, W/lambda
+            pop.drive = (pre, post, w / pop.lam)
+            continue
+        order = np.argsort(pre, kind="stable")
+        pop.inputs.append(Projection(node, pop.name, pre[order], post[order], (w * lams[node] / pop.lam)[order]))
+    for k, proj in enumerate(pop.inputs):
+        proj.index = k
+
+
+def _relay(spec: Spec, name: str, cache, lams: dict[str, float], relays: dict[str, Relay]) -> Relay:
+    layer = spec.layer(name)
+    src_layer = layer.inputs[0]
+    pre, post = conn.pool_windows(spec.shapes[src_layer], layer.pool_size, layer.stride, layer.pad)
+    parts = _compose(spec, src_layer, pre, post, np.zeros(pre.size), cache)
+    sources = sorted({p[0] for p in parts}, key=list(lams).index)
+    node_lams = {lams[s] for s in sources}
+    if len(node_lams) != 1:
+        raise NetspecError(f"layer '{name}': max pooling over inputs with different lambdas "
+                           f"({', '.join(f'{s}: {lams[s]:g}' for s in sources)}) cannot be compared by spike counts")
+    if spec.input.encoding == "analog" and spec.input_layer.name in sources:
+        raise NetspecError(f"layer '{name}': max pooling cannot read the analog input (use poisson encoding)")
+    # rank the members of every window: by source (in order), then by source index
+    rank = np.concatenate([np.full(p[1].size, sources.index(p[0]), dtype=np.int64) for p in parts])
+    all_pre = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    all_post = np.concatenate([p[2] for p in parts]).astype(np.int64)
+    order = np.lexsort((all_pre, rank, all_post))
+    sorted_post = all_post[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_post)) + 1]
+    first = np.repeat(starts, np.diff(np.r_[starts, sorted_post.size]))
+    keys = np.empty(order.size, dtype=np.int64)
+    keys[order] = np.arange(order.size) - first
+    stage = 1 + max([relays[s].stage for s in sources if s in relays], default=0)
+    relay = Relay(name, tuple(spec.shapes[name]), node_lams.pop(), stage=stage,
+                  members_max=int(keys.max()) + 1 if keys.size else 1)
+    for index, source in enumerate(sources):
+        sel = rank == index
+        e_pre, e_post, e_key = all_pre[sel], all_post[sel], keys[sel]
+        o = np.argsort(e_pre, kind="stable")
+        relay.elections.append(Election(source, name, e_pre[o].astype(conn.INDEX), e_post[o].astype(conn.INDEX),
+                                        e_key[o], index))
+    return relay
