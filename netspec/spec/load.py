@@ -12,7 +12,8 @@ from typing import Any
 from .diagnostics import Diagnostic, Reporter, SpecError
 from .layers import LAYER_TYPES, Layer
 from .model import InputSpec, Simulation, Spec, WeightsFile
-from .rules import RULES, Context
+from .context import Context
+from .rules import RULES
 from .schema import check_schema
 from .units import parse_quantity
 from .yamlsrc import Document, YamlError, read_document

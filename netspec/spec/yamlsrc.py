@@ -166,6 +166,7 @@ _HINTS = (
     ("expected <block end>", "check the indentation of this line"),
     ("mapping values are not allowed here", "a ':' inside a value needs quotes, or the line above lacks one"),
     ("could not find expected ':'", "a key needs a ':' after it, or a long value needs quotes"),
+    ("expected a single document", "a spec is one YAML document: remove this '---' and what follows"),
 )
 
 

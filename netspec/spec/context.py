@@ -1,0 +1,39 @@
+"""What the semantic rules share while they check one document: the raw data, the reporter, the typed
+layers and what earlier rules derived (order, shapes, tensors, neuron parameters)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .diagnostics import Reporter
+from .layers import Layer, Shape
+from .model import NeuronParams
+
+
+@dataclass
+class Context:
+    """What the rules share: the raw document, the typed layers and what earlier rules derived."""
+
+    data: dict
+    rep: Reporter
+    base: Path
+    layers: list[Layer]
+    index: dict[str, int] = field(default_factory=dict)
+    order: list[str] | None = None
+    shapes: dict[str, Shape] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    neurons: dict[str, NeuronParams] = field(default_factory=dict)
+    dt: float | None = None
+    graph_ok: bool = True
+    input_ok: bool = True  # the input block can be used to infer shapes
+
+    def lpath(self, name: str, *rest) -> tuple:
+        return ("layers", self.index[name], *rest)
+
+    def consumers(self, name: str) -> list[Layer]:
+        return [l for l in self.layers if name in l.inputs]
+
+    def layer(self, name: str) -> Layer:
+        return self.layers[self.index[name]]
