@@ -147,6 +147,13 @@ def rule_activations(ctx: Context) -> None:
                     + (f" (it feeds '{bad[0]}')" if bad else " (an add layer itself must use relu)"),
                     path,
                 )
+            elif layer.neuron:
+                adds = ", ".join(f"'{c.name}'" for c in ctx.consumers(layer.name))
+                ctx.rep.add(
+                    "NS508",
+                    f"neuron parameters do not apply here: a hidden linear layer has no neurons (set them on {adds})",
+                    ctx.lpath(layer.name, "neuron"),
+                )
 
 
 # -- parameters ----------------------------------------------------------------------------------
