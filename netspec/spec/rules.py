@@ -7,7 +7,7 @@ import math
 from typing import Any, Callable
 
 from .context import Context
-from .layers import LAYER_TYPES, ShapeError
+from .layers import ShapeError
 from .model import NEURON_DEFAULTS, NeuronParams
 from .tensors import rule_tensors
 from .units import DIMENSIONLESS, FREQUENCY, TIME, VOLTAGE, Quantity, QuantityError, dimension_word, parse_quantity
@@ -122,20 +122,9 @@ def rule_one_output(ctx: Context) -> None:
             )
         ctx.order = None
         return
-    out = sinks[0]
-    if not out.has_neurons:
-        kinds = ", ".join(sorted(t for t, cls in LAYER_TYPES.items() if cls.has_neurons))
-        ctx.rep.add(
-            "NS205",
-            f"the output layer '{out.name}' is {out.type}, which has no neurons whose spikes could be counted; "
-            f"end the network with one of {kinds}",
-            ctx.lpath(out.name, "type"),
-        )
-        ctx.order = None
-        return
     # the output last, so spec.order[-1] names it
-    ctx.order.remove(out.name)
-    ctx.order.append(out.name)
+    ctx.order.remove(sinks[0].name)
+    ctx.order.append(sinks[0].name)
 
 
 def rule_activations(ctx: Context) -> None:
