@@ -49,8 +49,19 @@ def qty(q: Quantity) -> str:
     if q.dim == DIMENSIONLESS:
         return num(q.value)
     if q.dim not in _UNIT_OF_DIM:
-        raise NetspecError(f"quantity {q.text!r}: no unit for dimension {q.dim}")
+        raise NetspecError(f"quantity {q.value!r} of dimension {q.dim}: the builder has no unit for it")
     return f"{num(q.value)}*{_UNIT_OF_DIM[q.dim]}"
+
+
+def show(q: Quantity) -> str:
+    """A quantity for a comment, written from its parsed value (never the spec's text): '20 ms', '-65 mV'."""
+    if q.dim == TIME:
+        return f"{q.value * 1e3:g} ms"
+    if q.dim == VOLTAGE:
+        return f"{q.value * 1e3:g} mV"
+    if q.dim == FREQUENCY:
+        return f"{q.value:g} Hz"
+    return f"{q.value:g}"
 
 
 def steps_of(q: Quantity, dt: float) -> int:
@@ -88,7 +99,7 @@ def _population(plan: Plan, pop: Population) -> dict:
         reset_text = "reset to rest"
     else:
         reset = ["u = u_reset"]
-        reset_text = f"reset to {p.reset.text}"
+        reset_text = f"reset to {show(p.reset)}"
     if plan_counted(plan, pop.name):
         reset.append("count += 1")
     namespace = []
@@ -105,19 +116,20 @@ def _population(plan: Plan, pop: Population) -> dict:
         sample_reset.append("q = 0")
     if plan_counted(plan, pop.name):
         sample_reset.append("count = 0")
-    if ref_steps > 0:
-        sample_reset += ["lastspike = -1e4*second", "not_refractory = True"]
+    # the refractory state is reset first, by its own operation: Brian2 writes variables marked
+    # (unless refractory) only where not_refractory holds, in any code
+    refractory_reset = ["lastspike = -1e4*second", "not_refractory = True"] if ref_steps > 0 else []
     if analog:
         sample_reset.append(f"I = TA_{name}(t, i)")
         namespace.append((f"TA_{name}", f"TA_{name}"))
     model = "LIF" if lif else "IF"
     parts = [model, reset_text]
     if ref_steps:
-        parts.append(f"refractory {p.refractory.text}")
+        parts.append(f"refractory {show(p.refractory)}")
     if exp:
-        parts.append(f"exponential synapses ({p.tau_syn.text})")
+        parts.append(f"exponential synapses ({show(p.tau_syn)})")
     if steps_of(p.delay, dt):
-        parts.append(f"delay {p.delay.text}")
+        parts.append(f"delay {show(p.delay)}")
     return {
         "name": name,
         "var": f"L_{name}",
@@ -131,9 +143,10 @@ def _population(plan: Plan, pop: Population) -> dict:
         "reset": reset,
         "method": "exact" if lif and not exp else "euler",
         "refractory": ref_steps + 1 if ref_steps > 0 else None,
-        "ref_text": p.refractory.text,
+        "ref_text": show(p.refractory),
         "namespace": namespace,
         "sample_reset": sample_reset,
+        "refractory_reset": refractory_reset,
         "analog": analog,
         "has_bias": bool(np.any(pop.bias)) and not analog,
         "output": pop.name == plan.output,
@@ -175,7 +188,7 @@ def _projection(plan: Plan, proj, kinds: dict[str, str]) -> dict:
         "count": int(proj.pre.size),
         "on_pre": on_pre,
         "delay": delay,
-        "delay_text": p.delay.text,
+        "delay_text": show(p.delay),
         "namespace": namespace,
     }
 
@@ -241,7 +254,7 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
         "samples_per_run": int(options.samples_per_run),
         "steps": int(plan.steps),
         "dt": num(spec.simulation.dt.value),
-        "dt_text": str(spec.simulation.dt.text),
+        "dt_text": show(spec.simulation.dt),
         "seed": None if inp.seed is None else int(inp.seed),
         "input_shape": list(map(int, inp.shape)),
         "input_size": plan.input_size,
