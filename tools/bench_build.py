@@ -77,8 +77,8 @@ def bench_connectivity() -> None:
 
     kernel = np.random.default_rng(0).normal(size=(3, 3, 32, 32))
     t0 = time.perf_counter()
-    pre, _, _ = connectivity.conv2d((32, 32, 32), kernel, (1, 1), "same")
-    print(f"connectivity: conv2d 3x3x32x32 'same' on 32x32x32: {pre.size:,} synapses in {time.perf_counter() - t0:.3f} s")
+    pre, _, _ = connectivity.conv2d((12, 12, 32), kernel, (1, 1), "same")
+    print(f"connectivity: conv2d 3x3x32x32 'same' on 12x12x32: {pre.size:,} synapses in {time.perf_counter() - t0:.3f} s")
 
 
 def _simulate_part(args):
@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--simulate", type=int, default=0, metavar="N", help="build standalone and simulate N samples")
     ap.add_argument("--workers", type=int, default=1, metavar="K", help="simulate on K processes")
     ap.add_argument("--samples-per-run", type=int, default=100)
+    ap.add_argument("--float32", action="store_true", help="single-precision state variables and weights")
+    ap.add_argument("--threads", type=int, default=1, help="OpenMP threads of the binary")
     ap.add_argument("--out", default=None, help="build folder (default: a temporary one)")
     args = ap.parse_args(argv)
 
@@ -122,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
           f"in {time.perf_counter() - t0:.3f} s")
     if not args.simulate:
         return 0
-    options = BuildOptions(standalone=True, samples_per_run=args.samples_per_run)
-    built = build(spec, work / "build", options)
+    options = BuildOptions(standalone=True, samples_per_run=args.samples_per_run, float32=args.float32, threads=args.threads)
+    built = build(spec, work / ("build-f32" if args.float32 else "build") / f"t{args.threads}", options)
     print(f"build (standalone, compile included): {built.seconds:.1f} s{'' if built.rebuilt else ' (reused)'}")
     x = x[:args.simulate]
     t0 = time.perf_counter()

@@ -229,8 +229,15 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
                    for proj in plan.populations[n].inputs]
     relays = [_relay(plan, plan.relays[n]) for n in plan.order if n in plan.relays]
     nodes = []
-    for row, n in enumerate(plan.order):
-        nodes.append({"name": ident(n), "var": f"L_{ident(n)}", "row": row, "kind": kinds[n], "size": plan.size(n)})
+    rows = 0
+    for n in plan.order:
+        fan = plan.fanout[n]
+        uniform = bool(fan.size == 0 or np.all(fan == fan[0]))
+        node = {"name": ident(n), "var": f"L_{ident(n)}", "kind": kinds[n], "size": plan.size(n),
+                "fanout": int(fan[0]) if uniform and fan.size else 0, "uniform": uniform, "row": None}
+        if not uniform:
+            node["row"], rows = rows, rows + 1
+        nodes.append(node)
     inp = spec.input
     poisson = None
     if inp.encoding == "poisson":
@@ -265,6 +272,7 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
         "projections": projections,
         "relays": relays,
         "nodes": nodes,
+        "counted_nodes": [n for n in nodes if not n["uniform"]],
         "drives": [p for p in pops if p["analog"]],
         "output": {"name": ident(out.name), "var": f"L_{ident(out.name)}", "size": out.size},
     }

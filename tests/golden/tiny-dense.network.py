@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from brian2 import (BrianLogger, Clock, Network, NeuronGroup, SpikeMonitor, StateMonitor, Synapses, TimedArray, device,
-                    prefs, second, seed, set_device, volt)
+from brian2 import (BrianLogger, Clock, Network, NeuronGroup, PopulationRateMonitor, SpikeMonitor, StateMonitor, Synapses,
+                    TimedArray, device, prefs, second, seed, set_device, volt)
 
 HERE = Path(__file__).resolve().parent
 CPP_DIR = HERE / 'cpp'
@@ -45,8 +45,14 @@ STEPS = 100  # time steps per sample
 DT = 0.001  # seconds per time step
 SEED = None  # seed of the random numbers (poisson input); NETSPEC_SEED overrides it in the binary
 INPUT_SHAPE = (4,)
-#: every spiking layer, in the row order of the spike/operation counters
+#: every spiking layer
 LAYERS = ['hidden', 'out']
+#: layers whose neurons share one fan-out (spikes counted by a PopulationRateMonitor): name -> fan-out
+UNIFORM_FANOUT = {'hidden': 2, 'out': 0}
+#: layers whose fan-outs differ, in the row order of the counter group C
+COUNTED = []
+#: neurons per layer
+SIZES = {'hidden': 3, 'out': 2}
 #: GCC flags: Brian2's defaults without -ffast-math, so runtime (cython) and standalone round alike
 COMPILE_ARGS = ['-w', '-O3', '-march=native', '-std=c++11']
 #: standalone: C++ run before the simulation, letting NETSPEC_SEED reseed the random number generators
@@ -85,15 +91,17 @@ def _project(x, pre, post, w, n):
 
 
 def make_network(values, n_samples, a, record_neurons=False):
-    """The network for ``n_samples`` samples whose input rows are ``values``; returns (Network, recorders)."""
+    """The network for ``n_samples`` samples whose input rows are ``values``; returns the Network, its
+    recorders and its input TimedArrays."""
     dt = DT * second
     duration = STEPS * dt
     clock = Clock(dt, name='clock')
     sample_clock = Clock(duration, name='sample_clock')  # ticks at the start of every sample
     objects = []
+    inputs = {}  # the TimedArrays that carry each sample's input (run_args replace their values)
 
     # -- layer 'hidden': dense [3], 3 neurons; IF, reset by subtraction; lambda 1.2
-    TA_hidden = TimedArray(values['TA_hidden'], dt=duration, name='TA_hidden')
+    TA_hidden = inputs['TA_hidden'] = TimedArray(values['TA_hidden'], dt=duration, name='TA_hidden')
     L_hidden = NeuronGroup(3, '''
         du/dt = I/dt : 1  # membrane, normalized: 0 at rest, 1 at threshold
         I : 1             # drive per time step: bias + analog input (set per sample)
@@ -124,35 +132,21 @@ def make_network(values, n_samples, a, record_neurons=False):
     S_out_0.w = a['S_out_0_w']
     objects.append(S_out_0)
 
-    # -- counters: per time step, each layer's spikes and synaptic operations (rows: LAYERS)
-    C = NeuronGroup(2, '''
-        spikes : integer  # spikes of the layer in this time step
-        ops : integer     # synaptic operations: the fan-outs of the neurons that spiked
-        ''', clock=clock, name='C')
-    C.run_regularly('spikes = 0; ops = 0', clock=clock, when='start', name='R_C')
-    objects.append(C)
-    C_hidden = Synapses(L_hidden, C, 'f : integer (constant)', on_pre='spikes_post += 1; ops_post += f',
-                     clock=clock, name='C_hidden')
-    C_hidden.connect(i=np.arange(3), j=np.full(3, 0))
-    C_hidden.f = a['F_hidden']
-    objects.append(C_hidden)
-    C_out = Synapses(L_out, C, 'f : integer (constant)', on_pre='spikes_post += 1; ops_post += f',
-                     clock=clock, name='C_out')
-    C_out.connect(i=np.arange(2), j=np.full(2, 1))
-    C_out.f = a['F_out']
-    objects.append(C_out)
-
-    # -- recorders: output spikes; output membrane at each sample's end (read at the next sample's start,
-    # before the reset: runs last one step longer than their samples); the counters at every step
+    # -- spikes and synaptic operations per time step, for every layer. Where all neurons of a layer have
+    # the same fan-out, a PopulationRateMonitor counts the spikes (operations = spikes x fan-out); where
+    # fan-outs differ, each neuron has one synapse into a counter that adds its fan-out when it spikes.
     recorders = {
         'out': SpikeMonitor(L_out, name='M_out'),
+        # output membrane at each sample's end, read at the next sample's start before the reset (so a run
+        # lasts one step longer than its samples)
         'v': StateMonitor(L_out, 'u', record=True, clock=sample_clock, when='start', order=-10, name='M_v'),
-        'counters': StateMonitor(C, ['spikes', 'ops'], record=True, clock=clock, when='end', name='M_counters'),
     }
+    recorders['rate_hidden'] = PopulationRateMonitor(L_hidden, name='P_hidden')  # fan-out 2
+    recorders['rate_out'] = PopulationRateMonitor(L_out, name='P_out')  # fan-out 0
     if record_neurons:
         recorders['neurons_hidden'] = SpikeMonitor(L_hidden, name='N_hidden')
         recorders['neurons_out'] = SpikeMonitor(L_out, name='N_out')
-    return Network(*objects, *recorders.values()), recorders
+    return Network(*objects, *recorders.values()), recorders, inputs
 
 
 def _preferences(target=None):
@@ -179,12 +173,19 @@ def summarize(raw, n):
     out_steps = np.zeros((n, STEPS, 2), dtype=np.uint16)
     np.add.at(out_steps, (step[keep] // STEPS, step[keep] % STEPS, raw['out_i'][keep].astype(np.int64)), 1)
     v = np.asarray(raw['v'], dtype=np.float64).reshape(-1, 2)
-    spikes = np.asarray(raw['spikes'], dtype=np.int64).reshape(-1, len(LAYERS))[:n * STEPS]
-    ops = np.asarray(raw['ops'], dtype=np.int64).reshape(-1, len(LAYERS))[:n * STEPS]
     results = {'counts': out_steps.sum(axis=1, dtype=np.int32), 'v_out': v[1:n + 1], 'out_steps': out_steps}
-    for row, name in enumerate(LAYERS):
-        results['spikes_' + name] = spikes[:, row].reshape(n, STEPS)
-        results['ops_' + name] = ops[:, row].reshape(n, STEPS)
+    if COUNTED:
+        spikes = np.asarray(raw['spikes'], dtype=np.int64).reshape(-1, len(COUNTED))[:n * STEPS]
+        ops = np.asarray(raw['ops'], dtype=np.int64).reshape(-1, len(COUNTED))[:n * STEPS]
+    for name in LAYERS:
+        if name in UNIFORM_FANOUT:  # rate = spikes / (neurons * dt)
+            count = np.rint(np.asarray(raw['rate_' + name])[:n * STEPS] * SIZES[name] * DT).astype(np.int64)
+            results['spikes_' + name] = count.reshape(n, STEPS)
+            results['ops_' + name] = count.reshape(n, STEPS) * UNIFORM_FANOUT[name]
+        else:
+            row = COUNTED.index(name)
+            results['spikes_' + name] = spikes[:, row].reshape(n, STEPS)
+            results['ops_' + name] = ops[:, row].reshape(n, STEPS)
     return results
 
 
@@ -207,10 +208,12 @@ def run_runtime(x, seed_value=None, target='cython', record_neurons=False, progr
         n = len(chunk)
         if seed_value is not None:
             seed(chunk_seed(seed_value, index))
-        net, rec = make_network(input_values(chunk, a), n, a, record_neurons)
+        net, rec, _ = make_network(input_values(chunk, a), n, a, record_neurons)
         net.run(run_length(n))
-        raw = {'out_i': rec['out'].i[:], 'out_t': rec['out'].t_[:], 'v': rec['v'].u_[:].T,
-               'spikes': rec['counters'].spikes[:].T, 'ops': rec['counters'].ops[:].T}
+        raw = {'out_i': rec['out'].i[:], 'out_t': rec['out'].t_[:], 'v': rec['v'].u_[:].T}
+        raw.update({'rate_' + name: rec['rate_' + name].rate_[:] for name in UNIFORM_FANOUT})
+        if COUNTED:
+            raw.update(spikes=rec['counters'].spikes[:].T, ops=rec['counters'].ops[:].T)
         results = summarize(raw, n)
         if record_neurons:
             for name in LAYERS:
@@ -240,13 +243,15 @@ def compile_standalone():
     a = arrays()
     values = {name: np.zeros((SAMPLES_PER_RUN, v.shape[1]), dtype=FLOAT_DTYPE)
               for name, v in input_values(np.zeros((1, *INPUT_SHAPE)), a).items()}
-    net, rec = make_network(values, SAMPLES_PER_RUN, a)
+    net, rec, inputs = make_network(values, SAMPLES_PER_RUN, a)
     net.run(run_length(SAMPLES_PER_RUN))
     device.build(directory=str(CPP_DIR), compile=True, run=False, clean=False, with_output=False)
-    recorded = {'out_i': rec['out'].variables['i'], 'out_t': rec['out'].variables['t'], 'v': rec['v'].variables['u'],
-                'spikes': rec['counters'].variables['spikes'], 'ops': rec['counters'].variables['ops']}
+    recorded = {'out_i': rec['out'].variables['i'], 'out_t': rec['out'].variables['t'], 'v': rec['v'].variables['u']}
+    recorded.update({'rate_' + name: rec['rate_' + name].variables['rate'] for name in UNIFORM_FANOUT})
+    if COUNTED:
+        recorded.update(spikes=rec['counters'].variables['spikes'], ops=rec['counters'].variables['ops'])
     manifest = {
-        'inputs': {name: {'dtype': np.dtype(FLOAT_DTYPE).name, 'shape': list(v.shape)} for name, v in values.items()},
+        'inputs': {name: {'dtype': np.dtype(ta.values.dtype).name, 'shape': list(ta.values.shape)} for name, ta in inputs.items()},
         'outputs': {key: {'file': device.get_array_filename(var), 'dtype': np.dtype(var.dtype).name}
                     for key, var in recorded.items()},
     }
@@ -278,8 +283,10 @@ def run_standalone(x, results_dir=None, seed_value=None, progress=None):
             if seed_value is not None:
                 env['NETSPEC_SEED'] = str(chunk_seed(seed_value, index))
             done = subprocess.run(args, cwd=CPP_DIR, env=env, capture_output=True, text=True)
-            if done.returncode != 0 or done.stderr.strip():
-                raise RuntimeError(f'{CPP_DIR / "main"} failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}')
+            # the binary reports unreadable inputs or unwritable results without failing: any error fails
+            if done.returncode != 0 or done.stderr.strip() or 'Error' in done.stdout:
+                message = (done.stderr + done.stdout).strip()[-2000:]
+                raise RuntimeError(f'{CPP_DIR / "main"} failed (exit {done.returncode}): {message}')
             raw = {key: np.fromfile(results / entry['file'], dtype=entry['dtype'])
                    for key, entry in manifest['outputs'].items()}
             parts.append(summarize(raw, n))
