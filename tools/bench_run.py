@@ -10,17 +10,18 @@ dense 128 -> dense 10) has He-initialized weights and per-layer λ set to the 99
 activations on the shipped MNIST images (data/mnist-1k), so its firing rates are those of a converted
 network even though its answers are meaningless. Inputs are analog; the build is C++ standalone.
 
-Time breakdown (per sample, from timings of the binary; no profiler needed):
+Time breakdown of one run of ``samples_per_run`` samples (what one start of the binary simulates), from
+the binary's own timings, no profiler needed (the builder compiles without Brian2's ``profile=True``):
 
-- *fixed cost per simulate call* (process start, loading arrays, writing results): from two calls on
-  different sample counts, t(n) = fixed + n * per_sample;
-- *neuron updates and per-step overhead*: per-sample time with all-zero input (then only biases drive
-  spikes; their synaptic events are reported so the split can be judged);
-- *synaptic events*: per-sample time on the real images minus the zero-input time, with the synaptic
-  operations per sample that caused it.
+- *Python side*: computing the input currents and reading the results (simulate's time minus the binary's);
+- *binary start-up*: loading the arrays and creating the synapses (the binary's wall time minus its
+  simulation loop, which Brian2 reports in ``last_run_info.txt``);
+- *neuron updates and per-step overhead*: the simulation loop on all-zero input (no spikes);
+- *synaptic events*: the loop on the real images minus the zero-input loop, with the synaptic operations
+  per sample that caused it (ns per operation).
 
-With ``--profile`` the standalone build is repeated with Brian2's ``profile=True`` into a separate folder,
-and the per-code-object times of the binary (``profiling_info.txt``) are printed as well.
+``--profile`` asks the builder for a Brian2 ``profile=True`` build, when its BuildOptions offer one, and
+prints the per-code-object times of the binary (``profiling_info.txt``).
 """
 from __future__ import annotations
 
@@ -106,20 +107,51 @@ def _timed_simulate(build, x, results_dir, seed=None):
     return time.perf_counter() - t0, sim
 
 
+def _binary(build, results: Path, values: dict[str, np.ndarray] | None = None) -> tuple[float, float]:
+    """Start the build's binary once on the input files a simulate call left in ``results`` (or on
+    ``values``, written there first); return (wall seconds of the process, seconds of its simulation loop
+    as Brian2 reports them in last_run_info.txt)."""
+    import json
+    import os
+    import subprocess
+
+    cpp = Path(build.dir).resolve() / "cpp"
+    manifest = json.loads((cpp / "manifest.json").read_text())
+    args = [str(cpp / "main"), "--results_dir", str(results.resolve()) + os.sep]
+    for name, meta in manifest["inputs"].items():
+        path = results / f"{name}.values"
+        if values is not None:
+            np.ascontiguousarray(values[name], dtype=meta["dtype"]).tofile(path)
+        args.append(f"{name}.values={path.resolve()}")
+    t0 = time.perf_counter()
+    subprocess.run(args, cwd=cpp, check=True, capture_output=True)
+    wall = time.perf_counter() - t0
+    loop = float((results / "last_run_info.txt").read_text().split()[0])
+    return wall, loop
+
+
 def breakdown(build, x: np.ndarray, work: Path) -> dict:
-    """Fixed cost per call, neuron-update time and synaptic-event time per sample (see module doc)."""
-    small = x[: max(1, len(x) // 4)]
-    t_small, _ = _timed_simulate(build, small, str(work / "small"))
-    t_full, sim = _timed_simulate(build, x, str(work / "full"))
-    per_sample = (t_full - t_small) / (len(x) - len(small)) if len(x) > len(small) else t_full / len(x)
-    fixed = max(0.0, t_full - per_sample * len(x))
-    t_zero, zero = _timed_simulate(build, np.zeros_like(x), str(work / "zero"))
-    per_zero = max(0.0, (t_zero - fixed) / len(x))
+    """Where the time of one run of ``samples_per_run`` samples goes (see the module doc): Python side
+    (input currents, reading results), binary start-up (loading arrays, creating synapses), the simulation
+    loop on real input, and the same loop on all-zero input (neuron updates and per-step overhead only)."""
+    import json
+
+    per_run = build.options.samples_per_run
+    x = x[:per_run]
+    results = work / "run"
+    t_sim, sim = _timed_simulate(build, x, str(results))
+    wall, loop = _binary(build, results)
+    manifest = json.loads((Path(build.dir) / "cpp" / "manifest.json").read_text())
+    zeros = {name: np.zeros(meta["shape"]) for name, meta in manifest["inputs"].items()}
+    zero_results = work / "zero"
+    zero_results.mkdir(parents=True, exist_ok=True)
+    _, loop_zero = _binary(build, zero_results, zeros)
     ops = float(sum(a.sum() for a in sim.layer_ops.values()) / len(x))
-    ops_zero = float(sum(a.sum() for a in zero.layer_ops.values()) / len(x))
-    return {"fixed_per_call_s": fixed, "per_sample_s": per_sample, "neuron_update_per_sample_s": per_zero,
-            "synaptic_per_sample_s": max(0.0, per_sample - per_zero), "ops_per_sample": ops,
-            "ops_per_sample_zero_input": ops_zero}
+    n = len(x)
+    return {"samples": n, "simulate_s": t_sim, "python_s": max(0.0, t_sim - wall), "startup_s": max(0.0, wall - loop),
+            "loop_s": loop, "loop_zero_s": loop_zero, "synaptic_s": max(0.0, loop - loop_zero), "ops_per_sample": ops,
+            "ops_by_layer": {k: float(v.sum() / n) for k, v in sim.layer_ops.items()},
+            "spikes_by_layer": {k: float(v.sum() / n) for k, v in sim.layer_spikes.items()}}
 
 
 def profile_build(spec, steps: int, x: np.ndarray, out_dir: Path) -> list[tuple[str, float]] | None:
@@ -199,15 +231,17 @@ def main(argv=None) -> int:
             print(f"  per sample: {spikes:,.0f} spikes, {ops:,.0f} synaptic operations")
 
     if not args.no_breakdown:
-        n = min(len(data), 400)
         with tempfile.TemporaryDirectory(prefix="netspec-bench-") as tmp:
-            bd = breakdown(b, data.x[:n], Path(tmp))
-        ms = 1e3
-        print(f"breakdown (1 process, {n} samples): fixed per simulate call {bd['fixed_per_call_s']:.2f} s; "
-              f"per sample {bd['per_sample_s'] * ms:.2f} ms = neuron updates + step overhead "
-              f"{bd['neuron_update_per_sample_s'] * ms:.2f} ms (zero input, {bd['ops_per_sample_zero_input']:,.0f} ops) "
-              f"+ synaptic events {bd['synaptic_per_sample_s'] * ms:.2f} ms ({bd['ops_per_sample']:,.0f} ops, "
-              f"{bd['synaptic_per_sample_s'] / max(bd['ops_per_sample'] - bd['ops_per_sample_zero_input'], 1) * 1e9:.1f} ns/op)")
+            bd = breakdown(b, data.x, Path(tmp))
+        n, ms = bd["samples"], 1e3 / bd["samples"]
+        print(f"breakdown of one run of {n} samples (1 process), per sample: simulate {bd['simulate_s'] * ms:.2f} ms = "
+              f"python side {bd['python_s'] * ms:.2f} ms + binary start-up {bd['startup_s'] * ms:.2f} ms + "
+              f"simulation loop {bd['loop_s'] * ms:.2f} ms")
+        print(f"  simulation loop = neuron updates and step overhead {bd['loop_zero_s'] * ms:.2f} ms (all-zero input) "
+              f"+ synaptic events {bd['synaptic_s'] * ms:.2f} ms ({bd['ops_per_sample']:,.0f} ops/sample, "
+              f"{bd['synaptic_s'] / max(bd['ops_per_sample'] * n, 1) * 1e9:.2f} ns/op)")
+        print("  spikes/sample by layer: " + ", ".join(f"{k} {v:,.0f}" for k, v in bd["spikes_by_layer"].items()))
+        print("  ops/sample by layer:    " + ", ".join(f"{k} {v:,.0f}" for k, v in bd["ops_by_layer"].items()))
     if args.profile:
         rows = profile_build(spec, args.steps, data.x[:200], build_root / f"{spec.name}-profile")
         if rows:

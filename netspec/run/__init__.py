@@ -17,8 +17,8 @@ import time
 import numpy as np
 
 from ..errors import NetspecError
-from .evaluate import (Evaluation, check_labels, chunk_seed, default_workers, evaluate, merge, parse_steps,
-                       prepare_workers)
+from .evaluate import (Evaluation, check_labels, chunk_seed, default_workers, evaluate, interruptible, merge,
+                       parse_steps, prepare_workers)
 from .progress import Progress
 from .report import REPORT_VERSION, make_report, schema, summary, validation_errors, write_report
 
@@ -65,6 +65,13 @@ def run_command(spec, args) -> int:
     classes = int(np.prod(spec.shapes[spec.output_layer.name]))
     check_labels(data.y, classes, data.source)
 
+    import netspec.brian  # noqa: F401  (imports Brian2, which installs its own SIGINT handler)
+
+    with interruptible():  # Ctrl-C while building or simulating: KeyboardInterrupt, whatever Brian2 installed
+        return _run(spec, args, data, workers, steps)
+
+
+def _run(spec, args, data, workers: int, steps: int | None) -> int:
     from ..brian import BuildOptions, build
 
     prepare_workers(min(workers, len(data)))

@@ -10,17 +10,21 @@ Workers are processes of the ``forkserver`` context (``spawn`` where there is no
 imports Brian2 and the builder once (:func:`prepare_workers` starts it early, while the parent builds), so a
 worker starts in milliseconds instead of importing Brian2 again. Each worker runs in its own process group
 with SIGINT ignored: a Ctrl-C reaches the parent only, which terminates the workers (and the standalone
-binaries they run) and keeps the chunks that had finished; the evaluation is then marked partial.
+binaries they run) and keeps the chunks that had finished; the evaluation is then marked partial. A worker
+that dies (killed, out of memory) stops the run with an error rather than leaving it waiting.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import queue
 import shutil
 import signal
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -142,11 +146,47 @@ def _context():
 def prepare_workers(workers: int) -> None:
     """Start the fork server (which imports Brian2) now, in the background, when ``workers`` > 1, so that
     its start-up overlaps with whatever the caller does next (building)."""
-    ctx = _context()
-    if workers > 1 and ctx.get_start_method() == "forkserver":
+    if workers > 1:
+        _start_helpers(_context())
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while inside (main thread only); for the instant it takes to start the fork server,
+    which inherits it, so that a Ctrl-C while it imports Brian2 prints no traceback of its own (the parent
+    handles the Ctrl-C)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """A SIGINT received while inside raises KeyboardInterrupt on leaving (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+def _start_helpers(ctx) -> None:
+    if ctx.get_start_method() == "forkserver":
         from multiprocessing import forkserver
 
-        forkserver.ensure_running()
+        with _sigint_ignored():
+            forkserver.ensure_running()
 
 
 # -- worker side ------------------------------------------------------------------------------------
@@ -159,7 +199,7 @@ def _kill_own_group(signum, frame):  # pragma: no cover - runs in a worker being
 
 def _worker_init(build, root: str) -> None:  # pragma: no cover - runs in a worker process
     """Worker start-up: own process group (a terminal's Ctrl-C reaches the parent only), SIGINT ignored,
-    SIGTERM kills the worker with anything it started (the standalone binary)."""
+    SIGTERM (the parent stopping the run) kills the worker with anything it started (the standalone binary)."""
     try:
         os.setpgrp()
     except OSError:
@@ -168,14 +208,6 @@ def _worker_init(build, root: str) -> None:  # pragma: no cover - runs in a work
     signal.signal(signal.SIGTERM, _kill_own_group)
     _WORKER["build"] = build
     _WORKER["results"] = os.path.join(root, f"worker-{os.getpid()}")
-
-
-def _worker_chunk(task):  # pragma: no cover - runs in a worker process
-    index, x, seed = task
-    from ..brian import simulate
-
-    sim = simulate(_WORKER["build"], x, results_dir=_WORKER["results"], seed=seed)
-    return index, sim
 
 
 # -- parent side ------------------------------------------------------------------------------------
@@ -194,7 +226,8 @@ def evaluate(build, x: np.ndarray, *, workers: int = 1, seed: int | None = None,
     chunk_size : int, optional
         Samples per chunk (default :func:`chunk_size_for`).
     progress : callable, optional
-        Called with the number of samples done each time a chunk finishes.
+        Called with the number of samples done (over all workers) whenever a run of
+        ``samples_per_run`` samples finishes.
 
     Returns
     -------
@@ -218,15 +251,13 @@ def evaluate(build, x: np.ndarray, *, workers: int = 1, seed: int | None = None,
     partial = False
     root = tempfile.mkdtemp(prefix="netspec-run-")
     t0 = time.perf_counter()
-    previous = _interruptible()
     try:
-        if workers == 1:
-            partial = _run_here(build, tasks, done, root, simulate_fn, progress)
-        else:
-            partial = _run_pool(build, tasks, done, root, workers, progress)
+        with interruptible():
+            if workers == 1:
+                partial = _run_here(build, tasks, done, root, simulate_fn, progress)
+            else:
+                partial = _run_pool(build, tasks, done, root, workers, progress)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
         shutil.rmtree(root, ignore_errors=True)
     seconds = time.perf_counter() - t0
     if not done:
@@ -240,13 +271,19 @@ def evaluate(build, x: np.ndarray, *, workers: int = 1, seed: int | None = None,
                       seed=seed, chunk_seconds=[float(p.seconds) for p in parts])
 
 
-def _interruptible():
-    """Make SIGINT raise KeyboardInterrupt while simulating; return the handler to restore (None when not
-    in the main thread). Brian2 installs its own SIGINT handler at import, which fails when SIGINT was
-    ignored before (a background job), and a Ctrl-C must always stop a run cleanly."""
+@contextlib.contextmanager
+def interruptible():
+    """While inside, SIGINT raises KeyboardInterrupt (restored on exit; no-op outside the main thread).
+    Brian2 installs its own SIGINT handler at import, which fails when SIGINT was ignored before (a
+    background job); a Ctrl-C must always stop a run cleanly."""
     if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGINT, signal.default_int_handler)
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _run_here(build, tasks, done, root, simulate_fn, progress) -> bool:
@@ -265,27 +302,88 @@ def _run_here(build, tasks, done, root, simulate_fn, progress) -> bool:
     return False
 
 
+def _worker_main(build, root: str, tasks, results) -> None:  # pragma: no cover - runs in a worker process
+    """A worker: take chunks from ``tasks`` until a None, put ("progress" | "done" | "error", index, payload)
+    messages on ``results``."""
+    _worker_init(build, root)
+    from ..brian import simulate
+
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        index, x, seed = task
+        try:
+            sim = simulate(build, x, results_dir=_WORKER["results"], seed=seed,
+                           progress=lambda k: results.put(("progress", index, k)))
+        except NetspecError as exc:
+            results.put(("error", index, (True, str(exc), exc.exit_code)))
+            continue
+        except Exception:
+            results.put(("error", index, (False, traceback.format_exc(), 1)))
+            continue
+        results.put(("done", index, sim))
+
+
 def _run_pool(build, tasks, done, root, workers, progress) -> bool:
+    """Simulate ``tasks`` on ``workers`` processes; fill ``done``; True when interrupted. A worker that
+    dies (killed, out of memory) or fails stops the run with an error instead of waiting for it forever."""
     ctx = _context()
-    pool = ctx.Pool(workers, initializer=_worker_init, initargs=(build, root))
-    finished = 0
+    todo, messages = ctx.Queue(), ctx.Queue()
+    for task in tasks:
+        todo.put(task)
+    for _ in range(workers):
+        todo.put(None)
+    procs = [ctx.Process(target=_worker_main, args=(build, root, todo, messages), daemon=True,
+                         name=f"netspec-run-{k}") for k in range(workers)]
+    _start_helpers(ctx)
     sizes = {index: len(x) for index, x, _ in tasks}
+    running: dict[int, int] = {}
+    finished = 0
     try:
-        for index, sim in pool.imap_unordered(_worker_chunk, tasks):
-            done[index] = sim
-            finished += sizes[index]
+        # with forkserver, start() waits until the server has imported Brian2; a Ctrl-C meanwhile is held
+        # back until every worker has its start data (else a half-started worker prints a traceback)
+        with _sigint_deferred():
+            for p in procs:
+                p.start()
+        checked = time.monotonic()
+        while len(done) < len(tasks):
+            try:
+                kind, index, payload = messages.get(timeout=0.5)
+            except queue.Empty:
+                kind = None
+            if kind is None or time.monotonic() - checked > 0.5:
+                checked = time.monotonic()
+                dead = [p for p in procs if p.exitcode is not None and p.exitcode != 0]
+                if dead:
+                    raise NetspecError(f"run: worker process {dead[0].pid} died (exit code {dead[0].exitcode}) "
+                                       "before finishing its samples; try fewer --workers if memory is short")
+            if kind is None:
+                continue
+            if kind == "progress":
+                running[index] = payload
+            elif kind == "done":
+                running.pop(index, None)
+                done[index] = payload
+                finished += sizes[index]
+            else:
+                is_user, text, code = payload
+                if is_user:
+                    raise NetspecError(text, code)
+                raise RuntimeError(f"run: a worker failed on chunk {index}:\n{text}")
             if progress:
-                progress(finished)
+                progress(finished + sum(running.values()))
     except KeyboardInterrupt:
-        pool.terminate()
-        pool.join()
         return True
-    except BaseException:
-        pool.terminate()
-        pool.join()
-        raise
-    pool.close()
-    pool.join()
+    finally:
+        for p in procs:
+            if p.pid is not None and p.is_alive():
+                p.terminate()
+        for p in procs:
+            if p.pid is not None:
+                p.join(timeout=10)
+        todo.cancel_join_thread()
+        messages.cancel_join_thread()
     return False
 
 
