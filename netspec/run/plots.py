@@ -33,6 +33,17 @@ def _steps_axis(report: dict) -> np.ndarray:
     return np.arange(1, len(report["error_vs_time"]["error"]) + 1)
 
 
+def _error_axis(ax, err: np.ndarray) -> None:
+    """0-100 %; symmetric-log above 1 % when the final error is small, so that the approach to a low
+    error stays readable (linear below 1 %, where zero errors must show)."""
+    ax.set_ylabel("error (%)")
+    if len(err) and err[-1] < 10:
+        ax.set_yscale("symlog", linthresh=1.0, linscale=0.5)
+        ax.set_yticks([0, 0.5, 1, 2, 5, 10, 20, 50, 100])
+        ax.set_yticklabels(["0", "0.5", "1", "2", "5", "10", "20", "50", "100"])
+    ax.set_ylim(0, 100)
+
+
 def error_vs_time(report: dict, path: Path) -> Path:
     """Error (%) after every step, with the ANN's error as a dashed line."""
     plt = require_matplotlib()
@@ -44,8 +55,7 @@ def error_vs_time(report: dict, path: Path) -> Path:
         ax.axhline(100 * ann, color="C3", ls="--", label=f"ANN ({100 * ann:.2f} %)")
     dt_ms = report["config"]["simulation"]["dt_s"] * 1e3
     ax.set_xlabel(f"time step (dt = {dt_ms:g} ms)")
-    ax.set_ylabel("error (%)")
-    ax.set_ylim(0, 100)
+    _error_axis(ax, err)
     ax.set_xlim(1, len(err))
     ax.grid(alpha=0.3)
     ax.legend()
@@ -71,8 +81,7 @@ def error_vs_ops(report: dict, path: Path) -> Path | None:
     if keep.any():
         ax.set_xscale("log")
     ax.set_xlabel("SNN synaptic operations / ANN MACs (cumulative, per sample)")
-    ax.set_ylabel("error (%)")
-    ax.set_ylim(0, 100)
+    _error_axis(ax, err)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     ax.set_title(f"{report['config']['spec']['name']}: error vs operations")

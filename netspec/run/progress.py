@@ -72,8 +72,10 @@ class Progress:
 
     def update(self, done: int) -> None:
         """Set the number of samples done and redraw if it is time to."""
-        self.done = min(int(done), self.total)
-        if not self.enabled:
+        done = min(int(done), self.total)
+        changed = done != self.done
+        self.done = done
+        if not self.enabled or not changed:
             return
         now = self.clock()
         if now - self.start < self.delay:
