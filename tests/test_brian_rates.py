@@ -131,3 +131,20 @@ def test_maxpool_passes_exactly_the_running_maximum(tmp_path):
     assert sim.neuron_counts["mp"][0, 1] == counts[-1, 0, 2] > 0
     # ops: every gate spike reaches the one output neuron
     np.testing.assert_array_equal(sim.layer_ops["mp"], sim.layer_spikes["mp"])
+
+
+def test_maxpool_over_poisson_input(tmp_path):
+    """Gates read the input population directly (poisson encoding): they pass max(member counts)."""
+    from netspec.spec import load_spec_data
+
+    layers = [{"name": "mp", "type": "maxpool2d", "pool_size": 2},
+              {"name": "f", "type": "flatten"},
+              {"name": "out", "type": "dense", "units": 2, "kernel": np.full((4, 2), 0.3).tolist(), "activation": "softmax",
+               "normalization": {"lambda": 1.0}}]
+    doc = spec_data("pmp", (4, 4, 1), layers, steps=100, encoding="poisson", extra_input={"max_rate": "1000 Hz", "seed": 3})
+    built = build(load_spec_data(doc, tmp_path), tmp_path / "b", BuildOptions(samples_per_run=2))
+    x = np.random.default_rng(0).uniform(0, 1, (2, 4, 4, 1))
+    sim = simulate(built, x, record_neurons=True)
+    members = sim.neuron_counts["x"].reshape(2, 2, 2, 2, 2).transpose(0, 1, 3, 2, 4).reshape(2, 4, 4)
+    np.testing.assert_array_equal(sim.neuron_counts["mp"], members.max(axis=2))
+    assert built.fanout == {"x": 0, "mp": 8, "out": 0} and built.synapses == {"mp": 16, "out": 8}

@@ -10,6 +10,14 @@ normalized, u = 0 at rest and 1 at threshold; an incoming spike makes u jump by 
 at the start of each sample, so one run simulates 100 samples back to back; each sample lasts
 100 steps of dt = 1 ms.
 
+One time step: every membrane integrates its drive I (du/dt = I/dt, whose Euler step adds exactly I), a
+neuron with u >= 1 spikes and its spike reaches the next layer in the same step, after that layer's
+threshold test (so every layer adds one step of latency), then spiking neurons reset. A refractory
+period keeps a neuron from integrating and firing for that long after the step of its spike. Exponential
+synapses add a charge q that decays with tau_syn and enters the membrane at q per step (forward Euler,
+which delivers exactly the spike's weight in total). The output is read by spike count, ties broken by
+the membrane at the end of the sample, then by the lowest index.
+
 Usage
 -----
     python network.py --inputs x.npy --out results.npz [--seed S] [--runtime] [--target numpy|cython]
