@@ -176,7 +176,8 @@ def _bad(tmp_path, name, **arrays):
     return p
 
 
-@pytest.mark.parametrize("case", ["shape", "range", "missing", "label_count", "label_class", "no_labels", "duration", "limit"])
+@pytest.mark.parametrize("case", ["shape", "range", "missing", "label_count", "label_class", "no_labels", "duration", "limit",
+                                  "report_folder", "workers"])
 def test_bad_input_is_one_line_error_before_building(case, tmp_path, capsys):
     rng = np.random.default_rng(0)
     good_x = rng.random((5, 10, 10, 1)).astype(np.float32)
@@ -197,9 +198,15 @@ def test_bad_input_is_one_line_error_before_building(case, tmp_path, capsys):
     elif case == "duration":
         data, msg = _bad(tmp_path, "d.npz", x=good_x, y=good_y), "--duration: '50.5 ms' is not a whole, positive multiple"
         extra = ["--duration", "50.5 ms"]
-    else:
+    elif case == "limit":
         data, msg = _bad(tmp_path, "d.npz", x=good_x, y=good_y), "the sample limit must be at least 1"
         extra = ["--limit", "0"]
+    elif case == "workers":
+        data, msg = _bad(tmp_path, "d.npz", x=good_x, y=good_y), "--workers: must be at least 1, got 0"
+        extra = ["--workers", "0"]
+    else:
+        data, msg = _bad(tmp_path, "d.npz", x=good_x, y=good_y), "is a folder; give a file name"
+        extra = ["--report", str(tmp_path)]
     build = tmp_path / "build"
     rc, out, err = _run([SMALL, "--data", data, "--build-dir", build, *extra], capsys)
     assert rc != 0
@@ -207,3 +214,26 @@ def test_bad_input_is_one_line_error_before_building(case, tmp_path, capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("netspec: error: ") and msg in lines[0], err
     assert not build.exists()
+
+
+def test_poisson_input_same_counts_on_1_and_2_workers(tmp_path, capsys):
+    """Random input spikes: chunks and their seeds do not depend on the number of workers, so the counts
+    are identical; another seed gives other counts. (Runtime mode: no compiler needed.)"""
+    text = TINY.read_text().replace("encoding: analog", "encoding: poisson\n  max_rate: 500 Hz")
+    spec_path = tmp_path / "tiny-poisson.yaml"
+    spec_path.write_text(text)
+    x, y = _labelled(TINY, 210, seed=4)  # 3 chunks of 100, 100, 10
+    data = tmp_path / "d.npz"
+    np.savez(data, x=x, y=y)
+    counts = {}
+    for workers, seed in ((1, 7), (2, 7), (1, 8)):
+        rep = tmp_path / f"r{workers}-{seed}.json"
+        rc, out, err = _run([spec_path, "--data", data, "--runtime", "--workers", workers, "--seed", seed,
+                             "--report", rep, "--build-dir", tmp_path / "build", "--duration", "40 ms"], capsys)
+        assert rc == 0, err
+        report = json.loads(rep.read_text())
+        _check_report(report, y)
+        assert report["config"]["seed"] == seed and report["config"]["simulation"]["input_encoding"] == "poisson"
+        counts[workers, seed] = report["per_sample"]["counts"]
+    assert counts[1, 7] == counts[2, 7]
+    assert counts[1, 7] != counts[1, 8]

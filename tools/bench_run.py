@@ -187,6 +187,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--build-dir", default=str(ROOT / "build" / "bench"))
     ap.add_argument("--samples-per-run", type=int, default=None, help="BuildOptions.samples_per_run (default: the builder's)")
+    ap.add_argument("--float32", action="store_true", help="single-precision state variables (BuildOptions.float32)")
     ap.add_argument("--no-breakdown", action="store_true")
     ap.add_argument("--profile", action="store_true", help="also a Brian2 profile=True build (if the builder offers one)")
     args = ap.parse_args(argv)
@@ -203,13 +204,15 @@ def main(argv=None) -> int:
         spec_path = random_lenet(build_root / "spec", data.x)
     spec = load_spec(spec_path)
     print(f"spec {spec_path}: {spec.neuron_count():,} neurons; {len(data)} samples from {data.source}; "
-          f"T = {args.steps} steps, analog input, standalone")
+          f"T = {args.steps} steps, analog input, standalone{', float32' if args.float32 else ''}")
 
-    kw = {"standalone": True, "steps": args.steps}
+    kw = {"standalone": True, "steps": args.steps, "float32": args.float32}
     if args.samples_per_run:
         kw["samples_per_run"] = args.samples_per_run
     t0 = time.perf_counter()
-    b = build(spec, out_dir=build_root / spec.name, options=BuildOptions(**kw))
+    folder = build_root / (spec.name + ("-float32" if args.float32 else "") +
+                           (f"-spr{args.samples_per_run}" if args.samples_per_run else ""))
+    b = build(spec, out_dir=folder, options=BuildOptions(**kw))
     wall = time.perf_counter() - t0
     print(f"build: {wall:.1f} s wall ({'compiled' if b.rebuilt else 'up to date, reused'}; Build.seconds {b.seconds:.1f}); "
           f"{sum(b.populations.values()):,} neurons, {sum(b.synapses.values()):,} synapses")

@@ -11,8 +11,10 @@ The stage's entry point is :func:`run_command` (what the CLI calls). Its steps, 
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -40,6 +42,16 @@ def ann_outputs(spec, x: np.ndarray, batch: int = 500) -> np.ndarray:
     return np.concatenate(parts, axis=0)
 
 
+def _check_writable(folder: Path, option: str) -> None:
+    """Fail before any work when an output folder cannot be created or written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NetspecError(f"{option} {folder}: cannot create the folder: {exc.strerror}", 2) from None
+    if not os.access(folder, os.W_OK):
+        raise NetspecError(f"{option} {folder}: the folder is not writable", 2)
+
+
 def run_command(spec, args) -> int:
     """Run ``netspec run`` with parsed arguments (see ``netspec run --help``).
 
@@ -57,6 +69,11 @@ def run_command(spec, args) -> int:
         from .plots import require_matplotlib
 
         require_matplotlib()
+        _check_writable(Path(args.plots), "--plots")
+    if args.report is not None:
+        if Path(args.report).is_dir():
+            raise NetspecError(f"--report {args.report}: is a folder; give a file name such as report.json", 2)
+        _check_writable(Path(args.report).parent, "--report")
 
     from ..datasets import check_fits, load_dataset
 

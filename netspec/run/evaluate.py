@@ -81,8 +81,11 @@ class Evaluation:
 
 
 def default_workers() -> int:
-    """Worker processes when none are asked for: the number of cores."""
-    return max(1, os.cpu_count() or 1)
+    """Worker processes when none are asked for: the number of cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def chunk_size_for(n: int, samples_per_run: int) -> int:
