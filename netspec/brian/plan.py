@@ -14,6 +14,11 @@
 Every projection carries normalized weights ``W * lambda_source / lambda_target``, where
 ``lambda_source`` is the factor of the population the spikes come from (for a concatenation, each branch
 its own), and every population a normalized bias ``b / lambda``.
+
+Poisson input neurons fire with probability ``max_rate * dt * x / high`` per step and their spikes carry
+``W * lambda_0 / lambda`` (``lambda_0`` the input layer's factor, default 1), as in the paper: the input
+rates stand for ``x / lambda_0`` exactly when ``max_rate = 1/dt`` and ``lambda_0 = high``; a lower
+``max_rate`` scales the input drive (not the biases) down by ``max_rate * dt``.
 """
 from __future__ import annotations
 

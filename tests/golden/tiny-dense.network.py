@@ -206,7 +206,7 @@ def _concat(parts):
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
-def run_runtime(x, seed_value=None, target='cython', record_neurons=False, progress=None):
+def run_runtime(x, seed_value=None, target='numpy', record_neurons=False, progress=None):
     """Simulate ``x`` in Brian2's runtime mode, one network per run of SAMPLES_PER_RUN samples."""
     set_device('runtime')
     _preferences(target)
@@ -309,7 +309,8 @@ def main(argv=None):
     parser.add_argument('--out', help='.npz file for the results')
     parser.add_argument('--seed', type=int, default=None, help='seed of the poisson input (default: the spec\'s)')
     parser.add_argument('--runtime', action='store_true', help='simulate in runtime mode even if this is a standalone build')
-    parser.add_argument('--target', default='cython', choices=('numpy', 'cython'), help='runtime code generation target')
+    parser.add_argument('--target', default='numpy', choices=('numpy', 'cython'),
+                        help='runtime code generation: numpy (starts at once) or cython (compiles once, faster)')
     parser.add_argument('--compile', action='store_true', help='generate and compile the standalone C++ project')
     args = parser.parse_args(argv)
     if args.compile:
