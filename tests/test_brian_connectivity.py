@@ -193,17 +193,16 @@ def _spec_with(tmp_path, shape, layer):
     else:
         layer.update(normalization={"lambda": 1.0})
     doc = spec_data("probe", shape, [layer, {"name": "f", "type": "flatten"}])
-    n = int(np.prod(_out_shape(tmp_path, doc)))
+    n = int(np.prod(_out_shape(doc)))
     doc["layers"].append({"name": "out", "type": "dense", "units": 1, "kernel": [[0.0]] * n, "activation": "softmax",
                           "normalization": {"lambda": 1.0}})
     return load_spec_data(doc, tmp_path)
 
 
-def _out_shape(tmp_path, doc):
+def _out_shape(doc):
+    """Shape of layer L, from its own shape rule."""
     from netspec.spec.layers import LAYER_TYPES
 
-    """Shape of layer L, by validating the spec up to it (with a throw-away output)."""
     layer = doc["layers"][1]
-    cls = LAYER_TYPES[layer["type"]]
-    typed = cls.from_yaml(layer, ("x",))
+    typed = LAYER_TYPES[layer["type"]].from_yaml(layer, ("x",))
     return typed.output_shape([tuple(doc["input"]["shape"])])

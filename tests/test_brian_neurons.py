@@ -2,7 +2,6 @@
 refractory periods, exponential synapses, delays, poisson input, and the reset between samples."""
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 import pytest

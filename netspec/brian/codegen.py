@@ -19,7 +19,7 @@ from .. import __version__
 from ..errors import NetspecError
 from ..spec import Quantity
 from ..spec.units import DIMENSIONLESS, FREQUENCY, TIME, VOLTAGE
-from .plan import POISSON, RELAY, Plan, Population, Relay
+from .plan import Plan, Population, Relay
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _SPEC_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -162,7 +162,7 @@ def _align(eqs: list[tuple[str, str]]) -> list[str]:
     return [f"{e.ljust(width)}  # {c}" for e, c in eqs]
 
 
-def _projection(plan: Plan, proj, kinds: dict[str, str]) -> dict:
+def _projection(plan: Plan, proj) -> dict:
     target = plan.populations[proj.target]
     p = target.params
     dt = plan.spec.simulation.dt.value
@@ -225,7 +225,7 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
         raise NetspecError(f"spec name {spec.name!r} is not a valid network name")
     kinds = plan.kinds
     pops = [_population(plan, plan.populations[n]) for n in plan.order if n in plan.populations]
-    projections = [_projection(plan, proj, kinds) for n in plan.order if n in plan.populations
+    projections = [_projection(plan, proj) for n in plan.order if n in plan.populations
                    for proj in plan.populations[n].inputs]
     relays = [_relay(plan, plan.relays[n]) for n in plan.order if n in plan.relays]
     nodes = []
