@@ -2,7 +2,7 @@
 
     python tools/train_lenet.py PATH_TO_MNIST_DIR -o lenet.keras [--epochs 15] [--seed 0]
 
-Architecture: conv 5x5 (32, no bias) -> BN -> relu -> maxpool 2 -> conv 5x5 (64, no bias) -> BN -> relu ->
+Architecture: conv 5x5 (16, no bias) -> BN -> relu -> maxpool 2 -> conv 5x5 (32, no bias) -> BN -> relu ->
 maxpool 2 -> flatten -> dropout -> dense 128 -> relu -> dropout -> dense 10 softmax; every layer is one that
 ``netspec export`` converts (BN is folded into the convolutions). Training: Adam with cosine learning-rate
 decay, batch 128, inputs shifted by up to 2 pixels each epoch (augmentation happens outside the model, so
@@ -23,16 +23,16 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def build_model(keras):
+def build_model(keras, filters: tuple[int, int] = (16, 32), dense: int = 128):
     L = keras.layers
     return keras.Sequential([
         keras.Input((28, 28, 1), name="image"),
-        L.Conv2D(32, 5, use_bias=False, name="conv1"), L.BatchNormalization(name="bn1"), L.ReLU(name="relu1"),
+        L.Conv2D(filters[0], 5, use_bias=False, name="conv1"), L.BatchNormalization(name="bn1"), L.ReLU(name="relu1"),
         L.MaxPooling2D(2, name="pool1"),
-        L.Conv2D(64, 5, use_bias=False, name="conv2"), L.BatchNormalization(name="bn2"), L.ReLU(name="relu2"),
+        L.Conv2D(filters[1], 5, use_bias=False, name="conv2"), L.BatchNormalization(name="bn2"), L.ReLU(name="relu2"),
         L.MaxPooling2D(2, name="pool2"),
         L.Flatten(name="flatten"), L.Dropout(0.25, name="drop1"),
-        L.Dense(128, activation="relu", name="fc1"), L.Dropout(0.4, name="drop2"),
+        L.Dense(dense, activation="relu", name="fc1"), L.Dropout(0.4, name="drop2"),
         L.Dense(10, activation="softmax", name="fc2"),
     ], name="lenet")
 
@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("mnist", metavar="PATH_TO_MNIST_DIR", help="folder with the four MNIST IDX files (.gz or raw)")
     p.add_argument("-o", "--output", required=True, metavar="MODEL.keras")
     p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--filters", type=int, nargs=2, default=(16, 32), metavar=("C1", "C2"),
+                   help="filters of the two convolutions (default 16 32: ~15k neurons, ~0.8M synapses as an SNN)")
+    p.add_argument("--dense", type=int, default=128, help="units of the hidden dense layer (default 128)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-limit", type=int, default=None, metavar="N", help="first N training images only (quick trials)")
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    model = build_model(keras)
+    model = build_model(keras, tuple(args.filters), args.dense)
     steps = args.epochs * int(np.ceil(len(train) / args.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=steps, alpha=0.01)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"])

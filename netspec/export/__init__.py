@@ -25,6 +25,7 @@ encoding, or poisson with ``max_rate: 1000 Hz`` and ``seed: 0``; ``simulation.dt
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -142,11 +143,24 @@ def export_model(
         doc["layers"] = layer_entries(result.layers, entries)
         staged_yaml = tmp / spec_path.name
         header = f"# Exported by netspec {__version__} from {Path(model_path).name}. Edit freely; `netspec validate` checks it.\n"
-        staged_yaml.write_text(header + spec_yaml(doc, None), encoding="utf-8")
+        pointer, body = spec_yaml(doc, schema_pointer(spec_path)).split("\n", 1)
+        staged_yaml.write_text(pointer + "\n" + header + body, encoding="utf-8")
         spec = _validated(lambda: load_spec(staged_yaml), spec_path)
         _check_against_keras(spec, data.x[:CHECK_SAMPLES], keras_output(model, data.x[:CHECK_SAMPLES]))
         commit([staged_npz, staged_yaml], [npz_path, spec_path])
     return spec_path
+
+
+def schema_pointer(spec_path: Path) -> str:
+    """Where the spec's first line points editors for the schema: the nearest ``schemas/`` folder above
+    the spec (a project's own copy), else the copy inside the installed package; relative to the spec."""
+    folder = Path(spec_path).resolve().parent
+    for parent in (folder, *folder.parents):
+        candidate = parent / "schemas" / "netspec.schema.json"
+        if candidate.is_file():
+            return Path(os.path.relpath(candidate, folder)).as_posix()
+    packaged = Path(__file__).resolve().parent.parent / "schemas" / "netspec.schema.json"
+    return Path(os.path.relpath(packaged, folder)).as_posix()
 
 
 def export_command(args) -> int:
