@@ -22,16 +22,8 @@ RNG = np.random.default_rng(7)
 
 
 @pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    tf = pytest.importorskip("tensorflow")
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass  # TF already initialized by another module
-    import keras
-
+def keras(keras_lib):
+    keras = keras_lib
     keras.utils.set_random_seed(3)
     return keras
 

@@ -239,17 +239,8 @@ def test_example_specs_run():
 
 # -- against Keras ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    tf = pytest.importorskip("tensorflow")
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass  # already initialized by another test module
-    import keras
-
-    return keras
+def keras(keras_lib):
+    return keras_lib
 
 
 def keras_case(keras, name):

@@ -153,19 +153,11 @@ def prepare_workers(workers: int) -> None:
         _start_helpers(_context())
 
 
-@contextlib.contextmanager
 def _sigint_ignored():
     """SIGINT ignored while inside (main thread only); for the instant it takes to start the fork server,
     which inherits it, so that a Ctrl-C while it imports Brian2 prints no traceback of its own (the parent
     handles the Ctrl-C)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    return _sigint_handler(signal.SIG_IGN)
 
 
 @contextlib.contextmanager
@@ -274,15 +266,20 @@ def evaluate(build, x: np.ndarray, *, workers: int = 1, seed: int | None = None,
                       seed=seed, chunk_seconds=[float(p.seconds) for p in parts])
 
 
-@contextlib.contextmanager
 def interruptible():
     """While inside, SIGINT raises KeyboardInterrupt (restored on exit; no-op outside the main thread).
     Brian2 installs its own SIGINT handler at import, which fails when SIGINT was ignored before (a
     background job); a Ctrl-C must always stop a run cleanly."""
+    return _sigint_handler(signal.default_int_handler)
+
+
+@contextlib.contextmanager
+def _sigint_handler(handler):
+    """``handler`` for SIGINT while inside, the previous one restored after; no-op outside the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
