@@ -338,7 +338,11 @@ def test_bad_files(tmp_path, keras):
     (tmp_path / "junk.keras").write_bytes(b"not a model")
     with pytest.raises(NetspecError) as e:
         export_model(tmp_path / "junk.keras", tmp_path / "s.yaml", tmp_path / "cal.npz", progress=False)
-    assert str(e.value).startswith(f"{tmp_path / 'junk.keras'}: cannot load the Keras model: ")
+    assert str(e.value) == f"{tmp_path / 'junk.keras'}: not a Keras 3 model (a .keras file is a zip archive; this one is corrupt or something else)"
+    (tmp_path / "junk.h5").write_bytes(b"not a model")
+    with pytest.raises(NetspecError) as e:
+        export_model(tmp_path / "junk.h5", tmp_path / "s.yaml", tmp_path / "cal.npz", progress=False)
+    assert str(e.value).startswith(f"{tmp_path / 'junk.h5'}: cannot load the Keras model: ")
     model = lenet(keras)
     model.save(tmp_path / "m.keras")
     with pytest.raises(NetspecError) as e:
@@ -350,7 +354,7 @@ def test_bad_files(tmp_path, keras):
     with pytest.raises(NetspecError) as e:
         export_model(tmp_path / "m.keras", tmp_path / "s.yaml", tmp_path / "cal.npz", duration="5 mV", progress=False)
     assert str(e.value) == "--duration: expected a positive time such as '100 ms', got '5 mV'"
-    assert files(tmp_path) == {"m.keras", "cal.npz", "junk.keras"}
+    assert files(tmp_path) == {"m.keras", "cal.npz", "junk.keras", "junk.h5"}
 
 
 def test_silent_layer_is_reported(tmp_path, keras):

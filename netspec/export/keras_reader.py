@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,9 @@ def load_model(path: str | Path):
         raise NetspecError(f"{path}: model file not found", 2)
     if p.suffix.lower() not in (".keras", ".h5", ".hdf5"):
         raise NetspecError(f"{path}: expected a Keras model file (.keras, or legacy .h5)", 2)
+    if p.suffix.lower() == ".keras" and not zipfile.is_zipfile(p):
+        # Keras itself answers "File not found" for a corrupt .keras file, which misleads
+        raise NetspecError(f"{path}: not a Keras 3 model (a .keras file is a zip archive; this one is corrupt or something else)")
     keras = import_keras()
     try:
         with quiet_tf():
