@@ -206,4 +206,4 @@ def check_schema(doc_data: Any, reporter: Reporter) -> int:
     return len(found)
 
 
-__all__ = ["check_schema", "schema", "schema_text", "jsonschema"]
+__all__ = ["check_schema", "schema", "schema_text"]
