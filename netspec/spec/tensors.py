@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import io
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,15 @@ def _load_npz(ctx: Context) -> dict[str, Any] | None:
             ("weights", "sha256"),
         )
         return {}
-    if not zipfile.is_zipfile(full):
+    # from here on only the bytes that were hashed are read: the file is not opened again
+    archive = io.BytesIO(blob)
+    if not zipfile.is_zipfile(archive):
         ctx.rep.add("NS404", f"weights file {rel!r} is not an .npz archive (numpy.savez writes one)", path)
         return {}
     tensors: dict[str, Any] = {}
     try:
-        with np.load(full, allow_pickle=False) as npz:
+        archive.seek(0)  # is_zipfile leaves the position at the archive's end
+        with np.load(archive, allow_pickle=False) as npz:
             for key in npz.files:
                 value = npz[key]
                 if not isinstance(value, np.ndarray):
