@@ -24,7 +24,6 @@ encoding, or poisson with ``max_rate: 1000 Hz`` and ``seed: 0``; ``simulation.dt
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from ..spec import SpecError, load_spec, load_spec_data, parse_quantity, spec_ya
 from ..spec.units import TIME
 from .normalize import compute_lambdas, stderr_progress
 from .translate import Translation, translate_graph
-from .writer import commit, layer_entries, spec_name, staging, tensors_of, write_npz
+from .writer import commit, file_sha256, layer_entries, spec_name, staging, tensors_of, write_npz
 
 __all__ = ["export_model", "export_command"]
 
@@ -122,7 +121,7 @@ def export_model(
             "model": Path(model_path).name,
             "framework": graph.framework,
             "exporter": f"netspec {__version__}",
-            "calibration": {"data": Path(data.source).name, "samples": n, "sha256": _sha256(Path(data.source))},
+            "calibration": {"data": Path(data.source).name, "samples": n, "sha256": file_sha256(Path(data.source))},
             "normalization": norm_info,
         },
         "weights": {"file": npz_path.name, "sha256": ""},
@@ -232,9 +231,3 @@ def _description(model_name: str, graph, result: Translation) -> str:
     return " ".join(parts)[:4000]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -39,7 +39,16 @@ def write_npz(path: Path, tensors: dict[str, np.ndarray]) -> str:
             info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             with zf.open(info, "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, np.ascontiguousarray(tensors[key], dtype=np.float32), allow_pickle=False)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return file_sha256(path)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def layer_entries(layers: list[SpecLayer], normalization: dict[str, dict] | None) -> list[dict[str, Any]]:
