@@ -6,7 +6,6 @@ validated there, and only then moved into place, so a failed export leaves no pa
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -18,6 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..hashing import file_sha256
 from .translate import SpecLayer
 
 #: Field order of layer entries after name/type/inputs (the rest follows in this order).
@@ -40,15 +40,6 @@ def write_npz(path: Path, tensors: dict[str, np.ndarray]) -> str:
             with zf.open(info, "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, np.ascontiguousarray(tensors[key], dtype=np.float32), allow_pickle=False)
     return file_sha256(path)
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def layer_entries(layers: list[SpecLayer], normalization: dict[str, dict] | None) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ writing. :func:`summary` renders the figures a person reads first.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from functools import lru_cache
@@ -18,6 +17,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import NetspecError
+from ..hashing import file_sha256
 from . import metrics
 
 REPORT_VERSION = 1
@@ -42,12 +42,6 @@ def validation_errors(report: dict) -> list[str]:
         where = "/".join(str(p) for p in err.absolute_path) or "(top)"
         out.append(f"{where}: {err.message}")
     return out
-
-
-def file_sha256(path: str | Path | None) -> str | None:
-    if path is None:
-        return None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _num(v) -> float | None:
@@ -113,7 +107,7 @@ def make_report(spec, evaluation, labels: np.ndarray, ann_scores: np.ndarray, *,
             "spec": {
                 "name": spec.name,
                 "file": str(spec.path) if spec.path is not None else None,
-                "sha256": file_sha256(spec.path),
+                "sha256": None if spec.path is None else file_sha256(spec.path),
                 "weights_sha256": spec.weights.sha256 if spec.weights is not None else None,
             },
             "data": {"source": str(data_source), "samples": int(evaluation.requested), "limit": limit},

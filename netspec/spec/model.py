@@ -11,8 +11,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .layers import Layer, Shape, TensorRef
-from .units import Quantity, parse_quantity
+from .layers import Layer, Role, Shape, TensorRef
+from .units import Quantity, parse_quantity, steps_in
 
 #: Neuron parameter defaults (the paper's IF neuron, dimensionless, reset by subtraction).
 NEURON_DEFAULTS: Mapping[str, Any] = {
@@ -72,6 +72,12 @@ class NeuronParams:
         return cls(**values)
 
 
+def hidden_linear(layer: Layer, output: str) -> bool:
+    """The hidden-linear rule, for :meth:`Spec.is_hidden_linear` and the validator (which has no Spec yet):
+    a population kind written ``activation: linear`` that is not the output ``output``."""
+    return layer.role is Role.POPULATION and layer.is_linear and layer.name != output
+
+
 @dataclass(frozen=True)
 class InputSpec:
     shape: Shape
@@ -90,7 +96,7 @@ class Simulation:
     @property
     def steps(self) -> int:
         """Time steps per sample."""
-        return int(round(self.duration.value / self.dt.value))
+        return steps_in(self.duration, self.dt)
 
 
 @dataclass(frozen=True)
@@ -144,11 +150,25 @@ class Spec:
 
     @property
     def input_layer(self) -> Layer:
-        return next(layer for layer in self.layers if layer.type == "input")
+        return next(layer for layer in self.layers if layer.role is Role.SOURCE)
 
     @property
     def output_layer(self) -> Layer:
         return self.layer(self.order[-1])
+
+    def is_output(self, layer: Layer | str) -> bool:
+        return (layer if isinstance(layer, str) else layer.name) == self.order[-1]
+
+    def is_hidden_linear(self, layer: Layer | str) -> bool:
+        """A layer of neurons written ``activation: linear`` that is not the output: it has no neurons of its
+        own; its weighted sum goes into the add layers it feeds (a residual branch)."""
+        layer = self.layer(layer) if isinstance(layer, str) else layer
+        return hidden_linear(layer, self.order[-1])
+
+    def is_population(self, layer: Layer | str) -> bool:
+        """Whether the layer is a population of spiking neurons in the SNN."""
+        layer = self.layer(layer) if isinstance(layer, str) else layer
+        return layer.role is Role.POPULATION and not hidden_linear(layer, self.order[-1])
 
     def consumers(self, name: str) -> list[Layer]:
         return [layer for layer in self.layers if name in layer.inputs]
@@ -168,14 +188,15 @@ class Spec:
         layer = self.layer(layer) if isinstance(layer, str) else layer
         if layer.normalization is not None:
             return layer.normalization.lam
-        if layer.type == "input":
+        if layer.role is Role.SOURCE:
             return 1.0
-        if layer.type == "concatenate":
-            raise ValueError(f"layer '{layer.name}' (concatenate) has one factor per branch")
+        if layer.role is Role.RELAY and len(layer.inputs) > 1:
+            raise ValueError(f"layer '{layer.name}' ({layer.type}) has one factor per branch")
         return self.lam(layer.inputs[0])
 
     def neuron_count(self) -> int:
-        return sum(int(np.prod(self.shapes[l.name])) for l in self.layers if l.has_neurons)
+        """Spiking neurons of the SNN (hidden linear layers have none)."""
+        return sum(int(np.prod(self.shapes[l.name])) for l in self.layers if self.is_population(l))
 
     # -- writing back ----------------------------------------------------------------------------
     def to_yaml(self) -> dict:

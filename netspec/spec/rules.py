@@ -7,15 +7,13 @@ import math
 from typing import Any, Callable
 
 from .context import Context
-from .layers import ShapeError
-from .model import NEURON_DEFAULTS, NeuronParams
+from .layers import LAYER_TYPES, Analog, Role, ShapeError
+from .model import NEURON_DEFAULTS, NeuronParams, hidden_linear
 from .tensors import rule_tensors
 from .units import DIMENSIONLESS, FREQUENCY, TIME, VOLTAGE, Quantity, QuantityError, dimension_word, parse_quantity
 
-#: Layer types the analog input current can be computed for (looking through flatten and zeropad2d).
-ANALOG_CONSUMERS = ("dense", "conv2d", "depthwise_conv2d", "avgpool2d", "global_avgpool2d")
-#: Layer types that only re-index their input.
-INDEX_ONLY = ("flatten", "zeropad2d")
+#: Layer types the analog input current can be computed for (looking through those that pass it on).
+ANALOG_CONSUMERS = tuple(t for t, cls in LAYER_TYPES.items() if cls.analog is Analog.DRIVEN)
 
 
 # -- graph ---------------------------------------------------------------------------------------
@@ -30,7 +28,7 @@ def rule_unique_names(ctx: Context) -> None:
 
 
 def rule_one_input(ctx: Context) -> None:
-    inputs = [i for i, l in enumerate(ctx.layers) if l.type == "input"]
+    inputs = [i for i, l in enumerate(ctx.layers) if l.role is Role.SOURCE]
     if not inputs:
         ctx.rep.add("NS204", "no layer has type 'input'; the network needs exactly one", ("layers",))
         ctx.graph_ok = False
@@ -138,9 +136,9 @@ def rule_activations(ctx: Context) -> None:
         path = ctx.lpath(layer.name, "activation")
         if act == "softmax":
             ctx.rep.add("NS207", f"softmax is only allowed on the output layer '{output}'", path)
-        elif act == "linear":
-            bad = [c.name for c in ctx.consumers(layer.name) if c.type != "add"]
-            if layer.type == "add" or bad:
+        elif hidden_linear(layer, output):
+            bad = [c.name for c in ctx.consumers(layer.name) if not c.sums_inputs]
+            if layer.sums_inputs or bad:
                 ctx.rep.add(
                     "NS207",
                     "a hidden layer with linear activation has no neurons of its own and may only feed add layers"
@@ -302,7 +300,7 @@ def rule_shapes(ctx: Context) -> None:
         return
     for name in ctx.order:
         layer = ctx.layer(name)
-        if layer.type == "input":
+        if layer.role is Role.SOURCE:
             if ctx.input_ok:
                 ctx.shapes[name] = tuple(ctx.data["input"]["shape"])
             continue
@@ -321,13 +319,13 @@ def rule_shapes(ctx: Context) -> None:
 def rule_analog_input(ctx: Context) -> None:
     if ctx.order is None or ctx.data["input"]["encoding"] != "analog":
         return
-    frontier = [l for l in ctx.layers if l.type == "input"]
+    frontier = [l for l in ctx.layers if l.role is Role.SOURCE]
     while frontier:
         src = frontier.pop()
         for consumer in ctx.consumers(src.name):
-            if consumer.type in INDEX_ONLY:
+            if consumer.analog is Analog.PASSES:
                 frontier.append(consumer)
-            elif consumer.type not in ANALOG_CONSUMERS:
+            elif consumer.analog is not Analog.DRIVEN:
                 ctx.rep.add(
                     "NS510",
                     f"with analog input, the layers reading the input must be one of {', '.join(ANALOG_CONSUMERS)}; "

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .context import Context
+from .layers import Role
 
 
 def _load_npz(ctx: Context) -> dict[str, Any] | None:
@@ -105,7 +106,7 @@ def rule_tensors(ctx: Context) -> None:
             if not np.issubdtype(arr.dtype, np.floating):
                 ctx.rep.add("NS407", f"{ref.describe()} has dtype {arr.dtype}, expected floating point", path)
                 continue
-            if layer.name in ctx.shapes or layer.type == "input":
+            if layer.name in ctx.shapes or layer.role is Role.SOURCE:
                 in_shapes = [ctx.shapes[n] for n in layer.inputs if n in ctx.shapes]
                 if len(in_shapes) == len(layer.inputs):
                     want = layer.tensor_shapes(in_shapes)[fname]

@@ -98,3 +98,11 @@ def parse_quantity(raw: object) -> Quantity:
 
 def dimension_word(dim: str) -> str:
     return DIMENSION_WORDS.get(dim, f"a quantity of dimension {dim}")
+
+
+def steps_in(duration: "Quantity | float", dt: "Quantity | float") -> int:
+    """Whole time steps of ``dt`` in ``duration`` (rounded to the nearest): the one place a duration becomes
+    steps (the simulation's length, refractory periods, delays, ``run --duration``)."""
+    d = duration.value if isinstance(duration, Quantity) else float(duration)
+    step = dt.value if isinstance(dt, Quantity) else float(dt)
+    return int(round(d / step))

@@ -6,6 +6,7 @@ connections it has once unrolled (:meth:`Layer.connections`), all from its input
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -20,6 +21,31 @@ LAYER_TYPES: dict[str, type["Layer"]] = {}
 def register(cls):
     LAYER_TYPES[cls.type] = cls
     return cls
+
+
+class Role(enum.Enum):
+    """What a layer kind is in the spiking network."""
+
+    #: the network input (analog current or poisson spikes)
+    SOURCE = "source"
+    #: a population of integrate-and-fire neurons (unless it is a hidden linear layer, see
+    #: :meth:`netspec.spec.Spec.is_hidden_linear`, which is summed into the add layers it feeds)
+    POPULATION = "population"
+    #: index bookkeeping only (flatten, zero padding, concatenation): no neurons, no weights
+    RELAY = "relay"
+    #: passes on a subset of its input's spikes (spiking max pooling): no neurons, no weights
+    GATE = "gate"
+
+
+class Analog(enum.Enum):
+    """What a layer kind does when it reads the analog (constant-current) input."""
+
+    #: its input current can be computed from the input values (a weighted sum or an average)
+    DRIVEN = "driven"
+    #: it only re-indexes the input, so its readers decide
+    PASSES = "passes"
+    #: it needs spikes (poisson encoding)
+    REFUSES = "refuses"
 
 
 class ShapeError(ValueError):
@@ -84,8 +110,18 @@ class Layer:
     loader; ``inputs_written`` remembers whether the spec wrote them, so that dumping does not add them."""
 
     type: ClassVar[str] = ""
-    #: a population of spiking neurons in the SNN (False: index bookkeeping or spike gating only)
-    has_neurons: ClassVar[bool] = False
+    #: what the kind is in the SNN (see :class:`Role`)
+    role: ClassVar[Role] = Role.RELAY
+    #: whether the ANN computes a weighted sum or an average here, counted as multiply-accumulates
+    #: (``connections`` of them per sample)
+    macs: ClassVar[bool] = False
+    #: what the kind does on the analog input (see :class:`Analog`)
+    analog: ClassVar[Analog] = Analog.REFUSES
+    #: whether a Keras activation after the layer can be set on it (``activation:``)
+    takes_activation: ClassVar[bool] = False
+    #: whether the kind's neurons receive the sum of all its inputs (add); hidden linear layers may feed
+    #: only such kinds
+    sums_inputs: ClassVar[bool] = False
     #: tensor fields (kernel, bias) this kind may carry
     tensor_fields: ClassVar[tuple[str, ...]] = ()
     #: how many inputs: (min, max); max None for unbounded
@@ -160,6 +196,23 @@ class Layer:
 
     def tensors(self) -> dict[str, TensorRef]:
         return {k: getattr(self, k) for k in self.tensor_fields if getattr(self, k) is not None}
+
+    # -- roles ----------------------------------------------------------------------------------
+    @property
+    def has_neurons(self) -> bool:
+        """Whether the kind is a population of neurons (a hidden linear layer still has none: ask
+        :meth:`netspec.spec.Spec.is_population`)."""
+        return self.role is Role.POPULATION
+
+    @property
+    def is_linear(self) -> bool:
+        """Whether the spec writes ``activation: linear`` (a hidden one has no neurons of its own)."""
+        return self.activation == "linear"
+
+    @property
+    def own_lambda(self) -> bool:
+        """Whether the kind has a normalization factor of its own (the others carry their input's)."""
+        return self.role in (Role.SOURCE, Role.POPULATION)
 
 
 def one_spatial(in_shapes: list[Shape], kind: str) -> Shape:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Layer, Shape, ShapeError, TensorRef, conv_geometry, one_spatial, pair, register, taps_per_axis
+from .base import Analog, Layer, Role, Shape, ShapeError, TensorRef, conv_geometry, one_spatial, pair, register, taps_per_axis
 
 
 @register
@@ -13,7 +13,10 @@ class Dense(Layer):
     """y = act(x @ kernel + bias). kernel: [inputs, units]; bias: [units]."""
 
     type = "dense"
-    has_neurons = True
+    role = Role.POPULATION
+    macs = True
+    analog = Analog.DRIVEN
+    takes_activation = True
     tensor_fields = ("kernel", "bias")
     tensor_layouts = {"kernel": "[inputs, units]", "bias": "[units]"}
 
@@ -38,7 +41,10 @@ class Dense(Layer):
 
 @dataclass(frozen=True)
 class _Conv(Layer):
-    has_neurons = True
+    role = Role.POPULATION
+    macs = True
+    analog = Analog.DRIVEN
+    takes_activation = True
     tensor_fields = ("kernel", "bias")
 
     kernel_size: tuple[int, int] = (1, 1)

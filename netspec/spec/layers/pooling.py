@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Layer, ShapeError, conv_geometry, one_spatial, pair, register, taps_per_axis
+from .base import Analog, Layer, Role, ShapeError, conv_geometry, one_spatial, pair, register, taps_per_axis
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,9 @@ class AvgPool2D(_Pool):
     """Mean over each pool (padded positions excluded, as Keras)."""
 
     type = "avgpool2d"
-    has_neurons = True
+    role = Role.POPULATION
+    macs = True
+    analog = Analog.DRIVEN
 
 
 @register
@@ -58,6 +60,7 @@ class MaxPool2D(_Pool):
     """Max over each pool; in the SNN, the pool passes the spikes of its most active input so far."""
 
     type = "maxpool2d"
+    role = Role.GATE
 
 
 @register
@@ -66,7 +69,9 @@ class GlobalAvgPool2D(Layer):
     """[H, W, C] -> [C], mean over rows and columns."""
 
     type = "global_avgpool2d"
-    has_neurons = True
+    role = Role.POPULATION
+    macs = True
+    analog = Analog.DRIVEN
 
     def output_shape(self, in_shapes):
         return (one_spatial(in_shapes, self.type)[2],)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Layer, ShapeError, one_spatial, register
+from .base import Analog, Layer, Role, ShapeError, one_spatial, register
 
 
 @register
@@ -13,6 +13,7 @@ class Input(Layer):
     """The network input; shape, range and encoding come from the spec's top-level ``input``."""
 
     type = "input"
+    role = Role.SOURCE
     arity = (0, 0)
 
     def output_shape(self, in_shapes):
@@ -25,6 +26,7 @@ class Flatten(Layer):
     """Channels-last row-major flatten (as Keras)."""
 
     type = "flatten"
+    analog = Analog.PASSES
 
     def output_shape(self, in_shapes):
         n = 1
@@ -39,6 +41,7 @@ class ZeroPad2D(Layer):
     """[[top, bottom], [left, right]] rows/columns of zeros."""
 
     type = "zeropad2d"
+    analog = Analog.PASSES
     padding: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
 
     @classmethod
@@ -89,7 +92,10 @@ class Add(Layer):
     """Element-wise sum of equal shapes, then the activation; one population receives every projection."""
 
     type = "add"
-    has_neurons = True
+    role = Role.POPULATION
+    sums_inputs = True
+    macs = True
+    takes_activation = True
     arity = (2, None)
 
     def output_shape(self, in_shapes):
