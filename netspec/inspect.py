@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .spec import Spec
+from .spec.layers import Role
 
 
 def rows(spec: Spec) -> list[dict]:
@@ -13,11 +14,11 @@ def rows(spec: Spec) -> list[dict]:
     for name in spec.order:
         layer = spec.layer(name)
         shape = spec.shapes[name]
-        has_neurons = _has_neurons(spec, layer)
-        synapses = 0 if layer.type == "input" else layer.connections(spec.in_shapes(layer))
-        if layer.type == "add":
-            # a linear input has no neurons: its projection is counted on its own row, not again here
-            spiking = sum(spec.layer(i).activation != "linear" for i in layer.inputs)
+        has_neurons = spec.is_population(layer)
+        synapses = 0 if layer.role is Role.SOURCE else layer.connections(spec.in_shapes(layer))
+        if layer.sums_inputs:
+            # a hidden linear input has no neurons: its projection is counted on its own row, not again here
+            spiking = sum(not spec.is_hidden_linear(i) for i in layer.inputs)
             synapses = synapses // len(layer.inputs) * spiking
         params = sum(int(np.size(spec.array(layer, f))) for f in layer.tensors())
         lam = _lam_text(spec, layer)
@@ -28,15 +29,10 @@ def rows(spec: Spec) -> list[dict]:
             "neurons": int(np.prod(shape)) if has_neurons else 0,
             "synapses": synapses,
             "parameters": params,
-            "lambda": lam if layer.normalization is not None or layer.type != "input" else "1",
+            "lambda": lam if layer.normalization is not None or layer.role is not Role.SOURCE else "1",
             "inputs": list(layer.inputs),
         })
     return out
-
-
-def _has_neurons(spec: Spec, layer) -> bool:
-    """Whether the layer is a population of its own (a hidden linear layer is summed into its add)."""
-    return layer.has_neurons and not (layer.activation == "linear" and layer.name != spec.order[-1])
 
 
 def _lam_text(spec: Spec, layer) -> str:
@@ -46,7 +42,7 @@ def _lam_text(spec: Spec, layer) -> str:
         return f"{spec.lam(layer):g}"
     except ValueError:
         source = layer
-        while source.type != "concatenate":
+        while len(source.inputs) == 1:  # a relay of one input carries the factors of what it reads
             source = spec.layer(source.inputs[0])
         return "/".join(_lam_text(spec, spec.layer(i)) for i in source.inputs)
 

@@ -13,11 +13,14 @@ kernel ``[:, :, c, m]``. A hidden layer with activation ``linear`` is computed l
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .errors import NetspecError
 from .spec import Spec
-from .spec.layers import Layer, conv_geometry
+from .spec.layers import (Add, AvgPool2D, Concatenate, Conv2D, Dense, DepthwiseConv2D, Flatten, GlobalAvgPool2D, Input, Layer,
+                          MaxPool2D, Role, ZeroPad2D, conv_geometry)
 
 #: Largest temporary (windows of a convolution) built at once, in float64 elements.
 _CHUNK_ELEMENTS = 8_000_000
@@ -48,14 +51,12 @@ def forward(spec: Spec, x: np.ndarray, *, logits: bool = False) -> dict[str, np.
     acts: dict[str, np.ndarray] = {}
     for name in spec.order:
         layer = spec.layer(name)
-        if layer.type == "input":
+        if layer.role is Role.SOURCE:
             acts[name] = x
             continue
         z = preactivation(spec, layer, [acts[i] for i in layer.inputs])
-        act = layer.activation
-        if act == "softmax" and logits and name == out_name:
-            act = "linear"
-        acts[name] = _activate(z, act)
+        before_softmax = logits and name == out_name and layer.activation == "softmax"
+        acts[name] = z if before_softmax else _activate(z, layer.activation)
     return acts
 
 
@@ -79,33 +80,78 @@ def preactivation(spec: Spec, layer: Layer | str, inputs: list[np.ndarray]) -> n
     xs = [np.asarray(a, dtype=np.float64) for a in inputs]
     if len(xs) != len(layer.inputs):
         raise ValueError(f"layer '{layer.name}' reads {len(layer.inputs)} input(s), got {len(xs)} arrays")
-    kind = layer.type
-    if kind == "dense":
-        z = xs[0] @ spec.array(layer, "kernel").astype(np.float64)
-        return _bias(z, spec.array(layer, "bias"))
-    if kind == "conv2d":
-        return _bias(_conv(xs[0], spec.array(layer, "kernel"), layer.stride, layer.pad), spec.array(layer, "bias"))
-    if kind == "depthwise_conv2d":
-        return _bias(_depthwise(xs[0], spec.array(layer, "kernel"), layer.stride, layer.pad), spec.array(layer, "bias"))
-    if kind == "maxpool2d":
-        return _maxpool(xs[0], layer.pool_size, layer.stride, layer.pad)
-    if kind == "avgpool2d":
-        return _avgpool(xs[0], layer.pool_size, layer.stride, layer.pad)
-    if kind == "global_avgpool2d":
-        return xs[0].mean(axis=(1, 2))
-    if kind == "flatten":
-        return xs[0].reshape(xs[0].shape[0], -1)
-    if kind == "zeropad2d":
-        (t, b), (l, r) = layer.padding
-        return np.pad(xs[0], ((0, 0), (t, b), (l, r), (0, 0)))
-    if kind == "concatenate":
-        return np.concatenate(xs, axis=1 + layer.resolved_axis(xs[0].ndim - 1))
-    if kind == "add":
-        total = xs[0].copy()
-        for a in xs[1:]:
-            total += a
-        return total
-    raise ValueError(f"layer '{layer.name}': no reference for type {kind!r}")
+    return _preact(layer, spec, xs)
+
+
+# -- one rule per layer kind (a test checks every registered kind has one) ----------------------------
+@functools.singledispatch
+def _preact(layer: Layer, spec: Spec, xs: list[np.ndarray]) -> np.ndarray:
+    raise ValueError(f"layer '{layer.name}': no reference for type {layer.type!r}")
+
+
+@_preact.register
+def _(layer: Dense, spec, xs):
+    z = xs[0] @ spec.array(layer, "kernel").astype(np.float64)
+    return _bias(z, spec.array(layer, "bias"))
+
+
+@_preact.register
+def _(layer: Conv2D, spec, xs):
+    return _bias(_conv(xs[0], spec.array(layer, "kernel"), layer.stride, layer.pad), spec.array(layer, "bias"))
+
+
+@_preact.register
+def _(layer: DepthwiseConv2D, spec, xs):
+    return _bias(_depthwise(xs[0], spec.array(layer, "kernel"), layer.stride, layer.pad), spec.array(layer, "bias"))
+
+
+@_preact.register
+def _(layer: MaxPool2D, spec, xs):
+    return _maxpool(xs[0], layer.pool_size, layer.stride, layer.pad)
+
+
+@_preact.register
+def _(layer: AvgPool2D, spec, xs):
+    return _avgpool(xs[0], layer.pool_size, layer.stride, layer.pad)
+
+
+@_preact.register
+def _(layer: GlobalAvgPool2D, spec, xs):
+    return xs[0].mean(axis=(1, 2))
+
+
+@_preact.register
+def _(layer: Flatten, spec, xs):
+    return xs[0].reshape(xs[0].shape[0], -1)
+
+
+@_preact.register
+def _(layer: ZeroPad2D, spec, xs):
+    (t, b), (l, r) = layer.padding
+    return np.pad(xs[0], ((0, 0), (t, b), (l, r), (0, 0)))
+
+
+@_preact.register
+def _(layer: Concatenate, spec, xs):
+    return np.concatenate(xs, axis=1 + layer.resolved_axis(xs[0].ndim - 1))
+
+
+@_preact.register
+def _(layer: Add, spec, xs):
+    total = xs[0].copy()
+    for a in xs[1:]:
+        total += a
+    return total
+
+
+@_preact.register
+def _(layer: Input, spec, xs):
+    raise ValueError(f"layer '{layer.name}' is the input: it has no operation")
+
+
+def handles(kind: type[Layer]) -> bool:
+    """Whether the reference has a rule for the layer kind ``kind``."""
+    return _preact.dispatch(kind) is not _preact.dispatch(object)
 
 
 def normalized(spec: Spec, acts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -128,12 +174,12 @@ def normalized(spec: Spec, acts: dict[str, np.ndarray]) -> dict[str, np.ndarray]
     rates: dict[str, np.ndarray] = {}
     for name in spec.order:
         layer = spec.layer(name)
-        if name == out_name and layer.type != "input":
+        if name == out_name and layer.role is not Role.SOURCE:
             z = preactivation(spec, layer, [acts[i] for i in layer.inputs])
             rates[name] = np.maximum(z, 0.0) / spec.lam(layer)
-        elif layer.activation == "linear":
+        elif spec.is_hidden_linear(layer):
             continue
-        elif layer.type == "concatenate":
+        elif layer.role is Role.RELAY and len(layer.inputs) > 1:
             rates[name] = preactivation(spec, layer, [rates[i] for i in layer.inputs])
         else:
             rates[name] = acts[name] / spec.lam(layer)
@@ -153,15 +199,24 @@ def predict(spec: Spec, x: np.ndarray, *, batch: int = 256) -> np.ndarray:
 
 
 # -- activations ------------------------------------------------------------------------------------
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+#: activation name (None: not written) -> function; relu works in place, z is always a fresh array here
+_ACTIVATIONS = {
+    None: lambda z: z,
+    "linear": lambda z: z,
+    "relu": lambda z: np.maximum(z, 0.0, out=z),
+    "softmax": _softmax,
+}
+
+
 def _activate(z: np.ndarray, act: str | None) -> np.ndarray:
-    if act is None or act == "linear":
-        return z
-    if act == "relu":
-        return np.maximum(z, 0.0, out=z)  # z is always a fresh array here (dense, conv, add)
-    if act == "softmax":
-        e = np.exp(z - z.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
-    raise ValueError(f"unknown activation {act!r}")
+    if act not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {act!r}")
+    return _ACTIVATIONS[act](z)
 
 
 def _bias(z: np.ndarray, bias: np.ndarray | None) -> np.ndarray:

@@ -8,7 +8,8 @@ import numpy as np
 
 from netspec.brian.plan import make_plan
 from netspec.reference import forward, normalized
-from netspec.spec import load_spec_data
+from netspec.spec import LAYER_TYPES, load_spec_data
+from netspec.spec.layers import Role
 
 
 def spec_data(name, input_shape, layers, *, steps=100, encoding="analog", neuron=None, extra_input=None, dt="1 ms"):
@@ -31,12 +32,12 @@ def calibrated(doc, x, base):
     positive logit), so normalized rates stay within [0, 1]."""
     doc = copy.deepcopy(doc)
     for layer in doc["layers"]:
-        if layer["type"] not in ("input", "maxpool2d", "flatten", "zeropad2d", "concatenate"):
+        if LAYER_TYPES[layer["type"]].role is Role.POPULATION:
             layer["normalization"] = {"lambda": 1.0}
     spec = load_spec_data(doc, base)
     acts = forward(spec, x, logits=True)
     for layer in doc["layers"]:
-        if "normalization" in layer and layer["type"] != "input":
+        if "normalization" in layer and LAYER_TYPES[layer["type"]].role is not Role.SOURCE:
             top = float(np.max(acts[layer["name"]]))
             layer["normalization"] = {"lambda": max(top, 1e-3)}
     return load_spec_data(doc, base)

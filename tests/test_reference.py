@@ -11,7 +11,8 @@ import pytest
 
 from netspec.errors import NetspecError
 from netspec.reference import forward, normalized, predict, preactivation
-from netspec.spec import load_spec_data
+from netspec.spec import LAYER_TYPES, load_spec_data
+from netspec.spec.layers import Analog, Role
 
 RNG = np.random.default_rng(1234)
 
@@ -24,7 +25,7 @@ def make_spec(tmp_path, in_shape, layers, tensors, encoding="analog", lo=-1.0, h
     entries = [{"name": "x", "type": "input"}]
     for i, layer in enumerate(layers):
         layer = dict(layer)
-        if layer["type"] in ("dense", "conv2d", "depthwise_conv2d", "avgpool2d", "global_avgpool2d", "add"):
+        if LAYER_TYPES[layer["type"]].role is Role.POPULATION:
             layer.setdefault("normalization", {"lambda": 0.5 + i})
         entries.append(layer)
     inp = {"shape": list(in_shape), "range": [lo, hi], "encoding": encoding}
@@ -283,7 +284,7 @@ def test_layer_matches_keras(tmp_path, keras, name):
             var.assign(value.astype(np.float32))
         tensors[f"l/{key}"] = value
         entry[key] = f"l/{key}"
-    needs_poisson = entry["type"] in ("maxpool2d", "zeropad2d", "flatten")
+    needs_poisson = LAYER_TYPES[entry["type"]].analog is not Analog.DRIVEN
     spec = make_spec(tmp_path, shape, [{"name": "l", **entry}], tensors,
                      encoding="poisson" if needs_poisson else "analog", lo=0.0 if needs_poisson else -1.0)
     x = RNG.uniform(0 if needs_poisson else -1, 1, size=(8, *shape)).astype(np.float32)

@@ -22,12 +22,15 @@ rates stand for ``x / lambda_0`` exactly when ``max_rate = 1/dt`` and ``lambda_0
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import NetspecError
 from ..spec import NeuronParams, Spec
+from ..spec.layers import (AvgPool2D, Concatenate, Conv2D, Dense, DepthwiseConv2D, Flatten, GlobalAvgPool2D, Layer, Role,
+                           ZeroPad2D)
 from . import connectivity as conn
 
 #: Node kinds: what emits the spikes a projection carries.
@@ -151,40 +154,53 @@ class Plan:
 Segment = tuple[str, np.ndarray, np.ndarray]  # (node, node index, layer output index)
 
 
-def _hidden_linear(spec: Spec, name: str) -> bool:
-    layer = spec.layer(name)
-    return layer.activation == "linear" and name != spec.order[-1]
-
-
 def _segments(spec: Spec, name: str, cache: dict[str, list[Segment]]) -> list[Segment]:
     if name in cache:
         return cache[name]
     layer = spec.layer(name)
-    n = int(np.prod(spec.shapes[name]))
-    every = np.arange(n)
-    if layer.type in ("input", "maxpool2d") or (layer.has_neurons and not _hidden_linear(spec, name)):
-        segs = [(name, every, every)]
-    elif layer.type == "flatten":
-        segs = _segments(spec, layer.inputs[0], cache)
-    elif layer.type == "zeropad2d":
-        src = conn.zeropad_source(spec.shapes[layer.inputs[0]], layer.padding)
-        segs = []
-        for node, sidx, oidx in _segments(spec, layer.inputs[0], cache):
-            inv = np.full(int(np.prod(spec.shapes[layer.inputs[0]])), -1, dtype=np.int64)
-            inv[oidx] = np.arange(oidx.size)
-            hit = np.flatnonzero(src >= 0)
-            hit = hit[inv[src[hit]] >= 0]
-            segs.append((node, sidx[inv[src[hit]]], hit))
-    elif layer.type == "concatenate":
-        in_shapes = spec.in_shapes(layer)
-        positions = conn.concat_sources(in_shapes, layer.resolved_axis(len(in_shapes[0])))
-        segs = []
-        for branch, pos in zip(layer.inputs, positions):
-            for node, sidx, oidx in _segments(spec, branch, cache):
-                segs.append((node, sidx, pos[oidx]))
-    else:  # a hidden linear layer: only an add layer may read it, through _kernel_projections
+    if layer.role is Role.RELAY:
+        segs = _reindex(layer, spec, cache)
+    elif spec.is_hidden_linear(layer):  # only an add layer may read it, through its kernel
         raise NetspecError(f"layer '{name}': a hidden linear layer has no neurons; only add layers may read it")
+    else:  # the input, a max-pool gate or a population: spikes come from its own neurons
+        every = np.arange(int(np.prod(spec.shapes[name])))
+        segs = [(name, every, every)]
     cache[name] = segs
+    return segs
+
+
+# -- relays: how each index-only kind re-indexes its inputs (a test checks every relay kind has a rule) --
+@functools.singledispatch
+def _reindex(layer: Layer, spec: Spec, cache: dict[str, list[Segment]]) -> list[Segment]:
+    raise NetspecError(f"layer '{layer.name}': the builder cannot route through layer type {layer.type!r}")
+
+
+@_reindex.register
+def _(layer: Flatten, spec, cache):
+    return _segments(spec, layer.inputs[0], cache)
+
+
+@_reindex.register
+def _(layer: ZeroPad2D, spec, cache):
+    src = conn.zeropad_source(spec.shapes[layer.inputs[0]], layer.padding)
+    segs = []
+    for node, sidx, oidx in _segments(spec, layer.inputs[0], cache):
+        inv = np.full(int(np.prod(spec.shapes[layer.inputs[0]])), -1, dtype=np.int64)
+        inv[oidx] = np.arange(oidx.size)
+        hit = np.flatnonzero(src >= 0)
+        hit = hit[inv[src[hit]] >= 0]
+        segs.append((node, sidx[inv[src[hit]]], hit))
+    return segs
+
+
+@_reindex.register
+def _(layer: Concatenate, spec, cache):
+    in_shapes = spec.in_shapes(layer)
+    positions = conn.concat_sources(in_shapes, layer.resolved_axis(len(in_shapes[0])))
+    segs = []
+    for branch, pos in zip(layer.inputs, positions):
+        for node, sidx, oidx in _segments(spec, branch, cache):
+            segs.append((node, sidx, pos[oidx]))
     return segs
 
 
@@ -206,26 +222,53 @@ def _compose(spec: Spec, source_layer: str, pre, post, w, cache) -> list[tuple[s
 def _kernel(spec: Spec, name: str):
     """The (pre, post, w) connectivity of a layer with one input, in ANN weights, and its bias per neuron."""
     layer = spec.layer(name)
-    in_shape = spec.in_shapes(layer)[0]
+    syn = _connections(layer, spec.in_shapes(layer)[0], spec)
     out_n = int(np.prod(spec.shapes[name]))
-    kind = layer.type
-    if kind == "dense":
-        syn = conn.dense(in_shape[0], spec.array(layer, "kernel"))
-    elif kind == "conv2d":
-        syn = conn.conv2d(in_shape, spec.array(layer, "kernel"), layer.stride, layer.pad)
-    elif kind == "depthwise_conv2d":
-        syn = conn.depthwise_conv2d(in_shape, spec.array(layer, "kernel"), layer.stride, layer.pad)
-    elif kind == "avgpool2d":
-        syn = conn.avgpool2d(in_shape, layer.pool_size, layer.stride, layer.pad)
-    elif kind == "global_avgpool2d":
-        syn = conn.global_avgpool2d(in_shape)
-    else:
-        raise NetspecError(f"layer '{name}': the builder does not support layer type {kind!r} here")
     bias = spec.array(layer, "bias")
     per_neuron = np.zeros(out_n)
     if bias is not None:
         per_neuron = np.tile(np.asarray(bias, dtype=np.float64), out_n // bias.size)
     return syn, per_neuron
+
+
+# -- weighted kinds: their unrolled connections (a test checks every one-input population kind has a rule) --
+@functools.singledispatch
+def _connections(layer: Layer, in_shape, spec: Spec):
+    raise NetspecError(f"layer '{layer.name}': the builder does not support layer type {layer.type!r} here")
+
+
+@_connections.register
+def _(layer: Dense, in_shape, spec):
+    return conn.dense(in_shape[0], spec.array(layer, "kernel"))
+
+
+@_connections.register
+def _(layer: Conv2D, in_shape, spec):
+    return conn.conv2d(in_shape, spec.array(layer, "kernel"), layer.stride, layer.pad)
+
+
+@_connections.register
+def _(layer: DepthwiseConv2D, in_shape, spec):
+    return conn.depthwise_conv2d(in_shape, spec.array(layer, "kernel"), layer.stride, layer.pad)
+
+
+@_connections.register
+def _(layer: AvgPool2D, in_shape, spec):
+    return conn.avgpool2d(in_shape, layer.pool_size, layer.stride, layer.pad)
+
+
+@_connections.register
+def _(layer: GlobalAvgPool2D, in_shape, spec):
+    return conn.global_avgpool2d(in_shape)
+
+
+def handles(kind: type[Layer]) -> bool:
+    """Whether the builder knows what the layer kind ``kind`` becomes in the SNN."""
+    if kind.role in (Role.SOURCE, Role.GATE):
+        return True
+    if kind.role is Role.RELAY:
+        return _reindex.dispatch(kind) is not _reindex.dispatch(object)
+    return kind.sums_inputs or _connections.dispatch(kind) is not _connections.dispatch(object)
 
 
 def _check_params(spec: Spec, name: str, p: NeuronParams) -> None:
@@ -245,7 +288,7 @@ def make_plan(spec: Spec, steps: int | None = None) -> Plan:
         raise NetspecError(f"simulation.readout: the builder reads out by spike count, not {spec.simulation.readout!r}")
     out_name = spec.order[-1]
     out_layer = spec.layer(out_name)
-    if not out_layer.has_neurons:
+    if out_layer.role is not Role.POPULATION:
         raise NetspecError(f"layer '{out_name}': the output layer must have neurons (it is {out_layer.type}); "
                            "end the network with a dense, convolution, pooling-average or add layer")
     inp = spec.input_layer
@@ -259,19 +302,19 @@ def make_plan(spec: Spec, steps: int | None = None) -> Plan:
 
     for name in spec.order:
         layer = spec.layer(name)
-        if layer.type == "maxpool2d":
+        if layer.role is Role.GATE:
             relays[name] = _relay(spec, name, cache, lams, relays)
             lams[name] = relays[name].lam
             order.append(name)
-        elif layer.has_neurons and not _hidden_linear(spec, name):
+        elif spec.is_population(layer):
             params = spec.neurons[name]
             _check_params(spec, name, params)
             lam = spec.lam(layer)
             pop = Population(name, layer.type, tuple(spec.shapes[name]), params, lam, np.zeros(int(np.prod(spec.shapes[name]))))
             parts: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
-            feeds = [(layer.name, None)] if layer.type != "add" else [(i, i) for i in layer.inputs]
+            feeds = [(i, i) for i in layer.inputs] if layer.sums_inputs else [(layer.name, None)]
             for owner, branch in feeds:
-                if branch is None or _hidden_linear(spec, branch):
+                if branch is None or spec.is_hidden_linear(branch):
                     src_layer = spec.layer(owner)
                     (pre, post, w), bias = _kernel(spec, owner)
                     pop.bias += bias / lam

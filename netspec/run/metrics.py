@@ -17,8 +17,7 @@ from typing import Mapping
 
 import numpy as np
 
-#: Layer kinds whose unrolled connections are not multiply-accumulates in the ANN (max-pooling compares).
-NON_MAC_KINDS = ("input", "maxpool2d")
+from ..spec.layers import Analog
 
 
 def ranking(counts: np.ndarray, v_out: np.ndarray) -> np.ndarray:
@@ -120,7 +119,7 @@ def ann_macs(spec) -> dict[str, int]:
     out: dict[str, int] = {}
     for name in spec.order:
         layer = spec.layer(name)
-        if layer.type in NON_MAC_KINDS:
+        if not layer.macs:
             continue
         n = int(layer.connections(spec.in_shapes(layer)))
         if n:
@@ -137,9 +136,9 @@ def analog_input_macs(spec) -> int:
     total, frontier = 0, [spec.input_layer.name]
     while frontier:
         for layer in spec.consumers(frontier.pop()):
-            if layer.type in ("flatten", "zeropad2d"):
+            if layer.analog is Analog.PASSES:
                 frontier.append(layer.name)
-            elif layer.type not in NON_MAC_KINDS:
+            elif layer.macs:
                 total += int(layer.connections(spec.in_shapes(layer)))
     return total
 

@@ -122,6 +122,16 @@ class Layer:
     #: whether the kind's neurons receive the sum of all its inputs (add); hidden linear layers may feed
     #: only such kinds
     sums_inputs: ClassVar[bool] = False
+    #: derived from ``role`` for every kind: a population of neurons (a hidden linear layer still has none:
+    #: ask :meth:`netspec.spec.Spec.is_population`)
+    has_neurons: ClassVar[bool] = False
+    #: derived from ``role``: the kind has a normalization factor of its own (the others carry their input's)
+    own_lambda: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.has_neurons = cls.role is Role.POPULATION
+        cls.own_lambda = cls.role in (Role.SOURCE, Role.POPULATION)
     #: tensor fields (kernel, bias) this kind may carry
     tensor_fields: ClassVar[tuple[str, ...]] = ()
     #: how many inputs: (min, max); max None for unbounded
@@ -199,20 +209,9 @@ class Layer:
 
     # -- roles ----------------------------------------------------------------------------------
     @property
-    def has_neurons(self) -> bool:
-        """Whether the kind is a population of neurons (a hidden linear layer still has none: ask
-        :meth:`netspec.spec.Spec.is_population`)."""
-        return self.role is Role.POPULATION
-
-    @property
     def is_linear(self) -> bool:
         """Whether the spec writes ``activation: linear`` (a hidden one has no neurons of its own)."""
         return self.activation == "linear"
-
-    @property
-    def own_lambda(self) -> bool:
-        """Whether the kind has a normalization factor of its own (the others carry their input's)."""
-        return self.role in (Role.SOURCE, Role.POPULATION)
 
 
 def one_spatial(in_shapes: list[Shape], kind: str) -> Shape:
