@@ -146,15 +146,19 @@ def _export(args) -> int:
 
 
 def _build(args) -> int:
-    from .brian import build_command
+    from .brian import BuildOptions, build_command
 
-    return build_command(_load(args.spec), args)
+    options = BuildOptions(standalone=args.standalone, threads=args.threads, float32=args.float32)
+    return build_command(_load(args.spec), options, args.output, force=args.force)
 
 
 def _run(args) -> int:
-    from .run import run_command
+    from .run import RunOptions, run_command
 
-    return run_command(_load(args.spec), args)
+    options = RunOptions(data=args.data, limit=args.limit, duration=args.duration, standalone=args.standalone,
+                         workers=args.workers, report=args.report, plots=args.plots, seed=args.seed,
+                         build_dir=args.build_dir)
+    return run_command(_load(args.spec), options)
 
 
 _COMMANDS = {"validate": _validate, "inspect": _inspect, "schema": _schema, "export": _export, "build": _build, "run": _run}

@@ -14,7 +14,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -141,10 +140,10 @@ def test_default_folder_is_build_slash_name(tmp_path, monkeypatch):
 
 def test_build_command_prints_folder_and_reuse(tmp_path, capsys):
     spec = load_spec(ROOT / "specs" / "tiny-dense.yaml")
-    args = SimpleNamespace(output=str(tmp_path / "cli"), standalone=False, threads=1, float32=False, force=False)
-    assert build_command(spec, args) == 0
+    out = str(tmp_path / "cli")
+    assert build_command(spec, BuildOptions(), out) == 0
     first = capsys.readouterr().out
-    assert build_command(spec, args) == 0
+    assert build_command(spec, BuildOptions(), out) == 0
     second = capsys.readouterr().out
     assert "built (runtime)" in first and "up to date, reused" in second and str(tmp_path / "cli") in second
 

@@ -195,10 +195,9 @@ def _compile(folder: Path, script: Path) -> None:
         raise NetspecError(f"build: compiling the standalone project in {folder / 'cpp'} failed:\n{tail}")
 
 
-def build_command(spec: Spec, args) -> int:
+def build_command(spec: Spec, options: BuildOptions, out_dir: str | Path | None = None, force: bool = False) -> int:
     """``netspec build``: build, then print the folder, whether it was reused, and the time taken."""
-    options = BuildOptions(standalone=bool(args.standalone), threads=int(args.threads), float32=bool(args.float32))
-    result = build(spec, args.output, options, force=bool(args.force))
+    result = build(spec, out_dir, options, force=force)
     state = "built" if result.rebuilt else "up to date, reused"
     mode = "standalone C++" if options.standalone else "runtime"
     neurons = sum(result.populations.values())

@@ -1,6 +1,7 @@
 """``netspec run``: evaluate a spec's spiking network on a dataset.
 
-The stage's entry point is :func:`run_command` (what the CLI calls). Its steps, each in its own module:
+The stage's entry point is :func:`run_command` (what the CLI calls with a :class:`RunOptions`). Its steps, each
+in its own module:
 
 1. load the data and check it against the spec's input before anything is built (``netspec.datasets``);
 2. build the network once (``netspec.brian.build``);
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +26,33 @@ from .evaluate import (Evaluation, check_labels, chunk_seed, default_workers, ev
 from .progress import Progress
 from .report import REPORT_VERSION, make_report, schema, summary, validation_errors, write_report
 
-__all__ = ["run_command", "evaluate", "Evaluation", "ann_outputs", "make_report", "write_report", "summary",
+__all__ = ["RunOptions", "run_command", "evaluate", "Evaluation", "ann_outputs", "make_report", "write_report", "summary",
            "schema", "validation_errors", "parse_steps", "check_labels", "chunk_seed", "merge", "default_workers",
            "Progress", "REPORT_VERSION"]
 
 #: Samples of the activation-vs-rate scatter plot (simulated again with per-neuron counts).
 CORRELATION_SAMPLES = 5
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``netspec run`` was asked to do (see ``netspec run --help``).
+
+    ``data`` is a dataset path (``.npz``, MNIST IDX file or folder); ``limit`` keeps the first N samples;
+    ``duration`` overrides the spec's duration per sample (``'50 ms'``, a multiple of dt); ``workers`` is
+    the number of worker processes (None: the usable cores); ``seed`` overrides the spec's input seed;
+    ``report``/``plots``/``build_dir`` are output paths (None: not written / ``build/<name>/``).
+    """
+
+    data: str
+    limit: int | None = None
+    duration: str | None = None
+    standalone: bool = True
+    workers: int | None = None
+    report: str | None = None
+    plots: str | None = None
+    seed: int | None = None
+    build_dir: str | None = None
 
 
 def ann_outputs(spec, x: np.ndarray, batch: int = 500) -> np.ndarray:
@@ -52,8 +75,8 @@ def _check_writable(folder: Path, option: str) -> None:
         raise NetspecError(f"{option} {folder}: the folder is not writable", 2)
 
 
-def run_command(spec, args) -> int:
-    """Run ``netspec run`` with parsed arguments (see ``netspec run --help``).
+def run_command(spec, args: RunOptions) -> int:
+    """Run ``netspec run``: simulate ``spec`` as ``args`` says (see :class:`RunOptions`).
 
     Returns
     -------
@@ -88,7 +111,7 @@ def run_command(spec, args) -> int:
         return _run(spec, args, data, workers, steps)
 
 
-def _run(spec, args, data, workers: int, steps: int | None) -> int:
+def _run(spec, args: RunOptions, data, workers: int, steps: int | None) -> int:
     from ..brian import BuildOptions, build
 
     prepare_workers(min(workers, len(data)))

@@ -390,7 +390,7 @@ def _run_pool(build, tasks, done, root, workers, progress) -> bool:
 def parse_steps(text: str, spec) -> int:
     """Time steps of a ``--duration`` override: a time (``'50 ms'``) that is a whole, positive multiple of the
     spec's dt."""
-    from ..spec.units import TIME, QuantityError, parse_quantity
+    from ..spec.units import TIME, QuantityError, parse_quantity, steps_in
 
     try:
         q = parse_quantity(text)
@@ -398,9 +398,8 @@ def parse_steps(text: str, spec) -> int:
         raise NetspecError(f"--duration: {exc}", 2) from None
     if q.dim != TIME:
         raise NetspecError(f"--duration: expected a time such as '50 ms', got {text!r}", 2)
-    dt = spec.simulation.dt.value
-    ratio = q.value / dt
-    steps = int(round(ratio))
+    ratio = q.value / spec.simulation.dt.value
+    steps = steps_in(q, spec.simulation.dt)
     if steps < 1 or abs(ratio - steps) > 1e-6 * max(1.0, ratio):
         raise NetspecError(
             f"--duration: {text!r} is not a whole, positive multiple of the spec's dt ({spec.simulation.dt.text})", 2)
