@@ -173,7 +173,7 @@ def export_command(args) -> int:
     )
     spec = load_spec(out)
     how = f"the {percentile:g}th percentile" if method == "percentile" else "the maximum"
-    lams = ", ".join(f"{l.name} {l.normalization.lam:.4g}" for l in spec.layers if l.normalization is not None and l.type != "input")
+    lams = ", ".join(f"{l.name} {l.normalization.lam:.4g}" for l in spec.layers if l.normalization is not None and l is not spec.input_layer)
     print(f"wrote {out} and {out.with_suffix('.npz').name}: {len(spec.layers)} layers, lambda ({how} "
           f"over {spec.source['calibration']['samples']} samples): {lams}")
     return 0

@@ -102,10 +102,9 @@ class TopValues:
 
 
 def lambda_layers(spec: Spec) -> list[str]:
-    """Layers that get their own λ: those with neurons, hidden linear layers excluded (an output layer
-    may be linear)."""
-    out = spec.order[-1]
-    return [n for n in spec.order if spec.layer(n).has_neurons and (n == out or spec.layer(n).activation != "linear")]
+    """Layers whose λ is computed from their activations: the populations of spiking neurons (hidden
+    linear layers have none; an output layer may be linear)."""
+    return [n for n in spec.order if spec.is_population(n)]
 
 
 def compute_lambdas(
@@ -174,8 +173,7 @@ def compute_lambdas(
             )
         lams[name] = lam
     for name in spec.order:
-        layer = spec.layer(name)
-        if layer.activation == "linear" and name != out and layer.has_neurons:
+        if spec.is_hidden_linear(name):
             lams[name] = lams[spec.consumers(name)[0].name]  # the exporter allows one add only
     return lams
 

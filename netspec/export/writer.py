@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..hashing import file_sha256
+from ..spec.layers import Role
 from .translate import SpecLayer
 
 #: Field order of layer entries after name/type/inputs (the rest follows in this order).
@@ -49,7 +50,7 @@ def layer_entries(layers: list[SpecLayer], normalization: dict[str, dict] | None
     prev = None
     for layer in layers:
         entry: dict[str, Any] = {"name": layer.name, "type": layer.type}
-        if layer.type != "input" and (layer.type in ("concatenate", "add") or layer.inputs != [prev]):
+        if layer.kind.role is not Role.SOURCE and (layer.kind.arity != (1, 1) or layer.inputs != [prev]):
             entry["inputs"] = list(layer.inputs)
         values = dict(layer.fields)
         for key in layer.tensors:
@@ -57,7 +58,7 @@ def layer_entries(layers: list[SpecLayer], normalization: dict[str, dict] | None
         if layer.has_activation:
             values["activation"] = layer.activation
         if normalization is None:
-            if layer.type in ("input", "dense", "conv2d", "depthwise_conv2d", "avgpool2d", "global_avgpool2d", "add"):
+            if layer.as_spec_layer().own_lambda:
                 values["normalization"] = {"lambda": 1.0}
         elif layer.name in normalization:
             values["normalization"] = normalization[layer.name]
