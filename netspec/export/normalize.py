@@ -111,8 +111,8 @@ def compute_lambdas(
     spec: Spec,
     x: np.ndarray,
     *,
-    method: str = "percentile",
-    percentile: float = 99.9,
+    method: str,
+    percentile: float,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, float]:
     """λ of every layer in :func:`lambda_layers` (see the module docstring for the rules).
