@@ -1,5 +1,6 @@
 """netspec.export options: every default lives on ExportOptions and nowhere else (the CLI, export_model and
-the λ computation take it from there), and options are checked when made. No TensorFlow needed."""
+the λ computation take it from there), options are checked when made, and the written normalization
+entries say how a λ was obtained only where it differs from the spec's source. No TensorFlow needed."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,6 +14,8 @@ from netspec import cli
 from netspec.errors import NetspecError
 from netspec.export import ExportOptions, export_model
 from netspec.export.normalize import compute_lambdas
+from netspec.export.writer import normalization_entry, with_normalization
+from netspec.spec import Normalization
 
 FIELDS = {f.name: f for f in dataclasses.fields(ExportOptions)}
 OPTION_FLAGS = {"method": "normalization", "percentile": "percentile", "samples": "samples", "encoding": "input_encoding",
@@ -86,6 +89,33 @@ def test_a_bad_option_on_the_command_line_is_one_line(tmp_path, capsys):
 def test_provenance_is_what_source_records():
     assert ExportOptions("c").provenance == {"method": "percentile", "percentile": 99.9}
     assert ExportOptions("c", method="max", percentile=50).provenance == {"method": "max"}
+
+
+# -- normalization entries against the provenance ----------------------------------------------------
+PROVENANCE = {"method": "percentile", "percentile": 99.9}
+
+
+@pytest.mark.parametrize("norm, entry", [
+    (Normalization(2.5, "percentile", 99.9, 100), {"lambda": 2.5}),
+    (Normalization(1.0), {"lambda": 1.0}),
+    (Normalization(2.5, "max", None, 100), {"lambda": 2.5, "method": "max"}),
+    (Normalization(2.5, "percentile", 99.0, 100), {"lambda": 2.5, "method": "percentile", "percentile": 99.0}),
+    (Normalization(2.5, "percentile", 99.9, 30), {"lambda": 2.5, "samples": 30}),
+    (Normalization(2.5, "manual"), {"lambda": 2.5, "method": "manual"}),
+])
+def test_a_layer_says_only_how_it_differs(norm, entry):
+    assert normalization_entry(norm, PROVENANCE, 100) == entry
+
+
+def test_with_normalization_adds_entries_last_and_leaves_the_document_alone():
+    doc = {"source": {"normalization": dict(PROVENANCE), "calibration": {"samples": 100}},
+           "layers": [{"name": "x", "type": "input"}, {"name": "d", "type": "dense", "activation": "relu"},
+                      {"name": "f", "type": "flatten"}]}
+    out = with_normalization(doc, {"x": Normalization(1.0), "d": Normalization(3.0, "max", None, 100)})
+    assert out["layers"] == [{"name": "x", "type": "input", "normalization": {"lambda": 1.0}},
+                             {"name": "d", "type": "dense", "activation": "relu", "normalization": {"lambda": 3.0, "method": "max"}},
+                             {"name": "f", "type": "flatten"}]
+    assert "normalization" not in doc["layers"][0] and "normalization" not in doc["layers"][1]
 
 
 def test_the_cli_does_not_load_the_exporter_to_show_its_defaults():

@@ -1,8 +1,14 @@
 """The export pipeline: a Keras model and calibration data -> spec YAML + sidecar weights .npz.
 
-:func:`export` runs the stages (see :mod:`netspec.export`): the spec is validated with
-:func:`netspec.spec.load_spec`, the reference is checked against the Keras model on a few calibration
-samples, and only then are both files moved into place.
+The spec is built once. The document is assembled without normalization, the .npz is written next to it
+in a temporary folder, and the document is validated into a :class:`netspec.spec.Spec` (schema, semantic
+rules, weights). The format requires a λ on every layer with neurons, and λ is what calibration is about to
+compute, so this validation sees the network at its own scale, every such λ 1 (:func:`_unnormalized`):
+λ does not enter the ANN reference, and that form of the document is never written. The Spec's numpy
+reference is checked against the Keras model on a few calibration samples, then computes each layer's λ
+(:mod:`.normalize`). The λs go into the document, which is written once as YAML (read back and checked
+against the schema) and moved into place with the .npz. Nothing is written anywhere else, and nothing at
+all when any step fails.
 
 Normalization rules (the paper's data-based normalization with the robust percentile; details in
 :mod:`.normalize`): λ = the p-th percentile (:attr:`ExportOptions.percentile`) of a layer's non-zero
@@ -11,6 +17,10 @@ global avgpool, add); the output layer's from its non-negative logits; ``max``: 
 pooling, flatten and zero padding carry their input's λ (no entry); concatenate has none (each branch
 keeps its own); the input layer's λ is 1; a hidden linear layer (residual branch) gets its add's λ.
 Weights are written as the ANN has them (after BN folding); the builder applies W·λ_in/λ_out and b/λ_out.
+
+How the λs were obtained (method, percentile; calibration data, samples and hash) is written once, in
+``source``; a layer's ``normalization`` holds its ``lambda`` only, unless that layer was normalized
+differently (:func:`.writer.normalization_entry`).
 
 The written spec: ``input.range`` is ``[min(0, data min), data max]`` of the calibration data; the
 encoding and duration from the options, poisson input at :data:`POISSON`; :data:`DT` steps;
@@ -26,14 +36,19 @@ from typing import Any, Mapping
 import numpy as np
 
 from .. import __version__
-from ..datasets import load_dataset
+from ..datasets import Dataset, load_dataset
 from ..errors import NetspecError
 from ..reference import forward
-from ..spec import SpecError, load_spec, load_spec_data, spec_yaml
+from ..spec import SpecError, load_spec_data, spec_yaml
+from ..spec.diagnostics import Reporter
+from ..spec.dump import SCHEMA_COMMENT
+from ..spec.layers import LAYER_TYPES
+from ..spec.schema import check_schema
+from ..spec.yamlsrc import parse_document
 from .normalize import compute_lambdas, stderr_progress
 from .options import ExportOptions
 from .translate import Translation, translate_graph
-from .writer import commit, file_sha256, layer_entries, spec_name, staging, tensors_of, write_npz
+from .writer import commit, file_sha256, layer_entries, spec_name, staging, tensors_of, with_normalization, write_npz
 
 __all__ = ["export", "export_model", "ExportResult", "schema_pointer"]
 
@@ -124,44 +139,20 @@ def export(model_path: str | Path, spec_path: str | Path, options: ExportOptions
         raise NetspecError(f"{data.source}: poisson encoding needs non-negative inputs, the calibration data goes down to {lo:g}")
 
     npz_path = spec_path.with_suffix(".npz")
-    n = len(data)
-    norm_info = {**options.provenance, "samples": n}
-    doc = {
-        "netspec": 1,
-        "name": spec_name(spec_path.stem),
-        "description": _description(Path(model_path).name, graph, result),
-        "source": {
-            "model": Path(model_path).name,
-            "framework": graph.framework,
-            "exporter": f"netspec {__version__}",
-            "calibration": {"data": Path(data.source).name, "samples": n, "sha256": file_sha256(Path(data.source))},
-            "normalization": norm_info,
-        },
-        "weights": {"file": npz_path.name, "sha256": ""},
-        "input": {"shape": list(in_shape), "range": [lo, hi], "encoding": options.encoding,
-                  **(POISSON if options.encoding == "poisson" else {})},
-        "simulation": {"dt": DT, "duration": options.duration},
-        "neuron": dict(NEURON),
-        "layers": layer_entries(result.layers, None),
-    }
     with staging(spec_path) as tmp:
         staged_npz = tmp / npz_path.name
-        doc["weights"]["sha256"] = write_npz(staged_npz, tensors_of(result.layers))
-        spec = _validated(lambda: load_spec_data(doc, tmp, str(spec_path)), spec_path)
-        report = stderr_progress(f"netspec export: calibrating on {data.source}") if options.progress else None
-        lams = compute_lambdas(spec, data.x, method=options.method, percentile=options.percentile, progress=report)
-        entries = {name: {"lambda": lam, **norm_info} for name, lam in lams.items()}
-        entries[spec.input_layer.name] = {"lambda": 1.0}
-        doc["layers"] = layer_entries(result.layers, entries)
-        staged_yaml = tmp / spec_path.name
-        header = f"# Exported by netspec {__version__} from {Path(model_path).name}. Edit freely; `netspec validate` checks it.\n"
-        pointer, body = spec_yaml(doc, schema_pointer(spec_path)).split("\n", 1)
-        staged_yaml.write_text(pointer + "\n" + header + body, encoding="utf-8")
-        spec = _validated(lambda: load_spec(staged_yaml), spec_path)
+        weights = {"file": npz_path.name, "sha256": write_npz(staged_npz, tensors_of(result.layers))}
+        doc = _document(spec_path, Path(model_path).name, graph, result, data, (lo, hi), weights, options)
+        spec = _validated(lambda: load_spec_data(_unnormalized(doc), tmp, str(spec_path)), spec_path)
         _check_against_keras(spec, data.x[:CHECK_SAMPLES], keras_output(model, data.x[:CHECK_SAMPLES]))
+        report = stderr_progress(f"netspec export: calibrating on {data.source}") if options.progress else None
+        norms = compute_lambdas(spec, data.x, method=options.method, percentile=options.percentile, progress=report)
+        doc = with_normalization(doc, norms)
+        staged_yaml = tmp / spec_path.name
+        staged_yaml.write_text(_text(doc, spec_path, Path(model_path).name), encoding="utf-8")
         commit([staged_npz, staged_yaml], [npz_path, spec_path])
-    lambdas = {l.name: lams[l.name] for l in spec.layers if l.name in lams}
-    return ExportResult(spec_path, npz_path, len(spec.layers), lambdas, n, options)
+    lambdas = {name: norm.lam for name, norm in norms.items() if name != spec.input_layer.name}
+    return ExportResult(spec_path, npz_path, len(spec.layers), lambdas, len(data), options)
 
 
 def export_model(model_path: str | Path, spec_path: str | Path, calibration: str | Path, **options: Any) -> Path:
@@ -190,6 +181,51 @@ def _check_target(spec_path: Path) -> None:
         raise NetspecError(f"{spec_path}: the folder {spec_path.parent} does not exist", 2)
 
 
+def _document(spec_path: Path, model_name: str, graph, result: Translation, data: Dataset, value_range: tuple[float, float],
+              weights: dict, options: ExportOptions) -> dict[str, Any]:
+    """The spec document, every layer without normalization. Provenance (model, calibration data, how λ
+    is computed) is recorded here once; files by name only, so no local path leaks into the spec."""
+    return {
+        "netspec": 1,
+        "name": spec_name(spec_path.stem),
+        "description": _description(model_name, graph, result),
+        "source": {
+            "model": model_name,
+            "framework": graph.framework,
+            "exporter": f"netspec {__version__}",
+            "calibration": {"data": Path(data.source).name, "samples": len(data), "sha256": file_sha256(Path(data.source))},
+            "normalization": options.provenance,
+        },
+        "weights": weights,
+        "input": {"shape": list(data.sample_shape), "range": list(value_range), "encoding": options.encoding,
+                  **(POISSON if options.encoding == "poisson" else {})},
+        "simulation": {"dt": DT, "duration": options.duration},
+        "neuron": dict(NEURON),
+        "layers": layer_entries(result.layers),
+    }
+
+
+def _unnormalized(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document as the validator accepts it before calibration: λ = 1 on every layer kind with a λ of
+    its own (the ANN's own scale). For validation and the reference only; never written."""
+    layers = [{**entry, "normalization": {"lambda": 1.0}} if LAYER_TYPES[entry["type"]].from_yaml(entry, ()).own_lambda else entry
+              for entry in doc["layers"]]
+    return {**doc, "layers": layers}
+
+
+def _text(doc: dict[str, Any], spec_path: Path, model_name: str) -> str:
+    """The spec file: the schema pointer, a comment saying where it came from, the document. The text is
+    read back and must give the document, its λ entries valid by the schema."""
+    header = f"# Exported by netspec {__version__} from {model_name}. Edit freely; `netspec validate` checks it.\n"
+    text = SCHEMA_COMMENT.format(schema_pointer(spec_path)) + header + spec_yaml(doc, schema_ref=None)
+    written = parse_document(text, str(spec_path))
+    rep = Reporter(written.file, written.data, written.marks, written.key_marks)
+    if written.data != doc or check_schema(written.data, rep):
+        problem = rep.items[0].text() if rep.items else "it reads back differently"
+        raise NetspecError(f"{spec_path}: internal error: the spec text to write is wrong ({problem}); nothing was written; please report this")
+    return text
+
+
 def _validated(load, spec_path: Path):
     try:
         return load()
@@ -201,8 +237,8 @@ def _validated(load, spec_path: Path):
 
 
 def _check_against_keras(spec, x: np.ndarray, expected: np.ndarray) -> None:
-    """The numpy reference of the written spec must reproduce the Keras model (a safety net against
-    any Keras semantics the translation missed)."""
+    """The numpy reference of the spec must reproduce the Keras model (a safety net against any Keras
+    semantics the translation missed)."""
     got = forward(spec, x)[spec.order[-1]]
     scale = max(float(np.abs(expected).max()), 1e-12)
     err = float(np.abs(got.reshape(expected.shape) - expected).max()) / scale
@@ -218,5 +254,3 @@ def _description(model_name: str, graph, result: Translation) -> str:
     if result.folded:
         parts.append("Batch normalization folded: " + ", ".join(f"{bn} -> {into}" for bn, into in result.folded) + ".")
     return " ".join(parts)[:4000]
-
-
