@@ -29,16 +29,19 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the JSON Schema of the spec format")
 
+    # defaults are ExportOptions' own: an option not given stays None here and is not passed on
+    from .export.options import ENCODINGS, METHODS, ExportOptions
+
     e = sub.add_parser("export", help="export a trained Keras model to a spec and its weights")
     e.add_argument("model", metavar="MODEL", help="Keras .keras or legacy .h5 file")
     e.add_argument("-o", "--output", required=True, metavar="SPEC.yaml")
     e.add_argument("--calibration", required=True, metavar="DATA", help=".npz (x, x_train or x_norm) or MNIST IDX file/folder")
     norm = e.add_mutually_exclusive_group()
-    norm.add_argument("--percentile", type=float, default=None, help="robust normalization percentile (default 99.9)")
-    norm.add_argument("--normalization", choices=("percentile", "max"), default=None)
+    norm.add_argument("--percentile", type=float, default=None, help=f"robust normalization percentile (default {ExportOptions.percentile:g})")
+    norm.add_argument("--normalization", choices=METHODS, default=None, help=f"how lambda is computed (default {ExportOptions.method})")
     e.add_argument("--samples", type=int, default=None, metavar="N", help="calibration samples to use (default all)")
-    e.add_argument("--input-encoding", choices=("analog", "poisson"), default="analog")
-    e.add_argument("--duration", default=None, help="simulation duration per sample written to the spec (default '100 ms')")
+    e.add_argument("--input-encoding", choices=ENCODINGS, default=None, help=f"input encoding (default {ExportOptions.encoding})")
+    e.add_argument("--duration", default=None, help=f"simulation duration per sample written to the spec (default '{ExportOptions.duration}')")
 
     b = sub.add_parser("build", help="generate Brian2 code (and with --standalone, a compiled C++ simulation)")
     b.add_argument("spec", metavar="SPEC.yaml")
@@ -140,9 +143,19 @@ def _schema(args) -> int:
 
 
 def _export(args) -> int:
-    from .export import export_command
+    from .export import export
 
-    return export_command(args)
+    print(export(args.model, args.output, _export_options(args)).summary())
+    return 0
+
+
+def _export_options(args):
+    """The :class:`~netspec.export.ExportOptions` given on the command line; the others keep their defaults."""
+    from .export import ExportOptions
+
+    given = {"method": args.normalization, "percentile": args.percentile, "samples": args.samples,
+             "encoding": args.input_encoding, "duration": args.duration}
+    return ExportOptions(args.calibration, **{key: value for key, value in given.items() if value is not None})
 
 
 def _build(args) -> int:

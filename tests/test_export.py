@@ -92,9 +92,10 @@ def test_sequential_lenet(tmp_path, keras):
     # λ: numpy percentile of Keras' own intermediate outputs
     K = keras.Model(model.inputs, [model.get_layer(n).output for n in ("r1", "r2", "d1", "d2")])
     r1, r2, d1, logits = (np.asarray(a) for a in K.predict(x, verbose=0))
+    assert spec.source["normalization"] == {"method": "percentile", "percentile": 99.9}  # said once, for all layers
     for name, acts, strict in (("c1", r1, True), ("c2", r2, True), ("d1", d1, True), ("d2", logits, False)):
         norm = spec.layer(name).normalization
-        assert norm.method == "percentile" and norm.percentile == 99.9 and norm.samples == 40
+        assert (norm.method, norm.percentile, norm.samples) == (None, None, None)
         assert norm.lam == pytest.approx(percentile_of(acts, strict=strict), rel=1e-5)
     assert spec.layer("p1").normalization is None and spec.lam("p1") == spec.lam("c1")
     assert spec.input.range == (0.0, float(x.max()))
@@ -183,8 +184,9 @@ def test_max_method_and_cli(tmp_path, keras, capsys):
     assert spec.simulation.duration.text == "50 ms" and spec.simulation.dt.text == "1 ms"
     K = keras.Model(model.inputs, model.get_layer("r2").output)
     r2 = np.asarray(K.predict(x[:20], verbose=0))
+    assert spec.source["normalization"] == {"method": "max"} and spec.source["calibration"]["samples"] == 20
     norm = spec.layer("c2").normalization
-    assert norm.method == "max" and norm.percentile is None and norm.samples == 20
+    assert (norm.method, norm.percentile, norm.samples) == (None, None, None)
     assert norm.lam == pytest.approx(float(r2.max()), rel=1e-5)
 
 
@@ -420,4 +422,59 @@ def test_safety_net_catches_a_wrong_translation(tmp_path, keras, monkeypatch):
     with pytest.raises(NetspecError) as e:
         export(tmp_path, model, RNG.uniform(0, 1, (10, 12, 12, 1)).astype(np.float32))
     assert "internal error: the exported spec's output differs from the Keras model's by" in str(e.value)
+    assert files(tmp_path) == {"m.keras", "cal.npz"}
+
+
+# -- the written form: provenance once, nothing written before the λs are known ----------------------
+def test_a_layer_normalized_differently_keeps_its_method(tmp_path, keras, monkeypatch):
+    """Layers say only their λ where they were normalized as ``source`` says; a layer that was not keeps
+    its own method, percentile and samples, and the spec stays valid."""
+    import netspec.export.pipeline as pipeline
+    from netspec.spec import Normalization
+
+    real = pipeline.compute_lambdas
+
+    def one_by_max(spec, x, **kw):
+        norms = real(spec, x, **kw)
+        norms["d1"] = Normalization(norms["d1"].lam * 2, "max", None, 7)
+        norms["c2"] = Normalization(norms["c2"].lam, "percentile", 99.0, len(x))
+        return norms
+
+    monkeypatch.setattr(pipeline, "compute_lambdas", one_by_max)
+    model = randomize(keras, lenet(keras))
+    spec = export(tmp_path, model, RNG.uniform(0, 1, (20, 12, 12, 1)).astype(np.float32))
+    assert spec.source["normalization"] == {"method": "percentile", "percentile": 99.9}
+    assert spec.source["calibration"]["samples"] == 20
+    entries = {l.name: l.normalization.to_yaml() for l in spec.layers if l.normalization is not None}
+    image = spec.input_layer.name
+    assert set(entries) == {image, "c1", "c2", "d1", "d2"}
+    assert entries["d1"] == {"lambda": entries["d1"]["lambda"], "method": "max", "samples": 7}
+    assert entries["c2"] == {"lambda": entries["c2"]["lambda"], "method": "percentile", "percentile": 99.0}
+    assert all(list(entries[name]) == ["lambda"] for name in ("c1", "d2"))
+    assert entries[image] == {"lambda": 1.0}
+
+
+def test_nothing_is_written_before_the_lambdas_or_when_export_fails(tmp_path, keras, monkeypatch):
+    """While λ is computed the staging folder holds the weights only (no spec with a stand-in λ); a failure
+    there, or a spec text that does not read back as the document, leaves nothing behind."""
+    import netspec.export.pipeline as pipeline
+
+    seen = []
+
+    def fail(spec, x, **kw):
+        seen.extend(sorted(p.name for p in tmp_path.glob(".netspec-export-*/*")))
+        raise NetspecError("calibration failed")
+
+    model = randomize(keras, lenet(keras))
+    x = RNG.uniform(0, 1, (10, 12, 12, 1)).astype(np.float32)
+    monkeypatch.setattr(pipeline, "compute_lambdas", fail)
+    with pytest.raises(NetspecError, match="calibration failed"):
+        export(tmp_path, model, x)
+    assert seen == ["net.npz"]
+    assert files(tmp_path) == {"m.keras", "cal.npz"}
+    monkeypatch.undo()
+    monkeypatch.setattr(pipeline, "spec_yaml", lambda doc, schema_ref=None: "netspec: 1\n")
+    with pytest.raises(NetspecError) as e:
+        export(tmp_path, model, x)
+    assert str(e.value) == f"{tmp_path / 'net.yaml'}: internal error: the spec text to write is wrong (it reads back differently); nothing was written; please report this"
     assert files(tmp_path) == {"m.keras", "cal.npz"}

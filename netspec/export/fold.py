@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..spec.layers import LAYER_TYPES, DepthwiseConv2D
+
 
 def bn_scale_shift(gamma: np.ndarray | None, beta: np.ndarray | None, mean: np.ndarray, var: np.ndarray,
                    epsilon: float) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +49,7 @@ def fold_bn(kind: str, kernel: np.ndarray, bias: np.ndarray | None, scale: np.nd
     """
     k = np.asarray(kernel, dtype=np.float64)
     n_out = scale.shape[0]
-    if kind == "depthwise_conv2d":
+    if LAYER_TYPES[kind] is DepthwiseConv2D:
         c, m = k.shape[2], k.shape[3]
         if c * m != n_out:
             raise ValueError(f"BN has {n_out} channels, the depthwise layer {c}*{m}")

@@ -29,7 +29,8 @@ import numpy as np
 
 from ..errors import NetspecError
 from ..reference import forward
-from ..spec import Spec
+from ..spec import Normalization, Spec
+from ..spec.layers import Role
 
 #: Rough budget of float64 activation elements per batch.
 _BATCH_ELEMENTS = 4_000_000
@@ -102,21 +103,20 @@ class TopValues:
 
 
 def lambda_layers(spec: Spec) -> list[str]:
-    """Layers that get their own λ: those with neurons, hidden linear layers excluded (an output layer
-    may be linear)."""
-    out = spec.order[-1]
-    return [n for n in spec.order if spec.layer(n).has_neurons and (n == out or spec.layer(n).activation != "linear")]
+    """Layers whose λ is computed from their activations: the populations of spiking neurons (hidden
+    linear layers have none; an output layer may be linear)."""
+    return [n for n in spec.order if spec.is_population(n)]
 
 
 def compute_lambdas(
     spec: Spec,
     x: np.ndarray,
     *,
-    method: str = "percentile",
-    percentile: float = 99.9,
+    method: str,
+    percentile: float,
     progress: Callable[[int, int], None] | None = None,
-) -> dict[str, float]:
-    """λ of every layer in :func:`lambda_layers` (see the module docstring for the rules).
+) -> dict[str, Normalization]:
+    """The normalization of every layer with a λ of its own (see the module docstring for the rules).
 
     Parameters
     ----------
@@ -129,6 +129,12 @@ def compute_lambdas(
         p in (0, 100] for the percentile method.
     progress : callable, optional
         Called with (samples done, samples total) after each batch.
+
+    Returns
+    -------
+    dict[str, Normalization]
+        Layer name -> its λ and how it was obtained (method, percentile, samples; nothing for the input
+        layer's 1), in the spec's layer order.
 
     Raises
     ------
@@ -157,7 +163,7 @@ def compute_lambdas(
         del acts
         if progress is not None:
             progress(min(n, start + batch), n)
-    lams = {}
+    computed = {}
     for name in names:
         tail = tails[name]
         if tail.count == 0:
@@ -172,12 +178,18 @@ def compute_lambdas(
                 f"layer '{name}': the {p:g}th percentile of its non-negative logits on the calibration data is 0, "
                 "so its lambda cannot be computed; use a higher percentile or other calibration data"
             )
-        lams[name] = lam
-    for name in spec.order:
-        layer = spec.layer(name)
-        if layer.activation == "linear" and name != out and layer.has_neurons:
-            lams[name] = lams[spec.consumers(name)[0].name]  # the exporter allows one add only
-    return lams
+        computed[name] = Normalization(lam, method, float(percentile) if method == "percentile" else None, n)
+    norms = {}
+    for layer in spec.layers:
+        if not layer.own_lambda:
+            continue  # it carries its input's
+        if layer.role is Role.SOURCE:
+            norms[layer.name] = Normalization(1.0)
+        elif spec.is_hidden_linear(layer):
+            norms[layer.name] = computed[spec.consumers(layer.name)[0].name]  # the exporter allows one add only
+        else:
+            norms[layer.name] = computed[layer.name]
+    return norms
 
 
 def stderr_progress(label: str) -> Callable[[int, int], None]:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import NetspecError
+from ..spec.layers import LAYER_TYPES, Layer, Role
+from ..spec.model import hidden_linear
 from .fold import bn_scale_shift, fold_bn
 from .keras_reader import KGraph, KNode, config_value
 
@@ -51,8 +53,23 @@ class SpecLayer:
     nonneg: bool = False  # its output can never be negative
 
     @property
+    def kind(self) -> type[Layer]:
+        """The spec's layer class of this layer's type: what it is (role, activation slot, tensors)."""
+        return LAYER_TYPES[self.type]
+
+    @property
     def has_activation(self) -> bool:
-        return self.type in ("dense", "conv2d", "depthwise_conv2d", "add")
+        return self.kind.takes_activation
+
+    @property
+    def is_linear(self) -> bool:
+        """Whether it applies no activation (yet), as the spec layer it becomes would say."""
+        return self.as_spec_layer().is_linear
+
+    def as_spec_layer(self) -> Layer:
+        """The spec layer this becomes, as far as its role goes (name, inputs, activation; no shapes or
+        tensors): what the spec's own rules, such as :func:`netspec.spec.model.hidden_linear`, ask."""
+        return self.kind(name=self.name, inputs=tuple(self.inputs), activation=self.activation)
 
 
 @dataclass
@@ -142,7 +159,7 @@ class _Translator:
         self.check_format(node)
         if cfg.get("quantization_config") or "kernel" not in node.weights:
             raise refuse(node, "quantized layers are not supported")
-        if kind == "dense":
+        if node.cls == "Dense":
             in_shape = self.g.node(node.inputs[0]).shape
             if len(in_shape) != 1:
                 raise refuse(node, f"Dense on a {list(in_shape)} input (applied to the last axis) is not supported; put a Flatten before it")
@@ -174,9 +191,9 @@ class _Translator:
 
     def on_BatchNormalization(self, node: KNode) -> None:
         prev, why = self.sole_reader(node)
-        if prev.type not in ("dense", "conv2d", "depthwise_conv2d"):
+        if "kernel" not in prev.kind.tensor_fields:
             why = f"it follows {prev.type} layer '{prev.name}'; BN is folded only into a Dense, Conv2D or DepthwiseConv2D layer"
-        elif why is None and prev.activation != "linear":
+        elif why is None and not prev.is_linear:
             why = f"'{prev.keras[-1]}' already applies activation '{prev.activation}'; BN must come before the activation"
         if why:
             raise refuse(node, f"cannot fold this BatchNormalization: {why}")
@@ -202,7 +219,7 @@ class _Translator:
             raise refuse(node, "softmax is only supported as the output layer's activation")
         if why is None and not prev.has_activation:
             why = f"'{prev.name}' ({prev.type}) has no activation of its own and may be negative"
-        elif why is None and prev.activation != "linear":
+        elif why is None and not prev.is_linear:
             why = f"'{prev.keras[-1]}' already applies activation '{prev.activation}'"
         if why:
             raise refuse(node, f"cannot apply {act} to the layer before it: {why}")
@@ -275,16 +292,16 @@ class _Translator:
     # -- whole-graph checks -------------------------------------------------------------------
     def finish(self) -> None:
         out = self.of[self.g.output]
-        if out.type == "input":
+        if out.kind.role is Role.SOURCE:
             raise NetspecError("the model has no layers between its input and its output")
         for layer in self.layers:
-            if layer is out or layer.activation != "linear":
+            if not hidden_linear(layer.as_spec_layer(), out.name):
                 continue
             readers = [l for l in self.layers if layer.name in l.inputs]
-            bad = [r for r in readers if r.type != "add"]
+            bad = [r for r in readers if not r.kind.sums_inputs]
             keras_name = layer.keras[-1]
             node = self.g.node(keras_name)
-            if layer.type == "add":
+            if layer.kind.sums_inputs:
                 raise refuse(node, "a hidden Add must be followed by a ReLU (the add layer gets activation relu)")
             if bad:
                 raise refuse(node, f"it has no activation (linear) and feeds {bad[0].type} layer '{bad[0].name}'; "

@@ -1,4 +1,5 @@
-"""Writing an exported spec: the YAML document, the sidecar .npz, and moving both into place at once.
+"""Writing an exported spec: the YAML document (layer entries; normalization entries that say only how
+a layer differs from the spec's provenance), the sidecar .npz, and moving both into place at once.
 
 The .npz is written deterministically (fixed entry order and timestamps), so the same model and
 calibration data give the same sha256. Files are written into a temporary folder next to the target,
@@ -13,15 +14,16 @@ import tempfile
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from ..hashing import file_sha256
+from ..spec.layers import Normalization, Role
 from .translate import SpecLayer
 
-#: Field order of layer entries after name/type/inputs (the rest follows in this order).
-_ORDER = ("units", "filters", "kernel_size", "strides", "padding", "depth_multiplier", "pool_size", "axis", "kernel", "bias", "activation", "normalization")
+#: Field order of layer entries after name/type/inputs (the rest follows in this order; normalization last).
+_ORDER = ("units", "filters", "kernel_size", "strides", "padding", "depth_multiplier", "pool_size", "axis", "kernel", "bias", "activation")
 
 
 def spec_name(stem: str) -> str:
@@ -42,25 +44,20 @@ def write_npz(path: Path, tensors: dict[str, np.ndarray]) -> str:
     return file_sha256(path)
 
 
-def layer_entries(layers: list[SpecLayer], normalization: dict[str, dict] | None) -> list[dict[str, Any]]:
-    """YAML entries of the layers; ``inputs`` written only where it is not the layer listed before.
-    ``normalization``: layer name -> its normalization entry (a placeholder λ of 1 where None)."""
+def layer_entries(layers: list[SpecLayer]) -> list[dict[str, Any]]:
+    """YAML entries of the layers, without normalization; ``inputs`` written where the layer reads more
+    than one layer or another than the one listed before it."""
     out = []
     prev = None
     for layer in layers:
         entry: dict[str, Any] = {"name": layer.name, "type": layer.type}
-        if layer.type != "input" and (layer.type in ("concatenate", "add") or layer.inputs != [prev]):
+        if layer.kind.role is not Role.SOURCE and (layer.kind.arity != (1, 1) or layer.inputs != [prev]):
             entry["inputs"] = list(layer.inputs)
         values = dict(layer.fields)
         for key in layer.tensors:
             values[key] = f"{layer.name}/{key}"
         if layer.has_activation:
             values["activation"] = layer.activation
-        if normalization is None:
-            if layer.type in ("input", "dense", "conv2d", "depthwise_conv2d", "avgpool2d", "global_avgpool2d", "add"):
-                values["normalization"] = {"lambda": 1.0}
-        elif layer.name in normalization:
-            values["normalization"] = normalization[layer.name]
         for key in _ORDER:
             if key in values:
                 entry[key] = values.pop(key)
@@ -68,6 +65,31 @@ def layer_entries(layers: list[SpecLayer], normalization: dict[str, dict] | None
         out.append(entry)
         prev = layer.name
     return out
+
+
+def normalization_entry(norm: Normalization, provenance: Mapping[str, Any], samples: int) -> dict[str, Any]:
+    """A layer's ``normalization``: its ``lambda``, and how it was obtained only where that differs from
+    what the spec's ``source`` says once for all layers (``provenance``: ``source.normalization``;
+    ``samples``: ``source.calibration.samples``)."""
+    entry: dict[str, Any] = {"lambda": norm.lam}
+    how = {key: value for key, value in (("method", norm.method), ("percentile", norm.percentile)) if value is not None}
+    if how and how != dict(provenance):
+        entry.update(how)
+    if norm.samples is not None and norm.samples != samples:
+        entry["samples"] = norm.samples
+    return entry
+
+
+def with_normalization(doc: dict[str, Any], norms: Mapping[str, Normalization]) -> dict[str, Any]:
+    """The spec document with each layer in ``norms`` given its ``normalization`` entry (after its other
+    fields), as :func:`normalization_entry` writes it against the document's ``source``."""
+    source = doc["source"]
+    provenance, samples = source["normalization"], source["calibration"]["samples"]
+    layers = [
+        {**entry, "normalization": normalization_entry(norms[entry["name"]], provenance, samples)} if entry["name"] in norms else entry
+        for entry in doc["layers"]
+    ]
+    return {**doc, "layers": layers}
 
 
 def tensors_of(layers: list[SpecLayer]) -> dict[str, np.ndarray]:

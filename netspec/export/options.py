@@ -1,0 +1,81 @@
+"""What an export is asked to do: :class:`ExportOptions`, the one place every export default lives.
+
+This module imports nothing heavy, so that the command line can show these defaults in its help without
+loading the exporter.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import NetspecError
+
+#: Normalization methods the exporter computes (see :mod:`netspec.export.normalize`).
+METHODS = ("percentile", "max")
+#: Input encodings the exporter writes.
+ENCODINGS = ("analog", "poisson")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Options of :func:`netspec.export.export`, checked when constructed.
+
+    Attributes
+    ----------
+    calibration : str | Path
+        Calibration data (see :func:`netspec.datasets.load_dataset`; labels are not needed). From an
+        npz the first of ``x_norm``, ``x_train``, ``x``, ``x_test``; from an MNIST folder the train files.
+    method : {"percentile", "max"}
+        λ of a layer: the ``percentile``-th percentile of its non-zero activations, or their maximum.
+    percentile : float
+        p in (0, 100] for ``method="percentile"`` (ignored by ``max``).
+    samples : int | None
+        Use the first ``samples`` calibration samples (None: all).
+    encoding : {"analog", "poisson"}
+        The input encoding written to the spec.
+    duration : str
+        Presentation time per sample written to the spec, a Brian2 time (``"100 ms"``).
+    progress : bool
+        Report calibration progress on stderr.
+
+    Raises
+    ------
+    NetspecError
+        An option out of range (exit code 2), named as its command-line flag.
+    """
+
+    calibration: str | Path
+    method: str = "percentile"
+    percentile: float = 99.9
+    samples: int | None = None
+    encoding: str = "analog"
+    duration: str = "100 ms"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        from ..spec import parse_quantity
+        from ..spec.units import TIME
+
+        if self.method not in METHODS:
+            raise NetspecError(f"--normalization: expected {' or '.join(METHODS)}, got {self.method!r}", 2)
+        if self.method == "percentile" and not (0 < self.percentile <= 100):
+            raise NetspecError(f"--percentile: must be in (0, 100], got {self.percentile:g}", 2)
+        if self.samples is not None and self.samples < 1:
+            raise NetspecError(f"--samples: must be at least 1, got {self.samples}", 2)
+        if self.encoding not in ENCODINGS:
+            raise NetspecError(f"--input-encoding: expected {' or '.join(ENCODINGS)}, got {self.encoding!r}", 2)
+        try:
+            q = parse_quantity(self.duration)
+        except ValueError as exc:
+            raise NetspecError(f"--duration: {exc}", 2) from exc
+        if q.dim != TIME or not q.value > 0:
+            raise NetspecError(f"--duration: expected a positive time such as '100 ms', got {self.duration!r}", 2)
+
+    @property
+    def provenance(self) -> dict:
+        """How the λs are computed, as the spec's ``source.normalization`` records it once for all layers."""
+        return {"method": self.method, **({"percentile": float(self.percentile)} if self.method == "percentile" else {})}
+
+    def describe(self) -> str:
+        """The method in words: ``the 99.9th percentile`` or ``the maximum``."""
+        return f"the {self.percentile:g}th percentile" if self.method == "percentile" else "the maximum"
