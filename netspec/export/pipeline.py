@@ -208,7 +208,7 @@ def _document(spec_path: Path, model_name: str, graph, result: Translation, data
 def _unnormalized(doc: dict[str, Any]) -> dict[str, Any]:
     """The document as the validator accepts it before calibration: λ = 1 on every layer kind with a λ of
     its own (the ANN's own scale). For validation and the reference only; never written."""
-    layers = [{**entry, "normalization": {"lambda": 1.0}} if LAYER_TYPES[entry["type"]].from_yaml(entry, ()).own_lambda else entry
+    layers = [{**entry, "normalization": {"lambda": 1.0}} if LAYER_TYPES[entry["type"]].own_lambda else entry
               for entry in doc["layers"]]
     return {**doc, "layers": layers}
 
