@@ -5,7 +5,9 @@ synaptic code are assembled from the strings in this module; names come from val
 prefix (``L_conv1``, ``S_conv2_0``); numbers are written with ``repr(float(...))`` or ``int(...)``; units are
 written from a quantity's SI value and dimension (``0.02*second``). Free text from the spec (description,
 source) never reaches the script. The template (``templates/network.py.j2``) only lays the pieces out; it
-is rendered with ``StrictUndefined``, ``trim_blocks`` and ``lstrip_blocks``.
+is rendered with ``StrictUndefined``, ``trim_blocks`` and ``lstrip_blocks``. The code that runs every network
+(chunking, seeding, the read-out, the runners) is not generated: it is the module ``runner.py``, which the build
+copies next to the script.
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ _UNIT_OF_DIM = {TIME: "second", VOLTAGE: "volt", FREQUENCY: "hertz"}
 
 #: Scheduling inside the 'synapses' slot: relays of stage s elect, fire and reset before any projection.
 RELAY_ORDER_BASE = -100
+#: The name under which ``network.py`` imports the runner (``runner.py``, copied next to it by the build).
+RUNNER_MODULE = "netspec_runner"
 
 
 def ident(name: str) -> str:
@@ -252,6 +256,7 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
     out = plan.populations[plan.output]
     return {
         "version": __version__,
+        "runner_module": RUNNER_MODULE,
         "spec_name": spec.name,
         "spec_hash": spec_hash,
         "key": key,
@@ -287,6 +292,11 @@ def _environment() -> jinja2.Environment:
 def template_text() -> str:
     """The template source (part of the build key, so editing it rebuilds)."""
     return resources.files("netspec.brian").joinpath("templates", "network.py.j2").read_text("utf-8")
+
+
+def runner_text() -> str:
+    """The runner's source, copied into the build folder as ``netspec_runner.py`` (part of the build key)."""
+    return resources.files("netspec.brian").joinpath("runner.py").read_text("utf-8")
 
 
 def render(plan: Plan, key: str, spec_hash: str, options) -> str:
