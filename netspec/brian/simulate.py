@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import NetspecError
 from .build import RUNNER_FILE, Build
 from .codegen import RUNNER_MODULE
+from .runner import ranking
 
 _MODULES: dict[tuple[str, str], ModuleType] = {}
 
@@ -56,15 +57,9 @@ class SimResult:
     seconds: float
 
     def predictions(self) -> np.ndarray:
-        """Class per sample: most output spikes; ties broken by the higher membrane, then the lowest index."""
-        counts = np.asarray(self.counts)
-        if counts.shape[0] == 0:
-            return np.zeros(0, dtype=np.int64)
-        n, k = counts.shape
-        index = np.broadcast_to(np.arange(k), (n, k))
-        # lexsort sorts ascending by the last key first: counts descending, then v descending, then index
-        order = np.lexsort((index, -np.asarray(self.v_out, dtype=np.float64), -counts), axis=1)
-        return order[:, 0].astype(np.int64)
+        """Class per sample: most output spikes; ties broken by the higher membrane, then the lowest index
+        (the read-out rule, :func:`netspec.brian.runner.ranking`)."""
+        return ranking(self.counts, self.v_out)[:, 0]
 
 
 def _import_file(name: str, path: Path) -> ModuleType:
