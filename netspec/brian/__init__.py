@@ -4,7 +4,8 @@
 standalone project under ``cpp/``); :func:`simulate` runs a build on inputs and returns a
 :class:`SimResult`; :func:`build_command` is ``netspec build``. Modules: ``connectivity`` (index maps of
 every layer kind), ``plan`` (what each layer becomes in the SNN), ``codegen`` and ``templates/``
-(the script), ``build`` (the folder and its key), ``simulate`` (running it).
+(the script), ``runner`` (the code every script runs, copied into the build folder), ``build`` (the folder and
+its key), ``simulate`` (running it).
 """
 from .build import Build, BuildOptions, build, build_command
 from .simulate import SimResult, simulate

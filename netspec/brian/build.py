@@ -1,5 +1,5 @@
-"""``netspec build``: a spec -> a build folder with ``network.py``, ``arrays.npz`` and, for standalone builds,
-the compiled C++ project in ``cpp/``.
+"""``netspec build``: a spec -> a build folder with ``network.py``, ``arrays.npz``, the runner they need
+(``netspec_runner.py``, a copy of ``runner.py``) and, for standalone builds, the compiled C++ project in ``cpp/``.
 
 A build folder is keyed by its content: the spec (its canonical YAML content and every tensor), the build
 options, the builder's own source and the Brian2 and netspec versions. ``build.json`` holds the key of the
@@ -26,8 +26,10 @@ from . import codegen
 from .plan import Plan, make_plan
 
 #: Bumped when the layout of a build folder changes.
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
 KEY_FILE = "build.json"
+#: The runner module in the build folder, which ``network.py`` imports.
+RUNNER_FILE = codegen.RUNNER_MODULE + ".py"
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def spec_hash(spec: Spec) -> str:
 def _builder_source_hash() -> str:
     h = hashlib.sha256()
     pkg = resources.files("netspec.brian")
-    for name in sorted(["build.py", "codegen.py", "connectivity.py", "plan.py"]):
+    for name in sorted(["build.py", "codegen.py", "connectivity.py", "plan.py", "runner.py"]):
         h.update(pkg.joinpath(name).read_bytes())
     h.update(codegen.template_text().encode())
     return h.hexdigest()
@@ -107,7 +109,7 @@ def build_key(spec: Spec, options: BuildOptions) -> str:
 
 # -- the folder --------------------------------------------------------------------------------------
 def plan_arrays(plan: Plan) -> dict[str, np.ndarray]:
-    """Everything ``network.py`` loads from ``arrays.npz`` (see its ``arrays()`` docstring for the keys)."""
+    """Everything ``network.py`` loads from ``arrays.npz`` (see ``runner.load_arrays`` for the keys)."""
     out: dict[str, np.ndarray] = {}
     for pop in plan.populations.values():
         out[f"B_{pop.name}"] = pop.bias.astype(np.float64)
@@ -152,7 +154,7 @@ def _up_to_date(folder: Path, key: str, options: BuildOptions) -> bool:
         info = json.loads((folder / KEY_FILE).read_text())
     except (OSError, ValueError):
         return False
-    needed = [folder / "network.py", folder / "arrays.npz"]
+    needed = [folder / "network.py", folder / "arrays.npz", folder / RUNNER_FILE]
     if options.standalone:
         needed += [folder / "cpp" / "main", folder / "cpp" / "manifest.json"]
     return info.get("key") == key and all(p.exists() for p in needed)
@@ -174,6 +176,7 @@ def build(spec: Spec, out_dir: str | Path | None = None, options: BuildOptions =
             folder.mkdir(parents=True, exist_ok=True)
             (folder / KEY_FILE).unlink(missing_ok=True)
             np.savez(folder / "arrays.npz", **plan_arrays(plan))
+            (folder / RUNNER_FILE).write_text(codegen.runner_text(), encoding="utf-8")
             script.write_text(codegen.render(plan, key, spec_hash(spec), options), encoding="utf-8")
         except OSError as exc:
             raise NetspecError(f"build: cannot write to {folder}: {exc.strerror or exc}", 2) from None

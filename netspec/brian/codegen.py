@@ -5,7 +5,9 @@ synaptic code are assembled from the strings in this module; names come from val
 prefix (``L_conv1``, ``S_conv2_0``); numbers are written with ``repr(float(...))`` or ``int(...)``; units are
 written from a quantity's SI value and dimension (``0.02*second``). Free text from the spec (description,
 source) never reaches the script. The template (``templates/network.py.j2``) only lays the pieces out; it
-is rendered with ``StrictUndefined``, ``trim_blocks`` and ``lstrip_blocks``.
+is rendered with ``StrictUndefined``, ``trim_blocks`` and ``lstrip_blocks``. The code that runs every network
+(chunking, seeding, the read-out, the runners) is not generated: it is the module ``runner.py``, which the build
+copies next to the script.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 from .. import __version__
 from ..errors import NetspecError
 from ..spec import Quantity
-from ..spec.units import DIMENSIONLESS, FREQUENCY, TIME, VOLTAGE
+from ..spec.units import DIMENSIONLESS, FREQUENCY, TIME, VOLTAGE, steps_in
 from .plan import Plan, Population, Relay
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
@@ -27,6 +29,8 @@ _UNIT_OF_DIM = {TIME: "second", VOLTAGE: "volt", FREQUENCY: "hertz"}
 
 #: Scheduling inside the 'synapses' slot: relays of stage s elect, fire and reset before any projection.
 RELAY_ORDER_BASE = -100
+#: The name under which ``network.py`` imports the runner (``runner.py``, copied next to it by the build).
+RUNNER_MODULE = "netspec_runner"
 
 
 def ident(name: str) -> str:
@@ -64,10 +68,6 @@ def show(q: Quantity) -> str:
     return f"{q.value:g}"
 
 
-def steps_of(q: Quantity, dt: float) -> int:
-    return int(round(q.value / dt))
-
-
 # -- fragments ---------------------------------------------------------------------------------------
 def _population(plan: Plan, pop: Population) -> dict:
     p = pop.params
@@ -75,7 +75,7 @@ def _population(plan: Plan, pop: Population) -> dict:
     dt = plan.spec.simulation.dt.value
     exp = p.synapse == "exponential"
     lif = p.model == "lif"
-    ref_steps = steps_of(p.refractory, dt)
+    ref_steps = steps_in(p.refractory, dt)
     unless = " (unless refractory)" if ref_steps > 0 else ""
     drive = "(I + q)/dt" if exp else "I/dt"
     rhs = f"-u/tau_m + {drive}" if lif else drive
@@ -128,7 +128,7 @@ def _population(plan: Plan, pop: Population) -> dict:
         parts.append(f"refractory {show(p.refractory)}")
     if exp:
         parts.append(f"exponential synapses ({show(p.tau_syn)})")
-    if steps_of(p.delay, dt):
+    if steps_in(p.delay, dt):
         parts.append(f"delay {show(p.delay)}")
     return {
         "name": name,
@@ -166,7 +166,7 @@ def _projection(plan: Plan, proj) -> dict:
     target = plan.populations[proj.target]
     p = target.params
     dt = plan.spec.simulation.dt.value
-    delay = steps_of(p.delay, dt)
+    delay = steps_in(p.delay, dt)
     weight = "w"
     if delay:
         # spikes still in flight when a new sample starts belong to the previous sample: drop them
@@ -175,7 +175,7 @@ def _projection(plan: Plan, proj) -> dict:
     if p.synapse == "exponential":
         on_pre = f"q_post += {weight}*dt/tau_syn"
         namespace.append(("tau_syn", qty(p.tau_syn)))
-    elif steps_of(p.refractory, dt) > 0:
+    elif steps_in(p.refractory, dt) > 0:
         on_pre = f"u_post += {weight}*int(not_refractory_post)"
     else:
         on_pre = f"u_post += {weight}"
@@ -252,6 +252,7 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
     out = plan.populations[plan.output]
     return {
         "version": __version__,
+        "runner_module": RUNNER_MODULE,
         "spec_name": spec.name,
         "spec_hash": spec_hash,
         "key": key,
@@ -287,6 +288,11 @@ def _environment() -> jinja2.Environment:
 def template_text() -> str:
     """The template source (part of the build key, so editing it rebuilds)."""
     return resources.files("netspec.brian").joinpath("templates", "network.py.j2").read_text("utf-8")
+
+
+def runner_text() -> str:
+    """The runner's source, copied into the build folder as ``netspec_runner.py`` (part of the build key)."""
+    return resources.files("netspec.brian").joinpath("runner.py").read_text("utf-8")
 
 
 def render(plan: Plan, key: str, spec_hash: str, options) -> str:

@@ -1,9 +1,10 @@
 """Running a build on inputs and reading its results.
 
-:func:`simulate` imports the build's own ``network.py`` (so the numbers come from exactly the code a user
-can read and run) and calls it: for standalone builds ``run_standalone`` writes the input rows and starts
-the compiled binary once per ``samples_per_run`` samples, with Brian2's ``run_args`` on its command line
-and its own results directory, so any number of processes can use one build at once; for runtime builds
+:func:`simulate` imports the build's own ``network.py`` and its own copy of the runner,
+``netspec_runner.py`` (so the numbers come from exactly the code a user can read and run), and calls the
+runner on the network: for standalone builds ``run_standalone`` writes the input rows and starts the
+compiled binary once per ``samples_per_run`` samples, with Brian2's ``run_args`` on its command line and
+its own results directory, so any number of processes can use one build at once; for runtime builds
 ``run_runtime`` simulates in this process.
 """
 from __future__ import annotations
@@ -13,14 +14,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 import numpy as np
 
 from ..errors import NetspecError
-from .build import Build
+from .build import RUNNER_FILE, Build
+from .codegen import RUNNER_MODULE
+from .runner import ranking
 
-_MODULES: dict[tuple[str, str], object] = {}
+_MODULES: dict[tuple[str, str], ModuleType] = {}
 
 
 @dataclass
@@ -53,29 +57,40 @@ class SimResult:
     seconds: float
 
     def predictions(self) -> np.ndarray:
-        """Class per sample: most output spikes; ties broken by the higher membrane, then the lowest index."""
-        counts = np.asarray(self.counts)
-        if counts.shape[0] == 0:
-            return np.zeros(0, dtype=np.int64)
-        n, k = counts.shape
-        index = np.broadcast_to(np.arange(k), (n, k))
-        # lexsort sorts ascending by the last key first: counts descending, then v descending, then index
-        order = np.lexsort((index, -np.asarray(self.v_out, dtype=np.float64), -counts), axis=1)
-        return order[:, 0].astype(np.int64)
+        """Class per sample: most output spikes; ties broken by the higher membrane, then the lowest index
+        (the read-out rule, :func:`netspec.brian.runner.ranking`)."""
+        return ranking(self.counts, self.v_out)[:, 0]
 
 
-def load_network(b: Build):
-    """The build's ``network.py`` as a module (imported once per process and build key)."""
+def _import_file(name: str, path: Path) -> ModuleType:
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None or not path.exists():
+        raise NetspecError(f"simulate: {path} not found (build again)", 2)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def load_network(b: Build) -> ModuleType:
+    """The build's ``network.py`` as a module (imported once per process and build key).
+
+    Its ``import netspec_runner`` gets the build folder's own copy of the runner, imported under a name of
+    its own (``sys.modules['netspec_runner']`` is restored afterwards), so builds made by different netspec
+    versions can be loaded side by side. The module's ``runner`` and ``MODEL`` are what :func:`simulate` calls.
+    """
     cache_key = (str(b.script.resolve()), b.key)
     if cache_key not in _MODULES:
-        name = f"netspec_network_{b.key[:16]}"
-        module_spec = importlib.util.spec_from_file_location(name, b.script)
-        if module_spec is None or not b.script.exists():
-            raise NetspecError(f"simulate: {b.script} not found (build again)", 2)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module
-        module_spec.loader.exec_module(module)
-        _MODULES[cache_key] = module
+        runner = _import_file(f"{RUNNER_MODULE}_{b.key[:16]}", b.dir / RUNNER_FILE)
+        saved = sys.modules.get(RUNNER_MODULE)
+        sys.modules[RUNNER_MODULE] = runner
+        try:
+            _MODULES[cache_key] = _import_file(f"netspec_network_{b.key[:16]}", b.script)
+        finally:
+            if saved is None:
+                del sys.modules[RUNNER_MODULE]
+            else:
+                sys.modules[RUNNER_MODULE] = saved
     return _MODULES[cache_key]
 
 
@@ -116,10 +131,12 @@ def simulate(build: Build, x: np.ndarray, *, results_dir: str | Path | None = No
     else:
         net = load_network(build)
         if record_neurons or not build.options.standalone:
-            raw = net.run_runtime(x, seed, target=target, record_neurons=record_neurons, progress=progress)
+            raw = net.runner.run_runtime(net.MODEL, x, seed, target=target, record_neurons=record_neurons,
+                                         progress=progress)
         else:
             try:
-                raw = net.run_standalone(x, results_dir=results_dir, seed_value=seed, progress=progress)
+                raw = net.runner.run_standalone(net.MODEL, x, results_dir=results_dir, seed_value=seed,
+                                                progress=progress)
             except (OSError, RuntimeError, ValueError) as exc:
                 raise NetspecError(f"simulate: {exc}") from None
     return _result(build, raw, len(x), record_neurons, time.perf_counter() - t0)

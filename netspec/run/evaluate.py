@@ -31,6 +31,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..brian.runner import chunk_seed
 from ..errors import NetspecError
 
 #: Upper bound on the samples of one chunk (keeps progress reports and interruptions fine-grained).
@@ -97,13 +98,6 @@ def chunk_size_for(n: int, samples_per_run: int) -> int:
     factor = -(-runs_needed // TARGET_CHUNKS)
     factor = max(1, min(factor, MAX_CHUNK // per_run))
     return per_run * factor
-
-
-def chunk_seed(seed: int | None, index: int) -> int | None:
-    """The seed of chunk ``index`` derived from the base seed (None stays None)."""
-    if seed is None:
-        return None
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
 def merge(parts: list, sim_type=None):

@@ -17,32 +17,8 @@ from typing import Mapping
 
 import numpy as np
 
+from ..brian.runner import ranking  # noqa: F401  (the read-out rule: one definition, shared with build folders)
 from ..spec.layers import Analog
-
-
-def ranking(counts: np.ndarray, v_out: np.ndarray) -> np.ndarray:
-    """Classes of every sample ordered best first by the read-out rule.
-
-    Parameters
-    ----------
-    counts : ndarray, [N, C]
-        Output spikes per sample and class.
-    v_out : ndarray, [N, C]
-        Output membrane potential at the end of each sample (tie-breaker).
-
-    Returns
-    -------
-    ndarray, int64 [N, C]
-        ``ranking[i, 0]`` is the predicted class of sample i; ties in counts go to the higher membrane
-        potential, then to the lower index.
-    """
-    counts = np.asarray(counts)
-    v_out = np.asarray(v_out, dtype=np.float64)
-    if counts.shape != v_out.shape or counts.ndim != 2:
-        raise ValueError(f"counts {counts.shape} and v_out {v_out.shape} must both be [N, C]")
-    index = np.broadcast_to(np.arange(counts.shape[1]), counts.shape)
-    # np.lexsort sorts by the last key first
-    return np.lexsort((index, -v_out, -counts.astype(np.int64)), axis=-1).astype(np.int64)
 
 
 def top_k_accuracy(order: np.ndarray, labels: np.ndarray, k: int) -> float:

@@ -29,22 +29,16 @@ x.npy holds raw inputs, float [N, 4]. results.npz holds
     spikes_<layer> [N, 100]  spikes per time step, summed over the layer
     ops_<layer> [N, 100]     synaptic operations per time step (each spike times its neuron's fan-out)
 This build runs in Brian2's runtime mode (--target chooses numpy or cython code generation).
-"""
-import argparse
-import json
-import os
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
+The code that runs it (chunking, seeding, the read-out, the runtime and standalone runners) is
+netspec_runner.py next to this file; this file holds what is particular to this network.
+"""
 import numpy as np
 from brian2 import (BrianLogger, Clock, Network, NeuronGroup, PopulationRateMonitor, SpikeMonitor, StateMonitor, Synapses,
-                    TimedArray, device, prefs, second, seed, set_device, volt)
+                    TimedArray, second)
 
-HERE = Path(__file__).resolve().parent
-CPP_DIR = HERE / 'cpp'
+import netspec_runner as runner
+
 STANDALONE = False
 THREADS = 1
 FLOAT_DTYPE = np.float64
@@ -61,20 +55,6 @@ UNIFORM_FANOUT = {'hidden': 2, 'out': 0}
 COUNTED = []
 #: neurons per layer
 SIZES = {'hidden': 3, 'out': 2}
-#: GCC flags: Brian2's defaults without -ffast-math, so runtime (cython) and standalone round alike
-COMPILE_ARGS = ['-w', '-O3', '-march=native', '-std=c++11']
-#: standalone: C++ run before the simulation, letting NETSPEC_SEED reseed the random number generators
-SEED_FROM_ENVIRONMENT = ('{ const char* _seed = std::getenv("NETSPEC_SEED"); if (_seed) '
-                         'for (size_t _k = 0; _k < brian::_random_generators.size(); _k++) '
-                         'brian::_random_generators[_k].seed(std::strtoul(_seed, NULL, 10) + _k); }')
-
-
-def arrays():
-    """Connectivity and parameters: S_<target>_<k>_i/_j/_w (synapses, normalized weights), B_<layer> (bias
-    per neuron and step), D_<layer>_i/_j/_w (analog input projection), E_<pool>_<k>_i/_j/_key (max-pooling
-    windows), F_<layer> (fan-out per neuron)."""
-    with np.load(HERE / 'arrays.npz') as data:
-        return {key: data[key] for key in data.files}
 
 
 def input_values(x, a):
@@ -82,20 +62,8 @@ def input_values(x, a):
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     values = {}
     # analog: the drive of 'hidden' per step, W.x/lambda + b/lambda
-    values['TA_hidden'] = _project(x, a['D_hidden_i'], a['D_hidden_j'], a['D_hidden_w'], 3) + a['B_hidden']
+    values['TA_hidden'] = runner.project(x, a['D_hidden_i'], a['D_hidden_j'], a['D_hidden_w'], 3) + a['B_hidden']
     return {name: v.astype(FLOAT_DTYPE) for name, v in values.items()}
-
-
-def _project(x, pre, post, w, n):
-    """For every sample, the sum of w*x[pre] into n targets (a matrix product when dense enough)."""
-    if pre.size * 4 >= x.shape[1] * n:
-        matrix = np.zeros((x.shape[1], n))
-        np.add.at(matrix, (pre, post), w)
-        return x @ matrix
-    out = np.empty((x.shape[0], n))
-    for s in range(x.shape[0]):
-        out[s] = np.bincount(post, weights=w * x[s, pre], minlength=n)
-    return out
 
 
 def make_network(values, n_samples, a, record_neurons=False):
@@ -157,182 +125,12 @@ def make_network(values, n_samples, a, record_neurons=False):
     return Network(*objects, *recorders.values()), recorders, inputs
 
 
-def _preferences(target=None):
-    prefs.core.default_float_dtype = FLOAT_DTYPE
-    prefs.codegen.cpp.extra_compile_args_gcc = COMPILE_ARGS
-    if target is not None:
-        prefs.codegen.target = target
-
-
-def run_length(n_samples):
-    """n_samples samples, plus one step in which the last sample's end state is recorded."""
-    return (n_samples * STEPS + 1) * DT * second
-
-
-def chunk_seed(base, index):
-    """The seed of run ``index`` of a simulation seeded with ``base``."""
-    return int(np.random.SeedSequence([int(base), int(index)]).generate_state(1)[0] & 0x7FFFFFFF)
-
-
-def summarize(raw, n):
-    """Per-sample results of one run from its raw recordings (the same for runtime and standalone)."""
-    step = np.rint(raw['out_t'] / DT).astype(np.int64)
-    keep = step < n * STEPS
-    out_steps = np.zeros((n, STEPS, 2), dtype=np.uint16)
-    np.add.at(out_steps, (step[keep] // STEPS, step[keep] % STEPS, raw['out_i'][keep].astype(np.int64)), 1)
-    v = np.asarray(raw['v'], dtype=np.float64).reshape(-1, 2)
-    results = {'counts': out_steps.sum(axis=1, dtype=np.int32), 'v_out': v[1:n + 1], 'out_steps': out_steps}
-    if COUNTED:
-        spikes = np.asarray(raw['spikes'], dtype=np.int64).reshape(-1, len(COUNTED))[:n * STEPS]
-        ops = np.asarray(raw['ops'], dtype=np.int64).reshape(-1, len(COUNTED))[:n * STEPS]
-    for name in LAYERS:
-        if name in UNIFORM_FANOUT:  # rate = spikes / (neurons * dt)
-            count = np.rint(np.asarray(raw['rate_' + name])[:n * STEPS] * SIZES[name] * DT).astype(np.int64)
-            results['spikes_' + name] = count.reshape(n, STEPS)
-            results['ops_' + name] = count.reshape(n, STEPS) * UNIFORM_FANOUT[name]
-        else:
-            row = COUNTED.index(name)
-            results['spikes_' + name] = spikes[:, row].reshape(n, STEPS)
-            results['ops_' + name] = ops[:, row].reshape(n, STEPS)
-    return results
-
-
-def _chunks(x):
-    for index, start in enumerate(range(0, len(x), SAMPLES_PER_RUN)):
-        yield index, start, x[start:start + SAMPLES_PER_RUN]
-
-
-def _concat(parts):
-    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-
-
-def run_runtime(x, seed_value=None, target='numpy', record_neurons=False, progress=None):
-    """Simulate ``x`` in Brian2's runtime mode, one network per run of SAMPLES_PER_RUN samples."""
-    set_device('runtime')
-    _preferences(target)
-    a = arrays()
-    parts = []
-    for index, start, chunk in _chunks(x):
-        n = len(chunk)
-        if seed_value is not None:
-            seed(chunk_seed(seed_value, index))
-        net, rec, _ = make_network(input_values(chunk, a), n, a, record_neurons)
-        net.run(run_length(n))
-        raw = {'out_i': rec['out'].i[:], 'out_t': rec['out'].t_[:], 'v': rec['v'].u_[:].T}
-        raw.update({'rate_' + name: rec['rate_' + name].rate_[:] for name in UNIFORM_FANOUT})
-        if COUNTED:
-            raw.update(spikes=rec['counters'].spikes[:].T, ops=rec['counters'].ops[:].T)
-        results = summarize(raw, n)
-        if record_neurons:
-            for name in LAYERS:
-                mon = rec['neurons_' + name]
-                size = mon.source.N
-                sample = np.rint(mon.t_[:] / DT).astype(np.int64) // STEPS
-                keep = sample < n
-                flat = np.bincount(sample[keep] * size + mon.i[:][keep], minlength=n * size)
-                results['neurons_' + name] = flat.reshape(n, size).astype(np.int32)
-        parts.append(results)
-        del net, rec
-        if progress is not None:
-            progress(start + n)
-    return _concat(parts)
-
-
-def compile_standalone():
-    """Generate the C++ project in cpp/, compile it, and write cpp/manifest.json (where the binary reads
-    its inputs and writes its results)."""
-    set_device('cpp_standalone', directory=str(CPP_DIR), build_on_run=False)
-    _preferences()
-    prefs.devices.cpp_standalone.openmp_threads = THREADS if THREADS > 1 else 0
-    prefs.devices.cpp_standalone.extra_make_args_unix = [f'-j{os.cpu_count() or 1}']
-    if SEED is not None:
-        seed(SEED)
-    device.insert_code('main', SEED_FROM_ENVIRONMENT)
-    a = arrays()
-    values = {name: np.zeros((SAMPLES_PER_RUN, v.shape[1]), dtype=FLOAT_DTYPE)
-              for name, v in input_values(np.zeros((1, *INPUT_SHAPE)), a).items()}
-    net, rec, inputs = make_network(values, SAMPLES_PER_RUN, a)
-    net.run(run_length(SAMPLES_PER_RUN))
-    device.build(directory=str(CPP_DIR), compile=True, run=False, clean=False, with_output=False)
-    recorded = {'out_i': rec['out'].variables['i'], 'out_t': rec['out'].variables['t'], 'v': rec['v'].variables['u']}
-    recorded.update({'rate_' + name: rec['rate_' + name].variables['rate'] for name in UNIFORM_FANOUT})
-    if COUNTED:
-        recorded.update(spikes=rec['counters'].variables['spikes'], ops=rec['counters'].variables['ops'])
-    manifest = {
-        'inputs': {name: {'dtype': np.dtype(ta.values.dtype).name, 'shape': list(ta.values.shape)} for name, ta in inputs.items()},
-        'outputs': {key: {'file': device.get_array_filename(var), 'dtype': np.dtype(var.dtype).name}
-                    for key, var in recorded.items()},
-    }
-    (CPP_DIR / 'manifest.json').write_text(json.dumps(manifest, indent=1, sort_keys=True) + '\n')
-
-
-def run_standalone(x, results_dir=None, seed_value=None, progress=None):
-    """Simulate ``x`` with the compiled binary: per run of SAMPLES_PER_RUN samples (the last one padded
-    with zeros), write the input rows, start cpp/main with them as run_args, read the results."""
-    manifest = json.loads((CPP_DIR / 'manifest.json').read_text())
-    a = arrays()
-    with tempfile.TemporaryDirectory(prefix='netspec-') as scratch:
-        results = Path(results_dir).resolve() if results_dir is not None else Path(scratch)
-        results.mkdir(parents=True, exist_ok=True)
-        parts = []
-        for index, start, chunk in _chunks(x):
-            n = len(chunk)
-            padded = np.zeros((SAMPLES_PER_RUN, *chunk.shape[1:]))
-            padded[:n] = chunk
-            args = [str(CPP_DIR / 'main'), '--results_dir', str(results) + os.sep]
-            for name, v in input_values(padded, a).items():
-                expect = manifest['inputs'][name]
-                if list(v.shape) != expect['shape']:
-                    raise ValueError(f'input {name}: shape {list(v.shape)}, the binary expects {expect["shape"]}')
-                path = results / (name + '.values')
-                np.ascontiguousarray(v, dtype=expect['dtype']).tofile(path)
-                args.append(f'{name}.values={path}')
-            env = dict(os.environ)
-            if seed_value is not None:
-                env['NETSPEC_SEED'] = str(chunk_seed(seed_value, index))
-            done = subprocess.run(args, cwd=CPP_DIR, env=env, capture_output=True, text=True)
-            # the binary reports unreadable inputs or unwritable results without failing: any error fails
-            if done.returncode != 0 or done.stderr.strip() or 'Error' in done.stdout:
-                message = (done.stderr + done.stdout).strip()[-2000:]
-                raise RuntimeError(f'{CPP_DIR / "main"} failed (exit {done.returncode}): {message}')
-            raw = {key: np.fromfile(results / entry['file'], dtype=entry['dtype'])
-                   for key, entry in manifest['outputs'].items()}
-            parts.append(summarize(raw, n))
-            if progress is not None:
-                progress(start + n)
-    return _concat(parts)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--inputs', help='.npy file of raw inputs [N, 4]')
-    parser.add_argument('--out', help='.npz file for the results')
-    parser.add_argument('--seed', type=int, default=None, help='seed of the poisson input (default: the spec\'s)')
-    parser.add_argument('--runtime', action='store_true', help='simulate in runtime mode even if this is a standalone build')
-    parser.add_argument('--target', default='numpy', choices=('numpy', 'cython'),
-                        help='runtime code generation: numpy (starts at once) or cython (compiles once, faster)')
-    parser.add_argument('--compile', action='store_true', help='generate and compile the standalone C++ project')
-    args = parser.parse_args(argv)
-    if args.compile:
-        compile_standalone()
-        return 0
-    if not args.inputs or not args.out:
-        parser.error('--inputs and --out are required')
-    x = np.load(args.inputs)
-    if tuple(x.shape[1:]) != INPUT_SHAPE:
-        parser.error(f'inputs have shape {list(x.shape)}, expected [N, 4]')
-    seed_value = args.seed if args.seed is not None else SEED
-    t0 = time.perf_counter()
-    if STANDALONE and not args.runtime:
-        if not (CPP_DIR / 'main').exists():
-            compile_standalone()
-        results = run_standalone(x, seed_value=seed_value)
-    else:
-        results = run_runtime(x, seed_value, target=args.target)
-    np.savez(args.out, **results)
-    print(f'{len(x)} samples in {time.perf_counter() - t0:.2f} s -> {args.out}')
-    return 0
+#: this network as the runner sees it (a, the arrays of arrays.npz, are described in runner.load_arrays)
+MODEL = runner.Model(
+    script=__file__, standalone=STANDALONE, threads=THREADS, float_dtype=FLOAT_DTYPE, samples_per_run=SAMPLES_PER_RUN,
+    steps=STEPS, dt=DT, seed=SEED, input_shape=INPUT_SHAPE, n_out=2, layers=LAYERS,
+    uniform_fanout=UNIFORM_FANOUT, counted=COUNTED, sizes=SIZES, input_values=input_values, make_network=make_network)
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    raise SystemExit(runner.main(MODEL, description=__doc__.splitlines()[0]))

@@ -1,0 +1,508 @@
+"""The code that every generated ``network.py`` runs: chunking, seeding, the read-out, and the runners.
+
+``netspec build`` copies this file into every build folder as ``netspec_runner.py``, next to ``network.py``,
+so that a build runs (``python network.py --inputs x.npy --out results.npz``) and can be shared without
+netspec installed. It therefore imports only the standard library, numpy and Brian2, never netspec; and
+Brian2 only inside the functions that simulate, so that netspec's own stages can use the numpy helpers
+(:func:`chunk_seed`, :func:`ranking`) without loading Brian2.
+
+What varies per network (its groups, synapses and constants) is written in ``network.py``, which describes
+itself to the runner as a :class:`Model`. The runner splits the inputs into runs of ``samples_per_run``
+samples (:func:`chunks`), seeds each run (:func:`chunk_seed`), simulates them in Brian2's runtime mode
+(:func:`run_runtime`) or with the compiled standalone binary (:func:`run_standalone`, after
+:func:`compile_standalone`), and turns the raw recordings of each run into per-sample results
+(:func:`summarize`); :func:`main` is the command line of ``network.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # Brian2 is imported only by the functions that simulate
+    from brian2 import Network, Quantity, TimedArray
+
+#: GCC flags: Brian2's defaults without -ffast-math, so runtime (cython) and standalone round alike.
+COMPILE_ARGS = ["-w", "-O3", "-march=native", "-std=c++11"]
+#: Standalone: C++ run before the simulation, letting NETSPEC_SEED reseed the random number generators.
+SEED_FROM_ENVIRONMENT = ('{ const char* _seed = std::getenv("NETSPEC_SEED"); if (_seed) '
+                         'for (size_t _k = 0; _k < brian::_random_generators.size(); _k++) '
+                         'brian::_random_generators[_k].seed(std::strtoul(_seed, NULL, 10) + _k); }')
+
+Arrays = Mapping[str, np.ndarray]
+Results = dict[str, np.ndarray]
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Model:
+    """A generated network as the runner sees it: ``network.py`` declares one, ``MODEL``.
+
+    Attributes
+    ----------
+    script : str
+        Path of ``network.py``; its folder holds ``arrays.npz`` and, for standalone builds, ``cpp/``.
+    standalone : bool
+        Whether the build runs the compiled binary ``cpp/main`` by default.
+    threads : int
+        OpenMP threads of the standalone binary.
+    float_dtype : numpy floating type
+        Brian2's default float type (``np.float64`` or ``np.float32``).
+    samples_per_run : int
+        Samples simulated per run of the network (compiled in for standalone).
+    steps : int
+        Time steps per sample.
+    dt : float
+        Seconds per time step.
+    seed : int or None
+        Default seed of the random numbers (poisson input).
+    input_shape : tuple of int
+        Shape of one raw input sample.
+    n_out : int
+        Output neurons.
+    layers : sequence of str
+        Every spiking layer, in the spec's order.
+    uniform_fanout : mapping of str to int
+        Layers whose neurons share one fan-out (spikes counted by a PopulationRateMonitor): name -> fan-out.
+    counted : sequence of str
+        Layers whose fan-outs differ, in the row order of the counter group.
+    sizes : mapping of str to int
+        Neurons per layer.
+    input_values : callable
+        ``input_values(x, arrays)``: the per-sample rows of the input TimedArrays, name -> float [N, ...].
+    make_network : callable
+        ``make_network(values, n_samples, arrays, record_neurons)``: the Brian2 ``Network`` for
+        ``n_samples`` samples, its recorders (name -> monitor) and its input TimedArrays (name -> TimedArray).
+    """
+
+    script: str
+    standalone: bool
+    threads: int
+    float_dtype: type
+    samples_per_run: int
+    steps: int
+    dt: float
+    seed: int | None
+    input_shape: tuple[int, ...]
+    n_out: int
+    layers: Sequence[str]
+    uniform_fanout: Mapping[str, int]
+    counted: Sequence[str]
+    sizes: Mapping[str, int]
+    input_values: Callable[[np.ndarray, Arrays], dict[str, np.ndarray]]
+    make_network: Callable[..., tuple[Network, dict[str, Any], dict[str, TimedArray]]]
+
+    @property
+    def folder(self) -> Path:
+        """The build folder (where ``network.py`` lies)."""
+        return Path(self.script).resolve().parent
+
+    @property
+    def cpp_dir(self) -> Path:
+        """The standalone C++ project (``cpp/``), with the binary ``main`` and ``manifest.json``."""
+        return self.folder / "cpp"
+
+
+# -- numpy helpers (no Brian2) ---------------------------------------------------------------------
+def chunk_seed(seed: int | None, index: int) -> int | None:
+    """The seed of chunk ``index`` of a simulation seeded with ``seed``.
+
+    The one derivation of per-chunk seeds: ``network.py`` seeds its run ``index`` with it, and ``netspec
+    run`` its chunk ``index``, so results do not depend on how samples are split among workers.
+
+    Parameters
+    ----------
+    seed : int or None
+        The base seed; None (no seed) stays None.
+    index : int
+        The chunk (or run) number, from 0.
+
+    Returns
+    -------
+    int or None
+        A seed in ``[0, 2**31)``, a function of ``(seed, index)`` only.
+    """
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def chunks(x: np.ndarray, size: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Consecutive runs of at most ``size`` samples of ``x``.
+
+    Parameters
+    ----------
+    x : ndarray, [N, ...]
+        Samples.
+    size : int
+        Samples per run (at least 1).
+
+    Yields
+    ------
+    index : int
+        Run number, from 0.
+    start : int
+        Index in ``x`` of the run's first sample.
+    chunk : ndarray, [n, ...]
+        The run's samples, ``x[start:start + size]`` (the last one may be shorter).
+    """
+    if size < 1:
+        raise ValueError(f"runs must hold at least 1 sample, got {size}")
+    for index, start in enumerate(range(0, len(x), size)):
+        yield index, start, x[start:start + size]
+
+
+def ranking(counts: np.ndarray, v_out: np.ndarray) -> np.ndarray:
+    """Classes of every sample ordered best first by the read-out rule.
+
+    The read-out rule: most output spikes; ties broken by the higher output membrane at the end of the
+    sample, then by the lower index.
+
+    Parameters
+    ----------
+    counts : ndarray, [N, C]
+        Output spikes per sample and class.
+    v_out : ndarray, [N, C]
+        Output membrane potential at the end of each sample (tie-breaker).
+
+    Returns
+    -------
+    ndarray, int64 [N, C]
+        ``ranking[i, 0]`` is the predicted class of sample i; ties in counts go to the higher membrane
+        potential, then to the lower index.
+    """
+    counts = np.asarray(counts)
+    v_out = np.asarray(v_out, dtype=np.float64)
+    if counts.shape != v_out.shape or counts.ndim != 2:
+        raise ValueError(f"counts {counts.shape} and v_out {v_out.shape} must both be [N, C]")
+    index = np.broadcast_to(np.arange(counts.shape[1]), counts.shape)
+    # np.lexsort sorts by the last key first
+    order: np.ndarray = np.lexsort((index, -v_out, -counts.astype(np.int64)), axis=-1).astype(np.int64)
+    return order
+
+
+def project(x: np.ndarray, pre: np.ndarray, post: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
+    """For every sample, the sum of ``w * x[pre]`` into ``n`` targets.
+
+    Parameters
+    ----------
+    x : ndarray, [N, M]
+        Flat inputs.
+    pre, post, w : ndarray, [K]
+        The projection: input index, target index and weight of each connection.
+    n : int
+        Targets.
+
+    Returns
+    -------
+    ndarray, float64 [N, n]
+        Computed as a matrix product when the projection is dense enough, else per sample.
+    """
+    if pre.size * 4 >= x.shape[1] * n:
+        matrix = np.zeros((x.shape[1], n))
+        np.add.at(matrix, (pre, post), w)
+        return x @ matrix
+    out = np.empty((x.shape[0], n))
+    for s in range(x.shape[0]):
+        out[s] = np.bincount(post, weights=w * x[s, pre], minlength=n)
+    return out
+
+
+def load_arrays(model: Model) -> dict[str, np.ndarray]:
+    """The connectivity and parameters in the build's ``arrays.npz``.
+
+    Keys: ``S_<target>_<k>_i/_j/_w`` (synapses, normalized weights), ``B_<layer>`` (bias per neuron and
+    step), ``D_<layer>_i/_j/_w`` (analog input projection), ``E_<pool>_<k>_i/_j/_key`` (max-pooling
+    windows), ``F_<layer>`` (fan-out per neuron).
+    """
+    with np.load(model.folder / "arrays.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+def summarize(model: Model, raw: Mapping[str, np.ndarray], n: int) -> Results:
+    """Per-sample results of one run of ``n`` samples from its raw recordings.
+
+    Runtime and standalone runs record the same raw arrays, so they give the same results.
+
+    Parameters
+    ----------
+    model : Model
+        The network.
+    raw : mapping of str to ndarray
+        ``out_i``, ``out_t`` (output spikes: neuron, time in seconds), ``v`` (output membrane at every
+        sample start, the end state of the previous sample), ``rate_<layer>`` (population rate per step, for
+        layers in ``model.uniform_fanout``), ``spikes`` and ``ops`` (the counter group's rows per step, when
+        ``model.counted``).
+    n : int
+        Samples in the run (a padded standalone run recorded more; they are dropped).
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``counts`` int32 [n, n_out], ``v_out`` float64 [n, n_out], ``out_steps`` uint16 [n, T, n_out], and
+        per layer ``spikes_<layer>`` and ``ops_<layer>`` int64 [n, T].
+    """
+    steps, dt = model.steps, model.dt
+    step = np.rint(raw["out_t"] / dt).astype(np.int64)
+    keep = step < n * steps
+    out_steps = np.zeros((n, steps, model.n_out), dtype=np.uint16)
+    np.add.at(out_steps, (step[keep] // steps, step[keep] % steps, raw["out_i"][keep].astype(np.int64)), 1)
+    v = np.asarray(raw["v"], dtype=np.float64).reshape(-1, model.n_out)
+    results = {"counts": out_steps.sum(axis=1, dtype=np.int32), "v_out": v[1:n + 1], "out_steps": out_steps}
+    counted = list(model.counted)
+    if counted:
+        spikes = np.asarray(raw["spikes"], dtype=np.int64).reshape(-1, len(counted))[:n * steps]
+        ops = np.asarray(raw["ops"], dtype=np.int64).reshape(-1, len(counted))[:n * steps]
+    for name in model.layers:
+        if name in model.uniform_fanout:  # rate = spikes / (neurons * dt)
+            count = np.rint(np.asarray(raw["rate_" + name])[:n * steps] * model.sizes[name] * dt).astype(np.int64)
+            results["spikes_" + name] = count.reshape(n, steps)
+            results["ops_" + name] = count.reshape(n, steps) * model.uniform_fanout[name]
+        else:
+            row = counted.index(name)
+            results["spikes_" + name] = spikes[:, row].reshape(n, steps)
+            results["ops_" + name] = ops[:, row].reshape(n, steps)
+    return results
+
+
+def concat(parts: Sequence[Mapping[str, np.ndarray]]) -> Results:
+    """The results of consecutive runs, concatenated along the samples."""
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+# -- simulation (Brian2) ---------------------------------------------------------------------------
+def _preferences(model: Model, target: str | None = None) -> None:
+    from brian2 import prefs
+
+    prefs.core.default_float_dtype = model.float_dtype
+    prefs.codegen.cpp.extra_compile_args_gcc = COMPILE_ARGS
+    if target is not None:
+        prefs.codegen.target = target
+
+
+def run_length(model: Model, n_samples: int) -> Quantity:
+    """The duration of a run of ``n_samples`` samples.
+
+    One step longer than the samples: in that step the last sample's end state is recorded.
+    """
+    from brian2 import second
+
+    return (n_samples * model.steps + 1) * model.dt * second
+
+
+def run_runtime(model: Model, x: np.ndarray, seed_value: int | None = None, *, target: str = "numpy",
+                record_neurons: bool = False, progress: Progress | None = None) -> Results:
+    """Simulate ``x`` in Brian2's runtime mode, one network per run of ``samples_per_run`` samples.
+
+    Parameters
+    ----------
+    model : Model
+        The network.
+    x : ndarray, [N, *input_shape]
+        Raw inputs.
+    seed_value : int, optional
+        Base seed: run k is seeded with ``chunk_seed(seed_value, k)``; None leaves Brian2 unseeded.
+    target : str
+        Brian2's code generation target: ``'numpy'`` or ``'cython'``.
+    record_neurons : bool
+        Also count every neuron's spikes per sample (``neurons_<layer>`` int32 [N, neurons]).
+    progress : callable, optional
+        Called with the number of samples done after each run.
+
+    Returns
+    -------
+    dict of str to ndarray
+        The results of :func:`summarize`, for all N samples.
+    """
+    from brian2 import seed, set_device
+
+    set_device("runtime")
+    _preferences(model, target)
+    a = load_arrays(model)
+    parts = []
+    for index, start, chunk in chunks(x, model.samples_per_run):
+        n = len(chunk)
+        if seed_value is not None:
+            seed(chunk_seed(seed_value, index))
+        net, rec, _ = model.make_network(model.input_values(chunk, a), n, a, record_neurons)
+        net.run(run_length(model, n), namespace={})
+        raw = {"out_i": rec["out"].i[:], "out_t": rec["out"].t_[:], "v": rec["v"].u_[:].T}
+        raw.update({"rate_" + name: rec["rate_" + name].rate_[:] for name in model.uniform_fanout})
+        if model.counted:
+            raw.update(spikes=rec["counters"].spikes[:].T, ops=rec["counters"].ops[:].T)
+        results = summarize(model, raw, n)
+        if record_neurons:
+            for name in model.layers:
+                mon = rec["neurons_" + name]
+                size = mon.source.N
+                sample = np.rint(mon.t_[:] / model.dt).astype(np.int64) // model.steps
+                keep = sample < n
+                flat = np.bincount(sample[keep] * size + mon.i[:][keep], minlength=n * size)
+                results["neurons_" + name] = flat.reshape(n, size).astype(np.int32)
+        parts.append(results)
+        del net, rec
+        if progress is not None:
+            progress(start + n)
+    return concat(parts)
+
+
+def compile_standalone(model: Model) -> None:
+    """Generate the C++ project in ``cpp/``, compile it, and write ``cpp/manifest.json``.
+
+    The manifest says where the binary reads its inputs (the TimedArrays' value files, with their dtype and
+    shape) and writes its results (the recorded variables' files), for :func:`run_standalone`. Brian2's
+    standalone device is process-global: call this in a process of its own.
+    """
+    from brian2 import device, prefs, seed, set_device
+
+    cpp_dir = model.cpp_dir
+    set_device("cpp_standalone", directory=str(cpp_dir), build_on_run=False)
+    _preferences(model)
+    prefs.devices.cpp_standalone.openmp_threads = model.threads if model.threads > 1 else 0
+    prefs.devices.cpp_standalone.extra_make_args_unix = [f"-j{os.cpu_count() or 1}"]
+    if model.seed is not None:
+        seed(model.seed)
+    device.insert_code("main", SEED_FROM_ENVIRONMENT)
+    a = load_arrays(model)
+    values: dict[str, np.ndarray] = {name: np.zeros((model.samples_per_run, v.shape[1]), dtype=model.float_dtype)
+                                     for name, v in model.input_values(np.zeros((1, *model.input_shape)), a).items()}
+    net, rec, inputs = model.make_network(values, model.samples_per_run, a)
+    net.run(run_length(model, model.samples_per_run), namespace={})
+    device.build(directory=str(cpp_dir), compile=True, run=False, clean=False, with_output=False)
+    recorded = {"out_i": rec["out"].variables["i"], "out_t": rec["out"].variables["t"], "v": rec["v"].variables["u"]}
+    recorded.update({"rate_" + name: rec["rate_" + name].variables["rate"] for name in model.uniform_fanout})
+    if model.counted:
+        recorded.update(spikes=rec["counters"].variables["spikes"], ops=rec["counters"].variables["ops"])
+    manifest = {
+        "inputs": {name: {"dtype": np.dtype(ta.values.dtype).name, "shape": list(ta.values.shape)}
+                   for name, ta in inputs.items()},
+        "outputs": {key: {"file": device.get_array_filename(var), "dtype": np.dtype(var.dtype).name}
+                    for key, var in recorded.items()},
+    }
+    (cpp_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def run_standalone(model: Model, x: np.ndarray, results_dir: str | Path | None = None, *,
+                   seed_value: int | None = None, progress: Progress | None = None) -> Results:
+    """Simulate ``x`` with the compiled binary ``cpp/main``.
+
+    Per run of ``samples_per_run`` samples (the last one padded with zeros): write the input rows, start the
+    binary with them as Brian2 ``run_args`` (no recompiling) and read its results.
+
+    Parameters
+    ----------
+    model : Model
+        The network (compiled by :func:`compile_standalone`).
+    x : ndarray, [N, *input_shape]
+        Raw inputs.
+    results_dir : path, optional
+        Where the binary reads its inputs and writes its results (default: a temporary folder), so that any
+        number of processes can use one build at once.
+    seed_value : int, optional
+        Base seed: run k gets ``NETSPEC_SEED=chunk_seed(seed_value, k)``; None keeps the compiled-in seed.
+    progress : callable, optional
+        Called with the number of samples done after each run.
+
+    Returns
+    -------
+    dict of str to ndarray
+        The results of :func:`summarize`, for all N samples.
+
+    Raises
+    ------
+    ValueError
+        If the input rows do not have the shape the binary was compiled for.
+    RuntimeError
+        If the binary fails or reports an error.
+    """
+    cpp_dir = model.cpp_dir
+    manifest = json.loads((cpp_dir / "manifest.json").read_text())
+    a = load_arrays(model)
+    with tempfile.TemporaryDirectory(prefix="netspec-") as scratch:
+        results = Path(results_dir).resolve() if results_dir is not None else Path(scratch)
+        results.mkdir(parents=True, exist_ok=True)
+        parts = []
+        for index, start, chunk in chunks(x, model.samples_per_run):
+            n = len(chunk)
+            padded = np.zeros((model.samples_per_run, *chunk.shape[1:]))
+            padded[:n] = chunk
+            args = [str(cpp_dir / "main"), "--results_dir", str(results) + os.sep]
+            for name, v in model.input_values(padded, a).items():
+                expect = manifest["inputs"][name]
+                if list(v.shape) != expect["shape"]:
+                    raise ValueError(f'input {name}: shape {list(v.shape)}, the binary expects {expect["shape"]}')
+                path = results / (name + ".values")
+                np.ascontiguousarray(v, dtype=expect["dtype"]).tofile(path)
+                args.append(f"{name}.values={path}")
+            env = dict(os.environ)
+            if seed_value is not None:
+                env["NETSPEC_SEED"] = str(chunk_seed(seed_value, index))
+            done = subprocess.run(args, cwd=cpp_dir, env=env, capture_output=True, text=True, check=False)
+            # the binary reports unreadable inputs or unwritable results without failing: any error fails
+            if done.returncode != 0 or done.stderr.strip() or "Error" in done.stdout:
+                message = (done.stderr + done.stdout).strip()[-2000:]
+                raise RuntimeError(f'{cpp_dir / "main"} failed (exit {done.returncode}): {message}')
+            raw = {key: np.fromfile(results / entry["file"], dtype=entry["dtype"])
+                   for key, entry in manifest["outputs"].items()}
+            parts.append(summarize(model, raw, n))
+            if progress is not None:
+                progress(start + n)
+    return concat(parts)
+
+
+def main(model: Model, argv: Sequence[str] | None = None, description: str | None = None) -> int:
+    """The command line of ``network.py``: ``--inputs x.npy --out results.npz``, or ``--compile``.
+
+    Parameters
+    ----------
+    model : Model
+        The network.
+    argv : sequence of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+    description : str, optional
+        The first line of the help text.
+
+    Returns
+    -------
+    int
+        The exit status (argument errors exit with status 2, as argparse does).
+    """
+    shape = ", ".join(map(str, model.input_shape))
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--inputs", help=f".npy file of raw inputs [N, {shape}]")
+    parser.add_argument("--out", help=".npz file for the results")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the poisson input (default: the spec's)")
+    parser.add_argument("--runtime", action="store_true",
+                        help="simulate in runtime mode even if this is a standalone build")
+    parser.add_argument("--target", default="numpy", choices=("numpy", "cython"),
+                        help="runtime code generation: numpy (starts at once) or cython (compiles once, faster)")
+    parser.add_argument("--compile", action="store_true", help="generate and compile the standalone C++ project")
+    args = parser.parse_args(argv)
+    if args.compile:
+        compile_standalone(model)
+        return 0
+    if not args.inputs or not args.out:
+        parser.error("--inputs and --out are required")
+    x = np.load(args.inputs)
+    if tuple(x.shape[1:]) != tuple(model.input_shape):
+        parser.error(f"inputs have shape {list(x.shape)}, expected [N, {shape}]")
+    seed_value = args.seed if args.seed is not None else model.seed
+    t0 = time.perf_counter()
+    if model.standalone and not args.runtime:
+        if not (model.cpp_dir / "main").exists():
+            compile_standalone(model)
+        results = run_standalone(model, x, seed_value=seed_value)
+    else:
+        results = run_runtime(model, x, seed_value, target=args.target)
+    np.savez(args.out, **results)  # type: ignore[arg-type]  # numpy's stubs take a ** array for allow_pickle
+    print(f"{len(x)} samples in {time.perf_counter() - t0:.2f} s -> {args.out}")
+    return 0
