@@ -37,12 +37,12 @@ def npz_members(source: str | IO[bytes]) -> list[Member]:
     Raises
     ------
     NpzHeaderError
-        Not a zip archive; a member that is not a ``.npy`` array; an object (pickled) array; a header whose
-        data does not fit in the member's declared size.
+        Not a zip archive; a member that is not a ``.npy`` array; a header whose data does not fit in the
+        member's declared size. Object (pickled) arrays are listed with their dtype: callers refuse them.
     """
     try:
         if not zipfile.is_zipfile(source):
-            raise NpzHeaderError("not an .npz file: it is not a zip archive (numpy.savez writes one)")
+            raise NpzHeaderError("it is not a zip archive; numpy.savez writes one")
         if hasattr(source, "seek"):
             source.seek(0)  # is_zipfile leaves the position at the archive's end
         with zipfile.ZipFile(source) as zf:
@@ -67,8 +67,6 @@ def _member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Member:
         except (ValueError, EOFError, zipfile.BadZipFile, OSError) as exc:
             raise NpzHeaderError(f"member {info.filename!r} is not a numpy array (.npy): {_first_line(exc)}") from exc
         header_end = fh.tell()
-    if dtype.hasobject:
-        raise NpzHeaderError(f"member {info.filename!r} holds Python objects (pickled data, refused); save plain numeric arrays")
     member = Member(key, tuple(int(d) for d in shape), dtype)
     if header_end + member.nbytes > info.file_size:
         raise NpzHeaderError(
