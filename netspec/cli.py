@@ -14,6 +14,39 @@ from . import __version__
 from .errors import NetspecError
 
 
+def _size(text: str) -> int:
+    from .spec.resources import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    from .spec.resources import parse_count
+
+    try:
+        return parse_count(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _limit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-steps", type=_count, default=None, metavar="N",
+                   help="refuse more time steps per sample than N (default 1000000)")
+    p.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
+                   help="refuse networks and runs estimated to need more memory ('16G'; default half the physical memory)")
+
+
+def _limits(args):
+    from .spec.resources import Limits
+
+    default = Limits()
+    return Limits(args.max_steps if args.max_steps is not None else default.max_steps,
+                  args.max_memory if args.max_memory is not None else default.max_memory)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="netspec", description="Spiking networks from trained deep networks: specs, Brian2 code, evaluation.")
     p.add_argument("--version", action="version", version=f"netspec {__version__}")
@@ -23,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check specs against the schema and the semantic rules")
     v.add_argument("files", nargs="+", metavar="FILE")
     v.add_argument("--format", choices=("text", "json"), default="text", help="report format (default text)")
+    _limit_options(v)
 
     i = sub.add_parser("inspect", help="one row per layer: shape, neurons, synapses, parameters, lambda")
     i.add_argument("file", metavar="FILE")
@@ -50,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=1, metavar="N", help="OpenMP threads of the standalone binary")
     b.add_argument("--float32", action="store_true", help="single-precision state variables")
     b.add_argument("--force", action="store_true", help="rebuild even if the build folder is up to date")
+    _limit_options(b)
 
     r = sub.add_parser("run", help="simulate a spec on a dataset: accuracy, error vs time, operations")
     r.add_argument("spec", metavar="SPEC.yaml")
@@ -64,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--plots", default=None, metavar="DIR")
     r.add_argument("--seed", type=int, default=None, metavar="S")
     r.add_argument("--build-dir", default=None, metavar="DIR", help="build folder (default build/<name>/)")
+    _limit_options(r)
     return p
 
 
@@ -83,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("netspec: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:  # a safety net: sizes are estimated and refused before allocating
+        if args.traceback:
+            raise
+        print("netspec: error: out of memory (the estimate before allocating was too low; lower --max-memory "
+              "or use fewer samples)", file=sys.stderr)
+        return 1
 
 
 def _validate(args) -> int:
@@ -90,8 +132,9 @@ def _validate(args) -> int:
 
     results = []
     status = 0
+    limits = _limits(args)
     for name in args.files:
-        _spec, diagnostics = check_file(name)
+        _spec, diagnostics = check_file(name, limits)
         results.append((name, diagnostics))
         if any(d.code == "NS006" for d in diagnostics):
             status = max(status, 2)
@@ -115,10 +158,10 @@ def _validate(args) -> int:
     return status
 
 
-def _load(path: str):
-    from .spec import SpecError, check_file
+def _load(path: str, limits=None):
+    from .spec import check_file
 
-    spec, diagnostics = check_file(path)
+    spec, diagnostics = check_file(path, limits)
     if spec is None:
         for d in diagnostics:
             print(d.text(), file=sys.stderr)
@@ -131,7 +174,9 @@ def _load(path: str):
 def _inspect(args) -> int:
     from .inspect import table
 
-    print(table(_load(args.file)))
+    from .spec import Limits
+
+    print(table(_load(args.file, Limits.unchecked())))  # inspect allocates nothing: show what is too big
     return 0
 
 
@@ -162,7 +207,7 @@ def _build(args) -> int:
     from .brian import BuildOptions, build_command
 
     options = BuildOptions(standalone=args.standalone, threads=args.threads, float32=args.float32)
-    return build_command(_load(args.spec), options, args.output, force=args.force)
+    return build_command(_load(args.spec, _limits(args)), options, args.output, force=args.force)
 
 
 def _run(args) -> int:
@@ -170,8 +215,8 @@ def _run(args) -> int:
 
     options = RunOptions(data=args.data, limit=args.limit, duration=args.duration, standalone=args.standalone,
                          workers=args.workers, report=args.report, plots=args.plots, seed=args.seed,
-                         build_dir=args.build_dir)
-    return run_command(_load(args.spec), options)
+                         build_dir=args.build_dir, limits=_limits(args))
+    return run_command(_load(args.spec, options.limits), options)
 
 
 _COMMANDS = {"validate": _validate, "inspect": _inspect, "schema": _schema, "export": _export, "build": _build, "run": _run}
