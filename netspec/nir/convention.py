@@ -27,7 +27,7 @@ in netspec, so the dense layer after a flatten has its rows permuted (:func:`chw
 
 Metadata netspec writes (and reads back, so that its own graphs come back exactly): on the graph,
 ``netspec`` (a group: version, name, dt, duration, input encoding and range); on every node it writes,
-``netspec_layer`` (the spec layer); on neuron nodes, ``reset_mode`` (``subtract``, ``zero`` or ``value``)
+``netspec_layer`` (the spec layer); on a depthwise convolution, ``depth_multiplier``; on neuron nodes, ``reset_mode`` (``subtract``, ``zero`` or ``value``)
 and, for what NIR cannot express and ``--approximate`` left out, ``refractory_s``, ``delay_s`` and
 ``bias_path = "membrane"``.
 """
@@ -48,6 +48,8 @@ RESET_KEY = "reset_mode"
 #: Node metadata on neuron nodes: refractory period and delay in seconds, left out of the NIR dynamics.
 REFRACTORY_KEY = "refractory_s"
 DELAY_KEY = "delay_s"
+#: Node metadata on Conv2d nodes: a depthwise convolution written with groups 1 (zeros between channels).
+DEPTHWISE_KEY = "depth_multiplier"
 #: Node metadata on CubaLIF nodes: the bias enters the membrane directly, not through the synaptic current.
 BIAS_KEY = "bias_path"
 

@@ -8,12 +8,12 @@ their NIR class (:func:`node_roles`):
 * ``Input`` -> the input layer (``[C, H, W]`` -> ``[H, W, C]``);
 * ``IF``, ``LIF``, ``CubaLIF`` -> a layer of neurons (``if``; ``lif``; ``lif`` with exponential synapses),
   one per neuron node. With one incoming edge it is the layer of the weighted node on that edge:
-  ``Affine``/``Linear`` -> dense, ``Conv2d`` -> conv2d (``groups`` = channels: depthwise_conv2d; integer
-  padding: a zeropad2d layer before it), ``AvgPool2d`` -> avgpool2d, ``SumPool2d`` (or an average whose
-  neurons scale their input) -> a depthwise_conv2d with a constant kernel, ``Scale`` or no weighted node ->
+  ``Affine``/``Linear`` -> dense, ``Conv2d`` -> conv2d (``groups`` = channels, or netspec's own
+  ``depth_multiplier`` metadata: depthwise_conv2d; integer padding: a zeropad2d layer before it), ``AvgPool2d`` (or a ``SumPool2d`` whose neurons take 1/n of it)
+  -> avgpool2d, other pools (whose neurons scale their input) -> a depthwise_conv2d with a constant kernel, ``Scale`` or no weighted node ->
   a 1x1 depthwise_conv2d (images) or a diagonal dense layer (vectors). With several incoming edges
   (NIR sums them) it is an ``add`` layer, each weighted edge a hidden ``linear`` layer;
-* ``Flatten``, ``Identity`` -> flatten (or nothing), between spiking layers only.
+* ``Flatten`` -> flatten (nothing for a vector), between spiking layers only.
 
 Refused by name: non-spiking integrators (``LI``, ``CubaLI``, ``I``; a read-out by membrane), ``Delay``,
 ``Threshold``, ``Conv1d``, nested graphs (recurrent layers), weighted nodes that do not end in neurons,
@@ -34,9 +34,9 @@ import numpy as np
 
 from .. import __version__
 from ..errors import NetspecError
-from ..spec import SpecError, load_spec, parse_quantity, spec_yaml
+from ..spec import LAYER_TYPES, SpecError, load_spec, parse_quantity, spec_yaml
 from ..spec.units import TIME
-from .convention import (BIAS_KEY, DELAY_KEY, GRAPH_KEY, LAYER_KEY, REFRACTORY_KEY, RESET_KEY, RTOL, chw_order,
+from .convention import (BIAS_KEY, DELAY_KEY, DEPTHWISE_KEY, GRAPH_KEY, LAYER_KEY, REFRACTORY_KEY, RESET_KEY, RTOL, chw_order,
                          from_nir_shape, is_one, require_nir, seconds_text)
 
 #: Largest vector a Scale (or a bare neuron-to-neuron edge) may have: it becomes an n x n diagonal dense layer.
@@ -51,7 +51,7 @@ INPUT, OUTPUT, NEURON, WEIGHTED, RELAY = "input", "output", "neuron", "weighted"
 ROLES = {
     "Input": INPUT, "Output": OUTPUT, "IF": NEURON, "LIF": NEURON, "CubaLIF": NEURON,
     "Affine": WEIGHTED, "Linear": WEIGHTED, "Conv2d": WEIGHTED, "AvgPool2d": WEIGHTED, "SumPool2d": WEIGHTED,
-    "Scale": WEIGHTED, "Flatten": RELAY, "Identity": RELAY,
+    "Scale": WEIGHTED, "Flatten": RELAY,
 }
 #: Why the other node classes are refused.
 REFUSED = {
@@ -118,7 +118,17 @@ def read_graph(path: str | Path):
     if not path.is_file():
         raise NetspecError(f"{path}: no such file", 2)
     try:
-        return nir.read(path)
+        graph = nir.read(path, type_check=False)
+        if not isinstance(graph, nir.NIRGraph):
+            raise ValueError(f"the file holds a {type(graph).__name__}, not a graph")
+        # nir 1.0.8 types a grouped Conv2d's input as weight.shape[1] channels: give it all of them
+        for node in graph.nodes.values():
+            if isinstance(node, nir.Conv2d) and int(np.asarray(node.groups)) > 1 and node.input_type["input"] is not None:
+                node.input_type = {"input": np.array([node.weight.shape[1] * int(np.asarray(node.groups)),
+                                                      *node.input_type["input"][1:]])}
+        graph.infer_types()
+        graph.check_types()
+        return graph
     except Exception as exc:  # h5py, NIR's asserts and type inference raise many kinds
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise NetspecError(f"{path}: not a readable NIR graph ({type(exc).__name__}: {detail[:300]})") from exc
@@ -298,7 +308,7 @@ class _Reader:
             raise self.fail(name, f"has {len(self.pred[name])} inputs; netspec reshapes one")
         src = self._spiking(name, self.pred[name][0])
         out = tuple(int(d) for d in np.asarray(node.output_type["output"]).ravel())
-        if type(node).__name__ == "Identity" or len(src.shape) == 1:
+        if len(src.shape) == 1:
             if out != src.shape:
                 raise self.fail(name, f"turns {list(src.shape)} into {list(out)}; netspec flattens completely")
             self.spikes[name] = src
@@ -423,8 +433,9 @@ class _Reader:
 
     @staticmethod
     def _value(x: float, float32: bool) -> float:
-        """A parameter read from float32 arrays, rounded to the float32 value it was written as."""
-        return float(np.float32(x)) if float32 else x
+        """A parameter read from float32 arrays, as the shortest decimal that float32 rounds the same way
+        (0.0199999996 -> 0.02: the value that was written)."""
+        return float(np.format_float_scientific(np.float32(x), unique=True)) if float32 else x
 
     # -- weighted nodes ------------------------------------------------------------------------------------
     def _weighted(self, feed: str, neuron: str, layer: str, kappa: np.ndarray, hidden: bool) -> tuple[dict, dict]:
@@ -504,6 +515,16 @@ class _Reader:
         padding = self._padding(src, base, node.padding, stride)
         bias = np.asarray(node.bias, dtype=np.float64).reshape(-1) * kc
         common = {"kernel_size": [kh, kw], "strides": list(stride), "padding": padding}
+        m = int(_meta(node).get(DEPTHWISE_KEY, 0))
+        if groups == 1 and m > 0 and cout == cin * m and cin_g == cin:
+            out = np.arange(cout)
+            block = weight[out, out // m]
+            weight[out, out // m] = 0
+            if not np.any(weight):  # netspec's own depthwise convolution, written with groups 1
+                kernel = block.reshape(cin, m, kh, kw).transpose(2, 3, 0, 1) * kc.reshape(cin, m)
+                return ({**base, "type": "depthwise_conv2d", "depth_multiplier": m, **common},
+                        {"kernel": kernel, "bias": bias})
+            weight[out, out // m] = block
         if groups == 1:
             kernel = weight.transpose(2, 3, 1, 0) * kc
             return {**base, "type": "conv2d", "filters": cout, **common}, {"kernel": kernel, "bias": bias}
@@ -522,7 +543,8 @@ class _Reader:
         if np.any(np.asarray(node.padding)):
             raise _Bad("padded pooling: PyTorch counts the padded zeros in the mean, Keras (and netspec) do not")
         kc = self._channels(kappa)
-        if average and np.all(kc == 1.0):
+        mean = kc if average else kc * (size[0] * size[1])  # a sum whose neurons take 1/n of it is a mean
+        if np.all(mean == 1.0) and base["activation"] != "linear":  # a hidden linear layer needs weights
             return {**base, "type": "avgpool2d", "pool_size": size, "strides": stride}, {}
         c = src.shape[0]
         kernel = np.broadcast_to(kc / (size[0] * size[1] if average else 1.0), (size[0], size[1], c)).reshape(size[0], size[1], c, 1)
@@ -556,6 +578,8 @@ class _Reader:
         prev = None
         for raw in self.layers:
             entry = {key: raw[key] for key in _ORDER if key in raw}
+            if not LAYER_TYPES[entry["type"]].takes_activation:
+                entry.pop("activation", None)
             if entry.get("inputs") == [prev]:
                 del entry["inputs"]
             layers.append(entry)

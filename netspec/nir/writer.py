@@ -5,10 +5,13 @@ refuses it with a message naming it. What each kind becomes (``convention`` expl
 
 * ``input`` -> ``Input`` (``[C, H, W]`` for images);
 * a layer of neurons (dense, conv2d, depthwise_conv2d, avgpool2d, global_avgpool2d) -> its weighted node
-  (``Affine``/``Linear``, ``Conv2d`` (``groups`` = channels for depthwise), ``AvgPool2d``) followed by an
+  (``Affine``/``Linear``, ``Conv2d``, ``AvgPool2d``) followed by an
   ``IF``, ``LIF`` or ``CubaLIF`` node named ``<layer>_if``/``_lif``/``_cubalif``; the weights are the
   normalized ones the builder simulates, W*lambda_in/lambda_out and b/lambda_out (for analog input W/lambda);
-  a global average pool is a whole-image ``AvgPool2d`` whose ``[C, 1, 1]`` spikes are flattened;
+  a global average pool is a whole-image ``AvgPool2d`` whose ``[C, 1, 1]`` spikes are flattened; a
+  depthwise convolution is a ``Conv2d`` with ``groups = 1`` and zeros between channels (nir 1.0.8 types a
+  grouped Conv2d's input wrongly, so ``nir.read`` would refuse ``groups = C``), ``depth_multiplier`` in the
+  metadata;
 * ``add`` -> one neuron node named after the layer; every input enters it on its own edge (NIR sums the
   edges that enter a node): a population directly, or through a ``Scale`` node when lambda_in/lambda_out
   is not 1; a hidden linear layer as its weighted node, normalized by the add's lambda;
@@ -39,7 +42,7 @@ from ..spec import Spec
 from ..spec.layers import (Add, AvgPool2D, Concatenate, Conv2D, Dense, DepthwiseConv2D, Flatten, GlobalAvgPool2D, Input,
                            Layer, MaxPool2D, Role, ZeroPad2D, conv_geometry)
 from ..spec.units import steps_in
-from .convention import (BIAS_KEY, DELAY_KEY, GRAPH_KEY, LAYER_KEY, REFRACTORY_KEY, RESET_KEY, chw_order, require_nir,
+from .convention import (BIAS_KEY, DELAY_KEY, DEPTHWISE_KEY, GRAPH_KEY, LAYER_KEY, REFRACTORY_KEY, RESET_KEY, chw_order, require_nir,
                          to_nir_shape)
 
 F32 = np.float32
@@ -84,6 +87,7 @@ class _Graph:
         self.rows: list[tuple[str, str, str]] = []
         self.notes: list[str] = []
         self.subtract: list[str] = []
+        self.depthwise: list[str] = []
         self.layer_names = {layer.name for layer in spec.layers}
 
     # -- nodes and edges -----------------------------------------------------------------------------
@@ -215,16 +219,24 @@ def _conv(g: _Graph, layer: Conv2D | DepthwiseConv2D, lam: float):
                                "with an even kernel or a stride, or uneven zero padding); NIR Conv2d pads both sides equally")
         pads.append(before)
     kernel = g.normalized(g.spec.array(layer, "kernel"), layer.inputs[0], lam)
+    meta = {LAYER_KEY: layer.name}
     if isinstance(layer, DepthwiseConv2D):
+        # nir 1.0.8 types a Conv2d's input as weight.shape[1] channels whatever its groups, so a grouped
+        # convolution fails nir.read's type check: write the same function with groups 1 (zeros off the
+        # block diagonal) and the depth multiplier in the metadata
         kh, kw, cin, m = kernel.shape
-        weight, groups = kernel.transpose(2, 3, 0, 1).reshape(cin * m, 1, kh, kw), cin
+        weight = np.zeros((cin * m, cin, kh, kw))
+        out = np.arange(cin * m)
+        weight[out, out // m] = kernel.transpose(2, 3, 0, 1).reshape(cin * m, kh, kw)
+        meta[DEPTHWISE_KEY] = m
+        g.depthwise.append(layer.name)
     else:
-        weight, groups = kernel.transpose(3, 2, 0, 1), 1
+        weight = kernel.transpose(3, 2, 0, 1)
     bias = g.spec.array(layer, "bias")
     b = np.zeros(weight.shape[0]) if bias is None else np.asarray(bias, dtype=np.float64) / lam
     sh, sw = g.spec.shapes[src][:2]
     node = g.nir.Conv2d(input_shape=(sh, sw), weight=weight.astype(F32), stride=tuple(layer.stride), padding=tuple(pads),
-                        dilation=(1, 1), groups=groups, bias=b.astype(F32), metadata={LAYER_KEY: layer.name})
+                        dilation=(1, 1), groups=1, bias=b.astype(F32), metadata=meta)
     return node, 1.0, src
 
 
@@ -402,6 +414,9 @@ def build_graph(spec: Spec, *, approximate: bool = False):
                           "writes v_reset = 0 and reset_mode: subtract in each node's metadata and reads it back exactly. "
                           "Other readers (snnTorch, Norse, Sinabs, ...) will reset to 0 and lose the charge above threshold, "
                           "so strongly driven neurons fire less often than in netspec")
+    if g.depthwise:
+        g.notes.append(f"depthwise convolutions ({', '.join(g.depthwise)}): written as Conv2d with groups 1 and zero weights "
+                       "between channels (nir 1.0.8's type check ignores groups), depth multiplier in the metadata")
     inp = spec.input
     meta = {GRAPH_KEY: {
         "version": f"netspec {__version__}", "name": spec.name, "dt": float(spec.simulation.dt.value),
