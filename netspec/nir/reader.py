@@ -42,6 +42,9 @@ from .convention import (BIAS_KEY, DELAY_KEY, DEPTHWISE_KEY, GRAPH_KEY, LAYER_KE
 #: Largest vector a Scale (or a bare neuron-to-neuron edge) may have: it becomes an n x n diagonal dense layer.
 MAX_DIAGONAL = 4096
 
+#: The spec's neuron defaults block: NIR's IF neuron in netspec's normalized unit (reset to v_reset = rest).
+NEURON_DEFAULTS = {"model": "if", "reset": "zero"}
+
 #: Field order of the layer entries written.
 _ORDER = ("name", "type", "inputs", "units", "filters", "kernel_size", "strides", "padding", "depth_multiplier", "pool_size",
           "kernel", "bias", "activation", "normalization", "neuron")
@@ -580,6 +583,10 @@ class _Reader:
             entry = {key: raw[key] for key in _ORDER if key in raw}
             if not LAYER_TYPES[entry["type"]].takes_activation:
                 entry.pop("activation", None)
+            if "neuron" in entry:  # only what differs from the defaults block
+                entry["neuron"] = {k: v for k, v in entry["neuron"].items() if NEURON_DEFAULTS.get(k) != v}
+                if not entry["neuron"]:
+                    del entry["neuron"]
             if entry.get("inputs") == [prev]:
                 del entry["inputs"]
             layers.append(entry)
@@ -598,7 +605,7 @@ class _Reader:
             "weights": {"file": "", "sha256": ""},
             "input": inp,
             "simulation": {"dt": self.dt_text, "duration": duration},
-            "neuron": {"model": "if", "threshold": 1.0, "reset": "zero"},
+            "neuron": {"model": NEURON_DEFAULTS["model"], "threshold": 1.0, "reset": NEURON_DEFAULTS["reset"]},
             "layers": layers,
         }
 
