@@ -413,3 +413,40 @@ def test_graph_metadata_and_copy_safety(tmp_path):
     assert doc == before
     meta = nir.read(tmp_path / "c.nir").metadata["netspec"]
     assert meta["dt_text"] == "1 ms" and meta["encoding"] == "analog" and meta["name"] == "cnn"
+
+
+def test_hostile_values_in_a_graph_are_one_line_errors(tmp_path):
+    """nir.read does not check what a node holds; netspec names the node instead of failing somewhere inside."""
+    nodes, edges = _mlp_nodes()
+    nodes["lif"].metadata = {"refractory_s": "soon"}
+    with pytest.raises(NetspecError, match=r"^g.nir: node 'lif' \(LIF\): holds values netspec cannot read \(ValueError"):
+        _import(tmp_path, _write(tmp_path, nodes, edges))
+    nodes, edges = _mlp_nodes()
+    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata={"netspec": {"dt_text": "1 parsec"}})
+    nir.write(tmp_path / "m.nir", graph)
+    with pytest.raises(NetspecError, match=r"m.nir: dt: unknown unit 'parsec'"):
+        _import(tmp_path, tmp_path / "m.nir")
+    weird = {"x": nodes["x"], "1st layer!": nodes["fc"], "lif": nodes["lif"], "y": nodes["y"]}
+    spec, notes = _import(tmp_path, _write(tmp_path, weird, [("x", "1st layer!"), ("1st layer!", "lif"), ("lif", "y")]))
+    assert spec.layers[1].name == "n_1st_layer_" and "'1st layer!' -> 'n_1st_layer_'" in notes[0]
+
+
+def test_readme_mlp_example(tmp_path):
+    """The README's import example: LIF with r = tau/dt and IF with r = 1/dt keep their weights (kappa 1)."""
+    rng = np.random.default_rng(0)
+    graph = nir.NIRGraph.from_list(
+        nir.Input(input_type=np.array([4])),
+        nir.Affine(weight=rng.normal(0, 0.5, (8, 4)).astype(np.float32), bias=np.full(8, 0.05, np.float32)),
+        nir.LIF(tau=np.full(8, 0.02), r=np.full(8, 20.0), v_leak=np.zeros(8), v_threshold=np.ones(8)),
+        nir.Linear(weight=rng.normal(0, 0.5, (3, 8)).astype(np.float32)),
+        nir.IF(r=np.full(3, 1000.0), v_threshold=np.ones(3)),
+    )
+    nir.write(tmp_path / "mlp.nir", graph)
+    spec, _ = _import(tmp_path, tmp_path / "mlp.nir")
+    assert [l.name for l in spec.layers] == ["input", "affine", "linear"] and spec.neuron_count() == 11
+    np.testing.assert_array_equal(spec.array("affine", "kernel"), graph.nodes["affine"].weight.T)
+    np.testing.assert_array_equal(spec.array("linear", "kernel"), graph.nodes["linear"].weight.T)
+    assert spec.neurons["affine"].model == "lif" and spec.neurons["affine"].tau_m.text == "20 ms"
+    assert spec.neurons["linear"].model == "if" and spec.neurons["linear"].reset == "zero"
+    readme = (ROOT / "README.md").read_text()
+    assert "nir.LIF(tau=np.full(8, 0.02), r=np.full(8, 20.0), v_leak=np.zeros(8), v_threshold=np.ones(8))," in readme

@@ -92,7 +92,3 @@ def seconds_text(value: float) -> str:
         return f"{ms} ms"
     return f"{np.format_float_scientific(value, unique=True, trim='-')} s"
 
-
-def is_one(x: np.ndarray | float) -> bool:
-    """Whether every element of ``x`` is 1 within float32 rounding."""
-    return bool(np.all(np.abs(np.asarray(x, dtype=np.float64) - 1.0) <= RTOL))

@@ -36,8 +36,8 @@ from .. import __version__
 from ..errors import NetspecError
 from ..spec import LAYER_TYPES, SpecError, load_spec, parse_quantity, spec_yaml
 from ..spec.units import TIME
-from .convention import (BIAS_KEY, DELAY_KEY, DEPTHWISE_KEY, GRAPH_KEY, LAYER_KEY, REFRACTORY_KEY, RESET_KEY, RTOL, chw_order,
-                         from_nir_shape, is_one, require_nir, seconds_text)
+from .convention import (BIAS_KEY, DELAY_KEY, DEPTHWISE_KEY, GRAPH_KEY, REFRACTORY_KEY, RESET_KEY, RTOL, chw_order,
+                         from_nir_shape, require_nir, seconds_text)
 
 #: Largest vector a Scale (or a bare neuron-to-neuron edge) may have: it becomes an n x n diagonal dense layer.
 MAX_DIAGONAL = 4096
@@ -194,7 +194,7 @@ class _Reader:
         gmeta = _meta(graph).get(GRAPH_KEY)
         self.own = gmeta if isinstance(gmeta, dict) else {}
         self.dt_text = options.dt or (_text(self.own["dt_text"]) if "dt_text" in self.own else "1 ms")
-        self.dt = self._time(self.dt_text, "--dt")
+        self.dt = self._time(self.dt_text, "--dt" if options.dt else f"{path.name}: dt")
         self.names = identifiers(graph.nodes)
         self.taken = set(self.names.values())
 
@@ -249,14 +249,20 @@ class _Reader:
         self._check_reaches(outputs[0])
         for name in order:
             role = self.role[name]
-            if role == INPUT:
-                self._input(name)
-            elif role == RELAY:
-                self._relay(name)
-            elif role == WEIGHTED:
-                self._check_weighted(name)
-            elif role == NEURON:
-                self._neuron(name)
+            try:
+                if role == INPUT:
+                    self._input(name)
+                elif role == RELAY:
+                    self._relay(name)
+                elif role == WEIGHTED:
+                    self._check_weighted(name)
+                elif role == NEURON:
+                    self._neuron(name)
+            except (ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+                if isinstance(exc, _Bad):
+                    raise self.fail(name, str(exc)) from None
+                # a file can hold anything where NIR expects numbers (nir.read does not check them)
+                raise self.fail(name, f"holds values netspec cannot read ({type(exc).__name__}: {str(exc)[:200]})") from exc
         out = outputs[0]
         if len(self.pred[out]) != 1 or self.role[self.pred[out][0]] != NEURON:
             feeder = ", ".join(f"'{p}' ({type(nodes[p]).__name__})" for p in self.pred[out]) or "nothing"
@@ -405,14 +411,14 @@ class _Reader:
                 tau_syn = self._value(_uniform(arrays["tau_syn"], "tau_syn"), float32)
                 if not tau_syn > self.dt or not float(tau.flat[0]) > self.dt:
                     raise _Bad(f"tau_syn {tau_syn:g} s and tau_mem {float(tau.flat[0]):g} s must be longer than dt "
-                                       f"{self.dt_text!r} (netspec integrates exponential synapses with forward Euler); choose --dt")
+                               f"{self.dt_text!r} (netspec integrates exponential synapses with forward Euler); choose --dt")
                 params["synapse"] = "exponential"
                 params["tau_syn"] = seconds_text(tau_syn)
                 if biased and _text(meta.get(BIAS_KEY, "")) != "membrane":
                     if not self.options.approximate:
                         raise _Bad("its input has a bias, which NIR passes through the synaptic current and netspec "
-                                           "adds to the membrane (the same in the steady state, not during the first tau_syn); "
-                                           "--approximate accepts that")
+                                   "adds to the membrane (the same in the steady state, not during the first tau_syn); "
+                                   "--approximate accepts that")
                     self.notes.append(f"node '{name}': the bias enters the membrane directly, not through the synaptic current")
         if float32:
             kappa = kappa.astype(np.float32).astype(np.float64)
@@ -431,7 +437,10 @@ class _Reader:
             params["reset"] = u_reset
         for key, spec_key in ((REFRACTORY_KEY, "refractory"), (DELAY_KEY, "delay")):
             if key in meta:
-                params[spec_key] = seconds_text(float(meta[key]))
+                value = float(np.asarray(meta[key], dtype=np.float64))
+                if not (np.isfinite(value) and value >= 0):
+                    raise _Bad(f"metadata {key} {value!r} is not a duration")
+                params[spec_key] = seconds_text(value)
         return params, kappa
 
     @staticmethod
@@ -566,9 +575,16 @@ class _Reader:
 
     # -- the document ------------------------------------------------------------------------------------
     def _document(self) -> dict:
-        own, opts = self.own, self.options
+        try:
+            return self._document_of(self.own)
+        except (ValueError, TypeError, IndexError) as exc:
+            raise NetspecError(f"{self.path.name}: the graph's netspec metadata is unreadable ({type(exc).__name__}: "
+                               f"{str(exc)[:200]})") from exc
+
+    def _document_of(self, own: dict) -> dict:
+        opts = self.options
         duration = opts.duration or (_text(own["duration_text"]) if "duration_text" in own else "100 ms")
-        self._time(duration, "--duration")
+        self._time(duration, "--duration" if opts.duration else f"{self.path.name}: duration")
         encoding = opts.encoding or (_text(own["encoding"]) if "encoding" in own else "analog")
         if encoding not in ("analog", "poisson"):
             raise NetspecError(f"--input-encoding: expected analog or poisson, got {encoding!r}", 2)
