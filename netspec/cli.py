@@ -66,16 +66,27 @@ def _parser() -> argparse.ArgumentParser:
     # defaults are ExportOptions' own: an option not given stays None here and is not passed on
     from .export.options import ENCODINGS, METHODS, ExportOptions
 
-    e = sub.add_parser("export", help="export a trained Keras model to a spec and its weights")
-    e.add_argument("model", metavar="MODEL", help="Keras .keras or legacy .h5 file")
+    e = sub.add_parser("export", help="export a trained Keras model, or read a NIR graph, to a spec and its weights")
+    e.add_argument("model", metavar="MODEL", help="Keras .keras or legacy .h5 file, or a NIR graph (.nir)")
     e.add_argument("-o", "--output", required=True, metavar="SPEC.yaml")
-    e.add_argument("--calibration", required=True, metavar="DATA", help=".npz (x, x_train or x_norm) or MNIST IDX file/folder")
+    e.add_argument("--calibration", default=None, metavar="DATA",
+                   help="Keras models (required for them): .npz (x, x_train or x_norm) or MNIST IDX file/folder")
     norm = e.add_mutually_exclusive_group()
     norm.add_argument("--percentile", type=float, default=None, help=f"robust normalization percentile (default {ExportOptions.percentile:g})")
     norm.add_argument("--normalization", choices=METHODS, default=None, help=f"how lambda is computed (default {ExportOptions.method})")
     e.add_argument("--samples", type=int, default=None, metavar="N", help="calibration samples to use (default all)")
     e.add_argument("--input-encoding", choices=ENCODINGS, default=None, help=f"input encoding (default {ExportOptions.encoding})")
     e.add_argument("--duration", default=None, help=f"simulation duration per sample written to the spec (default '{ExportOptions.duration}')")
+    e.add_argument("--dt", default=None, help="NIR graphs: the time step the graph's dynamics are stepped with (default: "
+                   "the graph's netspec metadata, else '1 ms'; snnTorch exports with '0.1 ms')")
+    e.add_argument("--approximate", action="store_true", help="NIR graphs: accept a bias into CubaLIF neurons "
+                   "(netspec adds it to the membrane, not through the synaptic current)")
+
+    n = sub.add_parser("nir", help="write a spec's spiking network as a NIR graph (Neuromorphic Intermediate Representation)")
+    n.add_argument("spec", metavar="SPEC.yaml")
+    n.add_argument("-o", "--output", required=True, metavar="GRAPH.nir")
+    n.add_argument("--approximate", action="store_true", help="leave out what NIR cannot express (refractory periods, "
+                   "delays, the bias path of exponential synapses), recorded in node metadata, instead of refusing")
 
     b = sub.add_parser("build", help="generate Brian2 code (and with --standalone, a compiled C++ simulation)")
     b.add_argument("spec", metavar="SPEC.yaml")
@@ -188,6 +199,14 @@ def _schema(args) -> int:
 
 
 def _export(args) -> int:
+    from .nir import is_nir_file
+
+    if is_nir_file(args.model):
+        return _import_nir(args)
+    if args.calibration is None:
+        raise NetspecError("--calibration: required to export a Keras model", 2)
+    if args.dt is not None or args.approximate:
+        raise NetspecError("--dt and --approximate apply to NIR graphs; a Keras export steps with 1 ms", 2)
     from .export import export
 
     print(export(args.model, args.output, _export_options(args)).summary())
@@ -201,6 +220,24 @@ def _export_options(args):
     given = {"method": args.normalization, "percentile": args.percentile, "samples": args.samples,
              "encoding": args.input_encoding, "duration": args.duration}
     return ExportOptions(args.calibration, **{key: value for key, value in given.items() if value is not None})
+
+
+def _import_nir(args) -> int:
+    from .nir import ImportOptions, import_command
+
+    for option, value in (("--calibration", args.calibration), ("--percentile", args.percentile),
+                          ("--normalization", args.normalization), ("--samples", args.samples)):
+        if value is not None:
+            raise NetspecError(f"{option}: a NIR graph is already a spiking network (every lambda is 1); "
+                               "there is nothing to calibrate", 2)
+    options = ImportOptions(dt=args.dt, duration=args.duration, encoding=args.input_encoding, approximate=args.approximate)
+    return import_command(args.model, args.output, options)
+
+
+def _nir(args) -> int:
+    from .nir import nir_command
+
+    return nir_command(_load(args.spec), args.output, approximate=args.approximate)
 
 
 def _build(args) -> int:
@@ -219,7 +256,8 @@ def _run(args) -> int:
     return run_command(_load(args.spec, options.limits), options)
 
 
-_COMMANDS = {"validate": _validate, "inspect": _inspect, "schema": _schema, "export": _export, "build": _build, "run": _run}
+_COMMANDS = {"validate": _validate, "inspect": _inspect, "schema": _schema, "export": _export, "nir": _nir, "build": _build,
+             "run": _run}
 
 
 if __name__ == "__main__":
