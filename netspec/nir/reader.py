@@ -640,7 +640,7 @@ def import_graph(path: str | Path, spec_path: str | Path, options: ImportOptions
     tuple[Path, list[str]]
         The spec written and notes for the user (renamed nodes, approximations).
     """
-    from ..export import schema_pointer
+    from ..export.pipeline import schema_pointer
     from ..export.writer import commit, spec_name, staging, write_npz
 
     spec_path = Path(spec_path)
