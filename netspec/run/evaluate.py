@@ -31,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..brian.runner import chunk_seed
+from ..brian.runner import chunk_seed, die_with_parent
 from ..errors import NetspecError
 
 #: Upper bound on the samples of one chunk (keeps progress reports and interruptions fine-grained).
@@ -193,6 +193,7 @@ def _worker_init(build, root: str) -> None:  # pragma: no cover - runs in a work
         os.setpgrp()
     except OSError:
         pass
+    die_with_parent()  # killed with the fork server, which exits when netspec does (even on SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _kill_own_group)
     _WORKER["build"] = build
@@ -238,7 +239,8 @@ def evaluate(build, x: np.ndarray, *, workers: int = 1, seed: int | None = None,
     workers = min(workers, len(tasks))
     done: dict[int, object] = {}
     partial = False
-    root = tempfile.mkdtemp(prefix="netspec-run-")
+    remove_stale_results()
+    root = tempfile.mkdtemp(prefix=f"{RESULTS_PREFIX}{os.getpid()}-")
     t0 = time.perf_counter()
     try:
         with interruptible():
@@ -258,6 +260,31 @@ def evaluate(build, x: np.ndarray, *, workers: int = 1, seed: int | None = None,
     return Evaluation(build=build, sim=sim, indices=indices, requested=n, partial=partial, workers=workers,
                       chunk_size=size, seconds=seconds, worker_seconds=float(sum(p.seconds for p in parts)),
                       seed=seed, chunk_seconds=[float(p.seconds) for p in parts])
+
+
+#: Results folders of runs in the system temp folder: netspec-run-<pid>-*.
+RESULTS_PREFIX = "netspec-run-"
+
+
+def remove_stale_results() -> None:
+    """Remove the results folders that runs killed before their clean-up left (their process is gone)."""
+    base = tempfile.gettempdir()
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(RESULTS_PREFIX):
+            continue
+        try:
+            pid = int(entry.name[len(RESULTS_PREFIX):].split("-")[0])
+            if entry.stat(follow_symlinks=False).st_uid != os.getuid() or not entry.is_dir(follow_symlinks=False):
+                continue
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        except (ValueError, OSError):
+            continue
 
 
 def interruptible():
