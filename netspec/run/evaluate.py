@@ -186,14 +186,29 @@ def _kill_own_group(signum, frame):  # pragma: no cover - runs in a worker being
     os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
-def _worker_init(build, root: str) -> None:  # pragma: no cover - runs in a worker process
+def _watch_parent(parent: int) -> None:  # pragma: no cover - runs in a worker process
+    """Kill this worker's process group (the worker and its binary) once netspec (``parent``) is gone, even
+    if it was killed with SIGKILL: the fork server, the worker's real parent, may outlive it."""
+    while True:
+        time.sleep(0.5)
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _worker_init(build, root: str, parent: int | None = None) -> None:  # pragma: no cover - in a worker
     """Worker start-up: own process group (a terminal's Ctrl-C reaches the parent only), SIGINT ignored,
     SIGTERM (the parent stopping the run) kills the worker with anything it started (the standalone binary)."""
     try:
         os.setpgrp()
     except OSError:
         pass
-    die_with_parent()  # killed with the fork server, which exits when netspec does (even on SIGKILL)
+    die_with_parent()  # killed with its parent process (the fork server, or netspec with spawn)
+    if parent is not None:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _kill_own_group)
     _WORKER["build"] = build
@@ -323,10 +338,10 @@ def _run_here(build, tasks, done, root, simulate_fn, progress) -> bool:
     return False
 
 
-def _worker_main(build, root: str, tasks, results) -> None:  # pragma: no cover - runs in a worker process
+def _worker_main(build, root: str, tasks, results, parent: int | None = None) -> None:  # pragma: no cover
     """A worker: take chunks from ``tasks`` until a None, put ("progress" | "done" | "error", index, payload)
     messages on ``results``."""
-    _worker_init(build, root)
+    _worker_init(build, root, parent)
     from ..brian import simulate
 
     while True:
@@ -355,7 +370,7 @@ def _run_pool(build, tasks, done, root, workers, progress) -> bool:
         todo.put(task)
     for _ in range(workers):
         todo.put(None)
-    procs = [ctx.Process(target=_worker_main, args=(build, root, todo, messages), daemon=True,
+    procs = [ctx.Process(target=_worker_main, args=(build, root, todo, messages, os.getpid()), daemon=True,
                          name=f"netspec-run-{k}") for k in range(workers)]
     _start_helpers(ctx)
     sizes = {index: len(x) for index, x, _ in tasks}
