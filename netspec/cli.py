@@ -6,8 +6,11 @@ unreadable files. No traceback unless ``--traceback``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -120,22 +123,44 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    terminated: list[int] = []
     try:
-        return _COMMANDS[args.command](args)
+        with _sigterm_interrupts(terminated):
+            status = _COMMANDS[args.command](args)
+        return 143 if terminated and status == 130 else status
     except NetspecError as exc:
         if args.traceback:
             raise
         print(f"netspec: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("netspec: interrupted", file=sys.stderr)
-        return 130
+        print("netspec: terminated" if terminated else "netspec: interrupted", file=sys.stderr)
+        return 143 if terminated else 130
     except MemoryError:  # a safety net: sizes are estimated and refused before allocating
         if args.traceback:
             raise
         print("netspec: error: out of memory (the estimate before allocating was too low; lower --max-memory "
               "or use fewer samples)", file=sys.stderr)
         return 1
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts(terminated: list[int]):
+    """While inside, SIGTERM (``kill``, ``timeout``, batch schedulers) stops the command as Ctrl-C does (a run
+    keeps its finished samples and writes its partial report); ``terminated`` records it (exit status 143)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _validate(args) -> int:
@@ -241,10 +266,13 @@ def _nir(args) -> int:
 
 
 def _build(args) -> int:
-    from .brian import BuildOptions, build_command
+    spec = _load(args.spec, _limits(args))
+    from .brian import BuildOptions, build_command  # imports Brian2, which installs its own SIGINT handler
+    from .run.evaluate import interruptible
 
     options = BuildOptions(standalone=args.standalone, threads=args.threads, float32=args.float32)
-    return build_command(_load(args.spec, _limits(args)), options, args.output, force=args.force)
+    with interruptible():  # Ctrl-C (even of a background job, where SIGINT was ignored): one line, exit 130
+        return build_command(spec, options, args.output, force=args.force)
 
 
 def _run(args) -> int:

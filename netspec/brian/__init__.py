@@ -7,7 +7,9 @@ every layer kind), ``plan`` (what each layer becomes in the SNN), ``codegen`` an
 (the script), ``runner`` (the code every script runs, copied into the build folder), ``build`` (the folder and
 its key), ``simulate`` (running it).
 """
-from .build import Build, BuildOptions, build, build_command
+from .build import Build, BuildOptions, build, build_command, check_build, forget_brian_temp_files
 from .simulate import SimResult, simulate
 
-__all__ = ["Build", "BuildOptions", "build", "build_command", "SimResult", "simulate"]
+forget_brian_temp_files()
+
+__all__ = ["Build", "BuildOptions", "build", "build_command", "check_build", "SimResult", "simulate"]

@@ -1,17 +1,33 @@
 """``netspec build``: a spec -> a build folder with ``network.py``, ``arrays.npz``, the runner they need
 (``netspec_runner.py``, a copy of ``runner.py``) and, for standalone builds, the compiled C++ project in ``cpp/``.
 
-A build folder is keyed by its content: the spec (its canonical YAML content and every tensor), the build
-options, the builder's own source and the Brian2 and netspec versions. ``build.json`` holds the key of the
-build that completed last; when it matches (and, for standalone builds, the binary exists), nothing is
-regenerated or compiled.
+A build is keyed by its content: the spec (its canonical YAML content and every tensor), the build
+options, the builder's own source and the Brian2 and netspec versions. Every build lives in a folder of its
+own, ``.<name>.builds/<key prefix>/`` next to the build folder, which is never written again once complete:
+it is generated (and compiled) in a temporary sibling and renamed into place in one step, so an interrupted
+build never looks complete. The build folder itself (``build/<name>``) is a symbolic link to the latest
+build, swapped atomically; a process using a build holds a shared lock on it, and older builds are removed
+only when no process holds theirs. So a run reads exactly the build it started with, whatever is rebuilt
+meanwhile.
+
+``build.json`` records the key and the size, modification time and sha256 of every file that runs
+(``network.py``, the runner, ``arrays.npz``, and for standalone builds ``cpp/main``, ``cpp/manifest.json`` and
+``cpp/static_arrays/*``). :func:`check_build` compares them (sizes and times only, or every hash with
+``full``): a build whose files changed is built again by :func:`build` and refused by ``simulate``.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -70,6 +86,13 @@ class Build:
     populations: dict[str, int]
     synapses: dict[str, int]
     fanout: dict[str, int]
+    #: The build's own folder (``.<name>.builds/<key prefix>/``), never rewritten: what runs is read from here.
+    home: Path | None = None
+
+    @property
+    def folder(self) -> Path:
+        """Where the build's files are read from (``home``; ``dir`` for builds without one)."""
+        return self.home if self.home is not None else self.dir
 
 
 # -- keys ------------------------------------------------------------------------------------------
@@ -149,52 +172,291 @@ def _check_options(options: BuildOptions) -> None:
         raise NetspecError(f"build: steps must be at least 1, got {options.steps}", 2)
 
 
-def _up_to_date(folder: Path, key: str, options: BuildOptions) -> bool:
+# -- integrity ---------------------------------------------------------------------------------------
+def _content_files(folder: Path, standalone: bool) -> list[str]:
+    """The files of a build that run, relative to its folder."""
+    files = ["network.py", RUNNER_FILE, "arrays.npz"]
+    if standalone:
+        files += ["cpp/main", "cpp/manifest.json"]
+        static = folder / "cpp" / "static_arrays"
+        if static.is_dir():
+            files += sorted(f"cpp/static_arrays/{p.name}" for p in static.iterdir() if p.is_file())
+    return files
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fingerprints(folder: Path, standalone: bool) -> dict[str, dict]:
+    out = {}
+    for rel in _content_files(folder, standalone):
+        st = (folder / rel).stat()
+        out[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(folder / rel)}
+    return out
+
+
+def check_build(folder: str | Path, key: str | None = None, full: bool = False) -> str | None:
+    """Why the build in ``folder`` cannot be used as it is, or None when it is intact.
+
+    Every file recorded in ``build.json`` must have its recorded size; with ``full`` (or when its modification
+    time changed) its sha256 is compared too. ``key``, when given, must be the recorded key.
+    """
+    folder = Path(folder)
     try:
         info = json.loads((folder / KEY_FILE).read_text())
     except (OSError, ValueError):
+        return f"{KEY_FILE} is missing or unreadable (an unfinished or damaged build)"
+    files = info.get("files") if isinstance(info, dict) else None
+    if not isinstance(files, dict) or not files:
+        return f"{KEY_FILE} records no file hashes (made by an older netspec)"
+    if key is not None and info.get("key") != key:
+        return "it was built from another spec or with other options"
+    for rel, rec in files.items():
+        path = folder / rel
+        try:
+            st = path.stat()
+        except OSError:
+            return f"{rel} is missing"
+        if st.st_size != rec.get("size"):
+            return f"{rel} changed since the build completed (size {rec.get('size')} -> {st.st_size} bytes)"
+        if full or st.st_mtime_ns != rec.get("mtime_ns"):
+            try:
+                digest = _sha256(path)
+            except OSError as exc:
+                return f"{rel} cannot be read: {exc.strerror or exc}"
+            if digest != rec.get("sha256"):
+                return f"{rel} changed since the build completed (its sha256 differs)"
+    return None
+
+
+# -- the folder of one build -------------------------------------------------------------------------
+def _store(folder: Path) -> Path:
+    """Where the builds behind the build folder ``folder`` live."""
+    return folder.parent / f".{folder.name}.builds"
+
+
+#: Build folders this process uses -> the open lock file holding a shared lock on it (until the process ends).
+_HELD: dict[str, int] = {}
+
+
+def _hold(home: Path) -> bool:
+    """Take a shared lock on the build ``home`` for the rest of this process; False if it is gone."""
+    key = str(home.resolve())
+    if key in _HELD:
+        os.close(_HELD.pop(key))
+    try:
+        fd = os.open(home / ".lock", os.O_RDONLY)
+    except OSError:
         return False
-    needed = [folder / "network.py", folder / "arrays.npz", folder / RUNNER_FILE]
-    if options.standalone:
-        needed += [folder / "cpp" / "main", folder / "cpp" / "manifest.json"]
-    return info.get("key") == key and all(p.exists() for p in needed)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    if not (home / ".lock").exists():  # removed while we waited for the lock
+        os.close(fd)
+        return False
+    _HELD[key] = fd
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _prune(store: Path, keep: Path) -> None:
+    """Remove the builds in ``store`` other than ``keep`` that no process uses, and leftovers of
+    interrupted builds whose process is gone."""
+    try:
+        entries = list(store.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name == keep.name or not entry.is_dir() or entry.is_symlink():
+            continue
+        if entry.name.startswith(("tmp-", "trash-")):
+            try:
+                pid = int(entry.name.split("-")[1])
+            except (IndexError, ValueError):
+                pid = 0
+            if pid != os.getpid() and not _pid_alive(pid):
+                shutil.rmtree(entry, ignore_errors=True)
+            continue
+        try:
+            fd = os.open(entry / ".lock", os.O_RDONLY)
+        except OSError:
+            shutil.rmtree(entry, ignore_errors=True)
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # in use by a running process
+            os.close(fd)
+            continue
+        try:
+            trash = store / f"trash-{os.getpid()}-{entry.name}"
+            os.rename(entry, trash)
+            (trash / ".lock").unlink(missing_ok=True)
+        except OSError:
+            trash = None
+        finally:
+            os.close(fd)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+
+
+def _install(tmp: Path, home: Path) -> None:
+    """Rename the complete build ``tmp`` to ``home`` in one step (an older ``home`` is moved aside first)."""
+    try:
+        os.rename(tmp, home)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    trash = home.parent / f"trash-{os.getpid()}-{home.name}"
+    os.rename(home, trash)
+    os.rename(tmp, home)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _link(folder: Path, home: Path) -> None:
+    """Make ``folder`` a symbolic link to ``home``, replacing the previous link in one step."""
+    if folder.is_symlink() or not folder.exists():
+        pass
+    elif folder.is_dir() and ((folder / KEY_FILE).exists() or not any(folder.iterdir())):
+        # a build folder of an older netspec, or an empty folder: replaced by the link
+        trash = home.parent / f"trash-{os.getpid()}-old"
+        os.rename(folder, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        raise NetspecError(f"build: {folder} exists and is not a netspec build folder; give another output folder", 2)
+    link = folder.parent / f".{folder.name}.link-{os.getpid()}"
+    link.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(home, folder.parent), link)
+    os.replace(link, folder)
 
 
 def build(spec: Spec, out_dir: str | Path | None = None, options: BuildOptions = BuildOptions(), force: bool = False) -> Build:
-    """Generate (and with ``options.standalone``, compile) the SNN of ``spec`` in ``out_dir``
-    (default ``build/<spec name>/``); reuse the folder when its key matches, unless ``force``."""
+    """Generate (and with ``options.standalone``, compile) the SNN of ``spec``; ``out_dir`` (default
+    ``build/<spec name>``) becomes a link to it. An intact build with the same key is reused, unless ``force``;
+    a damaged or edited one is built again (the reason is printed on stderr)."""
     t0 = time.perf_counter()
     _check_options(options)
     folder = Path(out_dir) if out_dir is not None else Path("build") / spec.name
     plan = make_plan(spec, options.steps)
     key = build_key(spec, options)
     populations, synapses, fanout = _summary(plan)
-    script = folder / "network.py"
-    reuse = not force and _up_to_date(folder, key, options)
+    store = _store(folder)
+    home = store / key[:16]
+    if folder.exists() and not folder.is_symlink() and not folder.is_dir():
+        raise NetspecError(f"build: {folder} exists and is not a folder", 2)
+    reuse = False
+    if not force and home.is_dir() and _hold(home):
+        reason = check_build(home, key, full=True)
+        reuse = reason is None
+        if reason is not None:
+            print(f"netspec: {home}: {reason}; building it again", file=sys.stderr)
     if not reuse:
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / KEY_FILE).unlink(missing_ok=True)
-            np.savez(folder / "arrays.npz", **plan_arrays(plan))
-            (folder / RUNNER_FILE).write_text(codegen.runner_text(), encoding="utf-8")
-            script.write_text(codegen.render(plan, key, spec_hash(spec), options), encoding="utf-8")
+            store.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f"tmp-{os.getpid()}-", dir=store))
         except OSError as exc:
-            raise NetspecError(f"build: cannot write to {folder}: {exc.strerror or exc}", 2) from None
-        if options.standalone:
-            _compile(folder, script)
-        info = {"key": key, "netspec": __version__, "spec": spec.name, "options": asdict(options), "steps": plan.steps,
-                "populations": populations, "synapses": synapses, "fanout": fanout}
-        (folder / KEY_FILE).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
-    return Build(spec=spec, dir=folder, script=script, options=options, key=key, rebuilt=not reuse,
+            raise NetspecError(f"build: cannot write to {store}: {exc.strerror or exc}", 2) from None
+        try:
+            try:
+                (tmp / ".lock").touch()
+                np.savez(tmp / "arrays.npz", **plan_arrays(plan))
+                (tmp / RUNNER_FILE).write_text(codegen.runner_text(), encoding="utf-8")
+                (tmp / "network.py").write_text(codegen.render(plan, key, spec_hash(spec), options), encoding="utf-8")
+            except OSError as exc:
+                raise NetspecError(f"build: cannot write to {store}: {exc.strerror or exc}", 2) from None
+            if options.standalone:
+                _compile(tmp, tmp / "network.py")
+            info = {"key": key, "netspec": __version__, "spec": spec.name, "options": asdict(options),
+                    "steps": plan.steps, "populations": populations, "synapses": synapses, "fanout": fanout,
+                    "files": _fingerprints(tmp, options.standalone)}
+            (tmp / KEY_FILE).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+            os.chmod(tmp, 0o755)
+            _install(tmp, home)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _hold(home)
+    try:
+        _link(folder, home)
+    except OSError as exc:
+        raise NetspecError(f"build: cannot write to {folder}: {exc.strerror or exc}", 2) from None
+    _prune(store, home)
+    return Build(spec=spec, dir=folder, script=home / "network.py", options=options, key=key, rebuilt=not reuse,
                  seconds=time.perf_counter() - t0, steps=plan.steps, populations=populations, synapses=synapses,
-                 fanout=fanout)
+                 fanout=fanout, home=home)
+
+
+def forget_brian_temp_files() -> None:
+    """Import Brian2 without the files it leaves in the system temp folder when a process fails or is killed
+    (its debug log and a copy of the main script): netspec reports its own errors."""
+    import logging
+
+    import brian2
+    from brian2.utils.logger import BrianLogger
+
+    brian2.prefs["logging.file_log"] = False
+    brian2.prefs["logging.save_script"] = False
+    if BrianLogger.file_handler is not None:
+        logging.getLogger("brian2").removeHandler(BrianLogger.file_handler)
+        BrianLogger.file_handler.close()
+        BrianLogger.file_handler = None
+    for path in (BrianLogger.tmp_log, f"{BrianLogger.tmp_log}.1" if BrianLogger.tmp_log else None,
+                 BrianLogger.tmp_script):
+        if path:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+    BrianLogger.tmp_log = BrianLogger.tmp_script = None
+
+
+def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """A child of netspec: its own process group (so it can be stopped with all it started), and killed when
+    netspec dies (Linux)."""
+    os.setpgrp()
+    die_with_parent()
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux; elsewhere nothing)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 def _compile(folder: Path, script: Path) -> None:
-    """Run ``network.py --compile`` in its own process (Brian2's standalone device is process-global)."""
-    done = subprocess.run([sys.executable, str(script.resolve()), "--compile"], cwd=folder, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-25:])
+    """Run ``network.py --compile`` in its own process (Brian2's standalone device is process-global), in its
+    own process group: interrupted, it is stopped with the compiler it started."""
+    scratch = folder / ".tmp"  # the child's temp folder (Brian2's logs), removed with or after the build
+    scratch.mkdir(exist_ok=True)
+    env = {**os.environ, "TMPDIR": str(scratch.resolve())}
+    proc = subprocess.Popen([sys.executable, str(script.resolve()), "--compile"], cwd=folder, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=_child_setup)
+    try:
+        output, _ = proc.communicate()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if proc.returncode != 0:
+        tail = "\n".join(output.strip().splitlines()[-25:])
         raise NetspecError(f"build: compiling the standalone project in {folder / 'cpp'} failed:\n{tail}")
 
 
@@ -206,7 +468,8 @@ def build_command(spec: Spec, options: BuildOptions, out_dir: str | Path | None 
     neurons = sum(result.populations.values())
     syn = sum(result.synapses.values())
     print(f"{result.dir}: {state} ({mode}) in {result.seconds:.2f} s")
+    print(f"  -> {result.folder}")
     print(f"  {result.script}  ({neurons:,} neurons, {syn:,} synapses, {result.steps} steps per sample)")
     if options.standalone:
-        print(f"  {result.dir / 'cpp' / 'main'}")
+        print(f"  {result.folder / 'cpp' / 'main'}")
     return 0

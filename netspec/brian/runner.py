@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -391,6 +393,18 @@ def compile_standalone(model: Model) -> None:
     (cpp_dir / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux; elsewhere nothing): a binary never
+    outlives the process that started it."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
 def run_standalone(model: Model, x: np.ndarray, results_dir: str | Path | None = None, *,
                    seed_value: int | None = None, progress: Progress | None = None) -> Results:
     """Simulate ``x`` with the compiled binary ``cpp/main``.
@@ -446,7 +460,9 @@ def run_standalone(model: Model, x: np.ndarray, results_dir: str | Path | None =
             env = dict(os.environ)
             if seed_value is not None:
                 env["NETSPEC_SEED"] = str(chunk_seed(seed_value, index))
-            done = subprocess.run(args, cwd=cpp_dir, env=env, capture_output=True, text=True, check=False)
+            # subprocess.run kills the binary if this process is interrupted; die_with_parent if it is killed
+            done = subprocess.run(args, cwd=cpp_dir, env=env, capture_output=True, text=True, check=False,
+                                  preexec_fn=die_with_parent)
             # the binary reports unreadable inputs or unwritable results without failing: any error fails
             if done.returncode != 0 or done.stderr.strip() or "Error" in done.stdout:
                 message = (done.stderr + done.stdout).strip()[-2000:]

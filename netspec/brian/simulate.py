@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import zipfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import NetspecError
-from .build import RUNNER_FILE, Build
+from .build import RUNNER_FILE, Build, check_build
 from .codegen import RUNNER_MODULE
 from .runner import ranking
 
@@ -81,7 +82,7 @@ def load_network(b: Build) -> ModuleType:
     """
     cache_key = (str(b.script.resolve()), b.key)
     if cache_key not in _MODULES:
-        runner = _import_file(f"{RUNNER_MODULE}_{b.key[:16]}", b.dir / RUNNER_FILE)
+        runner = _import_file(f"{RUNNER_MODULE}_{b.key[:16]}", b.folder / RUNNER_FILE)
         saved = sys.modules.get(RUNNER_MODULE)
         sys.modules[RUNNER_MODULE] = runner
         try:
@@ -129,16 +130,22 @@ def simulate(build: Build, x: np.ndarray, *, results_dir: str | Path | None = No
     if len(x) == 0:
         raw = None
     else:
+        if build.home is not None:  # every file that runs, as it was when the build completed (sizes, times)
+            reason = check_build(build.home, build.key)
+            if reason is not None:
+                raise NetspecError(f"simulate: the build in {build.home} cannot be used: {reason}; "
+                                   f"run 'netspec build' again (it rebuilds it)", 2)
         net = load_network(build)
-        if record_neurons or not build.options.standalone:
-            raw = net.runner.run_runtime(net.MODEL, x, seed, target=target, record_neurons=record_neurons,
-                                         progress=progress)
-        else:
-            try:
+        try:
+            if record_neurons or not build.options.standalone:
+                raw = net.runner.run_runtime(net.MODEL, x, seed, target=target, record_neurons=record_neurons,
+                                             progress=progress)
+            else:
                 raw = net.runner.run_standalone(net.MODEL, x, results_dir=results_dir, seed_value=seed,
                                                 progress=progress)
-            except (OSError, RuntimeError, ValueError) as exc:
-                raise NetspecError(f"simulate: {exc}") from None
+        except (OSError, RuntimeError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise NetspecError(f"simulate: {exc} (if the build in {build.folder} is damaged, "
+                               "run 'netspec build --force')") from None
     return _result(build, raw, len(x), record_neurons, time.perf_counter() - t0)
 
 

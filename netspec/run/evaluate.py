@@ -31,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..brian.runner import chunk_seed
+from ..brian.runner import chunk_seed, die_with_parent
 from ..errors import NetspecError
 
 #: Upper bound on the samples of one chunk (keeps progress reports and interruptions fine-grained).
@@ -186,13 +186,29 @@ def _kill_own_group(signum, frame):  # pragma: no cover - runs in a worker being
     os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
-def _worker_init(build, root: str) -> None:  # pragma: no cover - runs in a worker process
+def _watch_parent(parent: int) -> None:  # pragma: no cover - runs in a worker process
+    """Kill this worker's process group (the worker and its binary) once netspec (``parent``) is gone, even
+    if it was killed with SIGKILL: the fork server, the worker's real parent, may outlive it."""
+    while True:
+        time.sleep(0.5)
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _worker_init(build, root: str, parent: int | None = None) -> None:  # pragma: no cover - in a worker
     """Worker start-up: own process group (a terminal's Ctrl-C reaches the parent only), SIGINT ignored,
     SIGTERM (the parent stopping the run) kills the worker with anything it started (the standalone binary)."""
     try:
         os.setpgrp()
     except OSError:
         pass
+    die_with_parent()  # killed with its parent process (the fork server, or netspec with spawn)
+    if parent is not None:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _kill_own_group)
     _WORKER["build"] = build
@@ -238,7 +254,8 @@ def evaluate(build, x: np.ndarray, *, workers: int = 1, seed: int | None = None,
     workers = min(workers, len(tasks))
     done: dict[int, object] = {}
     partial = False
-    root = tempfile.mkdtemp(prefix="netspec-run-")
+    remove_stale_results()
+    root = tempfile.mkdtemp(prefix=f"{RESULTS_PREFIX}{os.getpid()}-")
     t0 = time.perf_counter()
     try:
         with interruptible():
@@ -258,6 +275,31 @@ def evaluate(build, x: np.ndarray, *, workers: int = 1, seed: int | None = None,
     return Evaluation(build=build, sim=sim, indices=indices, requested=n, partial=partial, workers=workers,
                       chunk_size=size, seconds=seconds, worker_seconds=float(sum(p.seconds for p in parts)),
                       seed=seed, chunk_seconds=[float(p.seconds) for p in parts])
+
+
+#: Results folders of runs in the system temp folder: netspec-run-<pid>-*.
+RESULTS_PREFIX = "netspec-run-"
+
+
+def remove_stale_results() -> None:
+    """Remove the results folders that runs killed before their clean-up left (their process is gone)."""
+    base = tempfile.gettempdir()
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(RESULTS_PREFIX):
+            continue
+        try:
+            pid = int(entry.name[len(RESULTS_PREFIX):].split("-")[0])
+            if entry.stat(follow_symlinks=False).st_uid != os.getuid() or not entry.is_dir(follow_symlinks=False):
+                continue
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        except (ValueError, OSError):
+            continue
 
 
 def interruptible():
@@ -296,10 +338,10 @@ def _run_here(build, tasks, done, root, simulate_fn, progress) -> bool:
     return False
 
 
-def _worker_main(build, root: str, tasks, results) -> None:  # pragma: no cover - runs in a worker process
+def _worker_main(build, root: str, tasks, results, parent: int | None = None) -> None:  # pragma: no cover
     """A worker: take chunks from ``tasks`` until a None, put ("progress" | "done" | "error", index, payload)
     messages on ``results``."""
-    _worker_init(build, root)
+    _worker_init(build, root, parent)
     from ..brian import simulate
 
     while True:
@@ -328,7 +370,7 @@ def _run_pool(build, tasks, done, root, workers, progress) -> bool:
         todo.put(task)
     for _ in range(workers):
         todo.put(None)
-    procs = [ctx.Process(target=_worker_main, args=(build, root, todo, messages), daemon=True,
+    procs = [ctx.Process(target=_worker_main, args=(build, root, todo, messages, os.getpid()), daemon=True,
                          name=f"netspec-run-{k}") for k in range(workers)]
     _start_helpers(ctx)
     sizes = {index: len(x) for index, x, _ in tasks}
