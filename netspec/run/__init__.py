@@ -11,6 +11,7 @@ The stage's entry point is :func:`run_command` (what the CLI calls). Its steps, 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -62,7 +63,9 @@ def run_command(spec, args) -> int:
         completed samples and ``partial: true``).
     """
     steps = parse_steps(args.duration, spec) if args.duration is not None else None
-    workers = args.workers if args.workers is not None else default_workers()
+    if args.scheduler is not None and args.workers is not None:
+        raise NetspecError("--workers: a Dask cluster (--scheduler) runs on its own workers; give one of the two", 2)
+    workers = args.workers if args.workers is not None else (1 if args.scheduler else default_workers())
     if workers < 1:
         raise NetspecError(f"--workers: must be at least 1, got {workers}", 2)
     if args.plots is not None:
@@ -84,11 +87,17 @@ def run_command(spec, args) -> int:
 
     import netspec.brian  # noqa: F401  (imports Brian2, which installs its own SIGINT handler)
 
-    with interruptible():  # Ctrl-C while building or simulating: KeyboardInterrupt, whatever Brian2 installed
-        return _run(spec, args, data, workers, steps)
+    if args.scheduler is not None:
+        from .cluster import connect
+
+        client = connect(args.scheduler)  # a one-line error within seconds when unreachable
+    else:
+        client = None
+    with interruptible(), (client if client is not None else contextlib.nullcontext()):
+        return _run(spec, args, data, workers, steps, client)
 
 
-def _run(spec, args, data, workers: int, steps: int | None) -> int:
+def _run(spec, args, data, workers: int, steps: int | None, client=None) -> int:
     from ..brian import BuildOptions, build
 
     prepare_workers(min(workers, len(data)))
@@ -100,7 +109,7 @@ def _run(spec, args, data, workers: int, steps: int | None) -> int:
     seed = args.seed if args.seed is not None else spec.input.seed
     bar = Progress(len(data))
     try:
-        ev = evaluate(built, data.x, workers=workers, seed=seed, progress=bar.update)
+        ev = evaluate(built, data.x, workers=workers, seed=seed, progress=bar.update, client=client)
     finally:
         bar.close()
     if ev.partial:
@@ -114,6 +123,8 @@ def _run(spec, args, data, workers: int, steps: int | None) -> int:
     report = make_report(spec, ev, data.y[ev.indices], scores, data_source=data.source, limit=args.limit,
                          duration_override=args.duration, build_seconds=build_seconds, ann_seconds=ann_seconds)
     print(summary(report))
+    for label, text in ev.cluster.lines() if ev.cluster is not None else ():
+        print(f"  {label:<20} {text}")
     if args.report is not None:
         write_report(report, args.report)
         print(f"  report: {args.report}")
