@@ -66,6 +66,10 @@ def run_command(spec, args) -> int:
     if args.scheduler is not None and args.workers is not None:
         raise NetspecError("--workers: a Dask cluster (--scheduler) runs on its own workers; give one of the two", 2)
     workers = args.workers if args.workers is not None else (1 if args.scheduler else default_workers())
+    if args.scheduler is not None:
+        from .cluster import check_scheduler
+
+        check_scheduler(args.scheduler)  # a one-line error within seconds, before any work
     if workers < 1:
         raise NetspecError(f"--workers: must be at least 1, got {workers}", 2)
     if args.plots is not None:
@@ -90,7 +94,7 @@ def run_command(spec, args) -> int:
     if args.scheduler is not None:
         from .cluster import connect
 
-        client = connect(args.scheduler)  # a one-line error within seconds when unreachable
+        client = connect(args.scheduler)
     else:
         client = None
     with interruptible(), (client if client is not None else contextlib.nullcontext()):

@@ -50,7 +50,7 @@ from .. import __version__
 from ..errors import NetspecError
 
 #: Seconds to wait for the scheduler to answer before giving up.
-CONNECT_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 3.0
 #: Dask retries of a chunk whose task raised (a worker that died is rerun by the scheduler regardless).
 RETRIES = 2
 #: Chunks submitted ahead per worker thread (the rest wait here, so inputs are not all sent at once).
@@ -86,12 +86,11 @@ async def _identity(address: str, timeout: float):
     return await asyncio.wait_for(ask(), timeout)
 
 
-def connect(address: str, timeout: float = CONNECT_TIMEOUT):
-    """A ``distributed.Client`` of the scheduler at ``address``, or a one-line :class:`NetspecError` within
-    about ``timeout`` seconds (malformed address, nothing listening, not a Dask scheduler)."""
+def check_scheduler(address: str, timeout: float | None = None) -> None:
+    """Fail with a one-line :class:`NetspecError` within about ``timeout`` seconds unless a Dask scheduler
+    answers at ``address`` (malformed address, nothing listening, another kind of server)."""
     require_distributed()
-    from distributed import Client
-
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
     where = f"--scheduler {address}"
     try:
         identity = asyncio.run(_identity(address, timeout))
@@ -104,10 +103,17 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT):
         identity = None
     if not isinstance(identity, dict) or identity.get("type") != "Scheduler":
         raise NetspecError(f"{where}: the server at that address is not a Dask scheduler")
+
+
+def connect(address: str, timeout: float | None = None):
+    """A ``distributed.Client`` of the scheduler at ``address``; the errors of :func:`check_scheduler`."""
+    check_scheduler(address, timeout)
+    from distributed import Client
+
     try:
-        return Client(address, timeout=timeout, set_as_default=False)
+        return Client(address, timeout=CONNECT_TIMEOUT if timeout is None else timeout, set_as_default=False)
     except Exception as exc:  # noqa: BLE001 - whatever Dask raises, the user gets one line
-        raise NetspecError(f"{where}: cannot connect: {exc}") from None
+        raise NetspecError(f"--scheduler {address}: cannot connect: {exc}") from None
 
 
 # -- what travels -------------------------------------------------------------------------------------
