@@ -317,3 +317,31 @@ def test_received_build_cannot_write_outside_its_folder(tmp_path):
     with pytest.raises(cluster_mod.NetspecError, match="unexpected entry"):
         cluster_mod.unpack_build(buf.getvalue(), tmp_path / "b")
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_worker_build_once_and_refusal_of_other_versions(tmp_path, monkeypatch):
+    """In-process: a worker writes the received files into its cache, builds once, keeps the build loaded;
+    a package whose build key this machine does not compute (other netspec/Brian2) is refused."""
+    import dataclasses
+
+    monkeypatch.setenv(cluster_mod.CACHE_ENV, str(tmp_path / "cache"))
+    built = build(load_spec(TINY), tmp_path / "here", BuildOptions())
+    pkg = cluster_mod.make_package(built)
+    assert pkg.binary is None and set(pkg.files) == {"tiny-dense.yaml"}
+    other = dataclasses.replace(pkg, key="f" * 64, versions={"netspec": "9.9", "brian2": "9.9"})
+    with pytest.raises(cluster_mod.NetspecError, match="build keys differ.*submitter has netspec 9.9"):
+        cluster_mod.worker_build(other)
+    mine, setup = cluster_mod.worker_build(pkg)
+    assert setup.kind == "built" and mine.key == built.key and mine.dir != built.dir
+    assert cluster_mod.worker_build(pkg)[1].kind == "ready"
+    tampered = dataclasses.replace(pkg, key="e" * 64, files={"tiny-dense.yaml": TINY.read_bytes().replace(b"1.2", b"1.3")})
+    with pytest.raises(cluster_mod.NetspecError, match="spec hash differs"):
+        cluster_mod.worker_build(tampered)
+
+
+def test_without_distributed_the_option_says_what_to_install(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    x, y = _labelled(TINY, 5, seed=1)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    rc, out, err = _run([TINY, "--data", tmp_path / "d.npz", "--scheduler", "tcp://127.0.0.1:8786"], capsys)
+    assert rc == 2 and err.strip() == "netspec: error: --scheduler: needs Dask distributed; install it with: pip install 'netspec[dask]'"
