@@ -109,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--standalone", dest="standalone", action="store_true", default=True, help="compiled C++ (default)")
     mode.add_argument("--runtime", dest="standalone", action="store_false", help="Brian2 runtime mode")
     r.add_argument("--workers", type=int, default=None, metavar="K", help="worker processes (default: number of cores)")
+    r.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="simulate on the workers of a Dask cluster (tcp://host:8786) instead; needs netspec[dask]")
     r.add_argument("--report", default=None, metavar="FILE.json")
     r.add_argument("--plots", default=None, metavar="DIR")
     r.add_argument("--seed", type=int, default=None, metavar="S")
@@ -280,7 +282,7 @@ def _run(args) -> int:
 
     options = RunOptions(data=args.data, limit=args.limit, duration=args.duration, standalone=args.standalone,
                          workers=args.workers, report=args.report, plots=args.plots, seed=args.seed,
-                         build_dir=args.build_dir, limits=_limits(args))
+                         build_dir=args.build_dir, limits=_limits(args), scheduler=args.scheduler)
     return run_command(_load(args.spec, options.limits), options)
 
 

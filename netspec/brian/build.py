@@ -325,6 +325,19 @@ def _install(tmp: Path, home: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+def adopt(received: Path, out_dir: str | Path, key: str) -> None:
+    """Install ``received``, a complete build folder of ``key`` made on another machine (a cluster worker gets
+    the submitting machine's), as this machine's build of ``key`` behind ``out_dir``; :func:`build` then
+    checks its file hashes like any other and reuses it, or builds again with the reason. ``received`` is
+    moved (it must be on the same file system as ``out_dir``)."""
+    folder = Path(out_dir)
+    store = _store(folder)
+    store.mkdir(parents=True, exist_ok=True)
+    (received / ".lock").touch()
+    os.chmod(received, 0o755)
+    _install(received, store / key[:16])
+
+
 def _link(folder: Path, home: Path) -> None:
     """Make ``folder`` a symbolic link to ``home``, replacing the previous link in one step."""
     if folder.is_symlink() or not folder.exists():

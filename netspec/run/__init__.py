@@ -12,6 +12,7 @@ in its own module:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -42,7 +43,7 @@ class RunOptions:
     ``data`` is a dataset path (``.npz``, MNIST IDX file or folder); ``limit`` keeps the first N samples;
     ``duration`` overrides the spec's duration per sample (``'50 ms'``, a multiple of dt); ``workers`` is
     the number of worker processes (None: the usable cores); ``seed`` overrides the spec's input seed;
-    ``report``/``plots``/``build_dir`` are output paths (None: not written / ``build/<name>/``); ``limits``
+    ``scheduler`` is a Dask scheduler's address (the chunks go to its workers); ``report``/``plots``/``build_dir`` are output paths (None: not written / ``build/<name>/``); ``limits``
     bound the steps per sample and the memory of the run (``--max-steps``, ``--max-memory``).
     """
 
@@ -56,6 +57,7 @@ class RunOptions:
     seed: int | None = None
     build_dir: str | None = None
     limits: Limits = field(default_factory=Limits)
+    scheduler: str | None = None
 
 
 def ann_outputs(spec, x: np.ndarray, batch: int = 500) -> np.ndarray:
@@ -120,7 +122,13 @@ def run_command(spec, args: RunOptions) -> int:
         completed samples and ``partial: true``).
     """
     steps = parse_steps(args.duration, spec) if args.duration is not None else None
-    workers = args.workers if args.workers is not None else default_workers()
+    if args.scheduler is not None and args.workers is not None:
+        raise NetspecError("--workers: a Dask cluster (--scheduler) runs on its own workers; give one of the two", 2)
+    workers = args.workers if args.workers is not None else (1 if args.scheduler else default_workers())
+    if args.scheduler is not None:
+        from .cluster import check_scheduler
+
+        check_scheduler(args.scheduler)  # a one-line error within seconds, before any work
     if workers < 1:
         raise NetspecError(f"--workers: must be at least 1, got {workers}", 2)
     if args.seed is not None and not SEED_RANGE[0] <= args.seed <= SEED_RANGE[1]:
@@ -141,11 +149,17 @@ def run_command(spec, args: RunOptions) -> int:
 
     import netspec.brian  # noqa: F401  (imports Brian2, which installs its own SIGINT handler)
 
-    with interruptible():  # Ctrl-C while building or simulating: KeyboardInterrupt, whatever Brian2 installed
-        return _run(spec, args, data, workers, steps)
+    if args.scheduler is not None:
+        from .cluster import connect
+
+        client = connect(args.scheduler)
+    else:
+        client = None
+    with interruptible(), (client if client is not None else contextlib.nullcontext()):
+        return _run(spec, args, data, workers, steps, client)
 
 
-def _run(spec, args: RunOptions, data, workers: int, steps: int | None) -> int:
+def _run(spec, args: RunOptions, data, workers: int, steps: int | None, client=None) -> int:
     from ..brian import BuildOptions, build
 
     prepare_workers(min(workers, len(data)))
@@ -157,7 +171,7 @@ def _run(spec, args: RunOptions, data, workers: int, steps: int | None) -> int:
     seed = args.seed if args.seed is not None else spec.input.seed
     bar = Progress(len(data))
     try:
-        ev = evaluate(built, data.x, workers=workers, seed=seed, progress=bar.update)
+        ev = evaluate(built, data.x, workers=workers, seed=seed, progress=bar.update, client=client)
     finally:
         bar.close()
     if ev.partial:
@@ -171,6 +185,8 @@ def _run(spec, args: RunOptions, data, workers: int, steps: int | None) -> int:
     report = make_report(spec, ev, data.y[ev.indices], scores, data_source=data.source, limit=args.limit,
                          duration_override=args.duration, build_seconds=build_seconds, ann_seconds=ann_seconds)
     print(summary(report))
+    for label, text in ev.cluster.lines() if ev.cluster is not None else ():
+        print(f"  {label:<20} {text}")
     if args.report is not None:
         write_report(report, args.report)
         print(f"  report: {args.report}")

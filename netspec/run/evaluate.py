@@ -79,6 +79,7 @@ class Evaluation:
     worker_seconds: float
     seed: int | None
     chunk_seconds: list[float] = field(default_factory=list)
+    cluster: object = None  # netspec.run.cluster.ClusterStats of a run on a Dask cluster
 
 
 def default_workers() -> int:
@@ -217,7 +218,7 @@ def _worker_init(build, root: str, parent: int | None = None) -> None:  # pragma
 
 # -- parent side ------------------------------------------------------------------------------------
 def evaluate(build, x: np.ndarray, *, workers: int = 1, seed: int | None = None, chunk_size: int | None = None,
-             progress: Callable[[int], None] | None = None, simulate_fn=None) -> Evaluation:
+             progress: Callable[[int], None] | None = None, simulate_fn=None, client=None) -> Evaluation:
     """Simulate ``x`` on a built network, in chunks, on ``workers`` processes.
 
     Parameters
@@ -233,6 +234,8 @@ def evaluate(build, x: np.ndarray, *, workers: int = 1, seed: int | None = None,
     progress : callable, optional
         Called with the number of samples done (over all workers) whenever a run of
         ``samples_per_run`` samples finishes.
+    client : distributed.Client, optional
+        Simulate the same chunks on this Dask cluster instead (:mod:`.cluster`); ``workers`` is ignored.
 
     Returns
     -------
@@ -254,12 +257,18 @@ def evaluate(build, x: np.ndarray, *, workers: int = 1, seed: int | None = None,
     workers = min(workers, len(tasks))
     done: dict[int, object] = {}
     partial = False
+    cluster = None
     remove_stale_results()
     root = tempfile.mkdtemp(prefix=f"{RESULTS_PREFIX}{os.getpid()}-")
     t0 = time.perf_counter()
     try:
         with interruptible():
-            if workers == 1:
+            if client is not None:
+                from .cluster import run_chunks
+
+                partial, cluster = run_chunks(client, build, tasks, done, progress)
+                workers = max(1, len(cluster.setups))
+            elif workers == 1:
                 partial = _run_here(build, tasks, done, root, simulate_fn, progress)
             else:
                 partial = _run_pool(build, tasks, done, root, workers, progress)
@@ -274,7 +283,7 @@ def evaluate(build, x: np.ndarray, *, workers: int = 1, seed: int | None = None,
     sim = merge(parts, type(parts[0]))
     return Evaluation(build=build, sim=sim, indices=indices, requested=n, partial=partial, workers=workers,
                       chunk_size=size, seconds=seconds, worker_seconds=float(sum(p.seconds for p in parts)),
-                      seed=seed, chunk_seconds=[float(p.seconds) for p in parts])
+                      seed=seed, chunk_seconds=[float(p.seconds) for p in parts], cluster=cluster)
 
 
 #: Results folders of runs in the system temp folder: netspec-run-<pid>-*.
