@@ -311,8 +311,37 @@ def _prune(store: Path, keep: Path) -> None:
             shutil.rmtree(trash, ignore_errors=True)
 
 
+def _in_use(home: Path) -> str:
+    """The refusal to replace ``home`` (``build --force``) while another process uses it."""
+    return (f"build: {home} is in use by a running netspec process; --force can rebuild it once that ends "
+            "(it is never rewritten while in use)")
+
+
+@contextlib.contextmanager
+def _exclusive(home: Path):
+    """An exclusive lock on the complete build ``home`` (this process's own shared lock let go first); a
+    NetspecError if another process uses it. Nothing is held when ``home`` has no lock file."""
+    held = _HELD.pop(str(home.resolve()), None)
+    if held is not None:
+        os.close(held)
+    try:
+        fd = os.open(home / ".lock", os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise NetspecError(_in_use(home), 2) from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def _install(tmp: Path, home: Path) -> None:
-    """Rename the complete build ``tmp`` to ``home`` in one step (an older ``home`` is moved aside first)."""
+    """Rename the complete build ``tmp`` to ``home`` in one step (an older ``home``, which no process may be
+    using, is moved aside first)."""
     try:
         os.rename(tmp, home)
         return
@@ -320,8 +349,9 @@ def _install(tmp: Path, home: Path) -> None:
         if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
             raise
     trash = home.parent / f"trash-{os.getpid()}-{home.name}"
-    os.rename(home, trash)
-    os.rename(tmp, home)
+    with _exclusive(home):
+        os.rename(home, trash)
+        os.rename(tmp, home)
     shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -357,6 +387,9 @@ def build(spec: Spec, out_dir: str | Path | None = None, options: BuildOptions =
     if folder.exists() and not folder.is_symlink() and not folder.is_dir():
         raise NetspecError(f"build: {folder} exists and is not a folder", 2)
     reuse = False
+    if force and home.is_dir():
+        with _exclusive(home):  # refused before any work while a run uses it
+            pass
     if not force and home.is_dir() and _hold(home):
         reason = check_build(home, key, full=True)
         reuse = reason is None
