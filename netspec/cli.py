@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -146,6 +147,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _not_now(frame) -> bool:
+    """Whether a KeyboardInterrupt raised at ``frame`` (where a signal arrived) would be lost or do harm: inside
+    an import (an interrupted import breaks the module for good: numpy raises ImportError ever after), or in
+    ``logging``'s lock handling (it runs around every fork, where an exception is ignored and the run goes on)."""
+    if frame is not None and frame.f_code.co_filename.endswith(os.path.join("logging", "__init__.py")):
+        return True
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 @contextlib.contextmanager
 def _sigterm_interrupts(terminated: list[int]):
     """While inside, SIGTERM (``kill``, ``timeout``, batch schedulers) stops the command as Ctrl-C does (a run
@@ -155,6 +169,9 @@ def _sigterm_interrupts(terminated: list[int]):
         return
 
     def handler(signum, frame):
+        if _not_now(frame):  # delivered again a moment later
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+            return
         terminated.append(signum)
         raise KeyboardInterrupt
 

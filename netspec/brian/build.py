@@ -311,8 +311,37 @@ def _prune(store: Path, keep: Path) -> None:
             shutil.rmtree(trash, ignore_errors=True)
 
 
+def _in_use(home: Path) -> str:
+    """The refusal to replace ``home`` (``build --force``) while another process uses it."""
+    return (f"build: {home} is in use by a running netspec process; --force can rebuild it once that ends "
+            "(it is never rewritten while in use)")
+
+
+@contextlib.contextmanager
+def _exclusive(home: Path):
+    """An exclusive lock on the complete build ``home`` (this process's own shared lock let go first); a
+    NetspecError if another process uses it. Nothing is held when ``home`` has no lock file."""
+    held = _HELD.pop(str(home.resolve()), None)
+    if held is not None:
+        os.close(held)
+    try:
+        fd = os.open(home / ".lock", os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise NetspecError(_in_use(home), 2) from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def _install(tmp: Path, home: Path) -> None:
-    """Rename the complete build ``tmp`` to ``home`` in one step (an older ``home`` is moved aside first)."""
+    """Rename the complete build ``tmp`` to ``home`` in one step (an older ``home``, which no process may be
+    using, is moved aside first)."""
     try:
         os.rename(tmp, home)
         return
@@ -320,8 +349,9 @@ def _install(tmp: Path, home: Path) -> None:
         if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
             raise
     trash = home.parent / f"trash-{os.getpid()}-{home.name}"
-    os.rename(home, trash)
-    os.rename(tmp, home)
+    with _exclusive(home):
+        os.rename(home, trash)
+        os.rename(tmp, home)
     shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -370,6 +400,9 @@ def build(spec: Spec, out_dir: str | Path | None = None, options: BuildOptions =
     if folder.exists() and not folder.is_symlink() and not folder.is_dir():
         raise NetspecError(f"build: {folder} exists and is not a folder", 2)
     reuse = False
+    if force and home.is_dir():
+        with _exclusive(home):  # refused before any work while a run uses it
+            pass
     if not force and home.is_dir() and _hold(home):
         reason = check_build(home, key, full=True)
         reuse = reason is None
@@ -433,32 +466,61 @@ def forget_brian_temp_files() -> None:
     BrianLogger.tmp_log = BrianLogger.tmp_script = None
 
 
-def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """A child of netspec: its own process group (so it can be stopped with all it started), and killed when
-    netspec dies (Linux)."""
+#: The compile step's watcher: ``python -c _WATCHER <netspec pid> <command...>``. It leads a process group of
+#: its own, starts the command in it and waits; once netspec is gone (it gets SIGTERM from the kernel when
+#: netspec dies, and checks its parent pid besides) it kills the whole group: the compiling Python process and
+#: the ``make`` and compilers below it, which a death signal on the direct child alone would leave running.
+_WATCHER = """
+import os, signal, sys, time
+netspec = int(sys.argv[1])
+def stop(*_):
+    os.killpg(0, signal.SIGKILL)
+signal.signal(signal.SIGTERM, stop)
+if os.getppid() != netspec:
+    stop()
+pid = os.fork()
+if pid == 0:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.execv(sys.argv[2], sys.argv[2:])
+while True:
+    if os.getppid() != netspec:
+        stop()
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        code = os.waitstatus_to_exitcode(status)
+        sys.exit(code if code >= 0 else 128 - code)
+    time.sleep(0.1)
+"""
+
+
+def _watcher_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """The compile watcher: a process group of its own (so it can be stopped with all it started), and SIGTERM
+    when netspec dies (Linux), which it answers by killing its group."""
     os.setpgrp()
-    die_with_parent()
+    die_with_parent(signal.SIGTERM)
 
 
-def die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this process when its parent dies (Linux; elsewhere nothing)."""
+def die_with_parent(signum: int = signal.SIGKILL) -> None:
+    """Ask the kernel to send ``signum`` to this process when its parent dies (Linux; elsewhere nothing)."""
     if sys.platform.startswith("linux"):
         try:
             import ctypes
 
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signum))  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
 
 
 def _compile(folder: Path, script: Path) -> None:
-    """Run ``network.py --compile`` in its own process (Brian2's standalone device is process-global), in its
-    own process group: interrupted, it is stopped with the compiler it started."""
+    """Run ``network.py --compile`` in its own process (Brian2's standalone device is process-global), under
+    a watcher that leads a process group of its own: interrupted, or killed even with SIGKILL, netspec leaves
+    no compiler running."""
     scratch = folder / ".tmp"  # the child's temp folder (Brian2's logs), removed with or after the build
     scratch.mkdir(exist_ok=True)
     env = {**os.environ, "TMPDIR": str(scratch.resolve())}
-    proc = subprocess.Popen([sys.executable, str(script.resolve()), "--compile"], cwd=folder, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=_child_setup)
+    argv = [sys.executable, "-c", _WATCHER, str(os.getpid()), sys.executable, str(script.resolve()), "--compile"]
+    proc = subprocess.Popen(argv, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=_watcher_setup)
     try:
         output, _ = proc.communicate()
     except BaseException:

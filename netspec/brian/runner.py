@@ -16,6 +16,7 @@ samples (:func:`chunks`), seeds each run (:func:`chunk_seed`), simulates them in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -441,7 +442,9 @@ def run_standalone(model: Model, x: np.ndarray, results_dir: str | Path | None =
     cpp_dir = model.cpp_dir
     manifest = json.loads((cpp_dir / "manifest.json").read_text())
     a = load_arrays(model)
-    with tempfile.TemporaryDirectory(prefix="netspec-") as scratch:
+    # a temporary folder only when no results folder is given (a killed process cannot remove it)
+    scratch_dir = tempfile.TemporaryDirectory(prefix="netspec-") if results_dir is None else contextlib.nullcontext()
+    with scratch_dir as scratch:
         results = Path(results_dir).resolve() if results_dir is not None else Path(scratch)
         results.mkdir(parents=True, exist_ok=True)
         parts = []

@@ -15,6 +15,7 @@ that dies (killed, out of memory) stops the run with an error rather than leavin
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import multiprocessing
 import os
@@ -171,10 +172,24 @@ def _sigint_deferred():
         raise KeyboardInterrupt
 
 
+def _own_temp_dir() -> None:
+    """multiprocessing's temp folder (the fork server's socket) as a ``netspec-run-<pid>-mp`` folder, removed at
+    exit, and by the next run after a ``kill -9`` (multiprocessing's own ``pymp-*`` folder would stay)."""
+    from multiprocessing import process
+
+    config = process.current_process()._config
+    if config.get("tempdir") is None:
+        folder = os.path.join(tempfile.gettempdir(), f"{RESULTS_PREFIX}{os.getpid()}-mp")
+        os.makedirs(folder, exist_ok=True)
+        config["tempdir"] = folder
+        atexit.register(shutil.rmtree, folder, True)
+
+
 def _start_helpers(ctx) -> None:
     if ctx.get_start_method() == "forkserver":
         from multiprocessing import forkserver
 
+        _own_temp_dir()
         with _sigint_ignored():
             forkserver.ensure_running()
 
