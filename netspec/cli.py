@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--standalone", action="store_true", help="Brian2 cpp_standalone: generate and compile C++")
     b.add_argument("--threads", type=int, default=1, metavar="N", help="OpenMP threads of the standalone binary")
     b.add_argument("--float32", action="store_true", help="single-precision state variables")
+    b.add_argument("--connectivity", choices=("kernel", "synapses"), default="kernel",
+                   help="simulate projections from their kernels (default) or as one Brian2 synapse per connection")
     b.add_argument("--force", action="store_true", help="rebuild even if the build folder is up to date")
 
     r = sub.add_parser("run", help="simulate a spec on a dataset: accuracy, error vs time, operations")
@@ -161,7 +163,8 @@ def _export_options(args):
 def _build(args) -> int:
     from .brian import BuildOptions, build_command
 
-    options = BuildOptions(standalone=args.standalone, threads=args.threads, float32=args.float32)
+    options = BuildOptions(standalone=args.standalone, threads=args.threads, float32=args.float32,
+                           connectivity=args.connectivity)
     return build_command(_load(args.spec), options, args.output, force=args.force)
 
 
