@@ -196,7 +196,7 @@ def _projection(plan: Plan, proj) -> dict:
         "source_name": proj.source,
         "target": f"L_{ident(proj.target)}",
         "target_name": proj.target,
-        "count": int(proj.pre.size),
+        "count": int(proj.count),
         "on_pre": on_pre,
         "delay": delay,
         "delay_text": show(p.delay),
