@@ -14,6 +14,39 @@ from . import __version__
 from .errors import NetspecError
 
 
+def _size(text: str) -> int:
+    from .spec.resources import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    from .spec.resources import parse_count
+
+    try:
+        return parse_count(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _limit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-steps", type=_count, default=None, metavar="N",
+                   help="refuse more time steps per sample than N (default 1000000)")
+    p.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
+                   help="refuse networks and runs estimated to need more memory ('16G'; default half the physical memory)")
+
+
+def _limits(args):
+    from .spec.resources import Limits
+
+    default = Limits()
+    return Limits(args.max_steps if args.max_steps is not None else default.max_steps,
+                  args.max_memory if args.max_memory is not None else default.max_memory)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="netspec", description="Spiking networks from trained deep networks: specs, Brian2 code, evaluation.")
     p.add_argument("--version", action="version", version=f"netspec {__version__}")
@@ -23,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check specs against the schema and the semantic rules")
     v.add_argument("files", nargs="+", metavar="FILE")
     v.add_argument("--format", choices=("text", "json"), default="text", help="report format (default text)")
+    _limit_options(v)
 
     i = sub.add_parser("inspect", help="one row per layer: shape, neurons, synapses, parameters, lambda")
     i.add_argument("file", metavar="FILE")
@@ -32,16 +66,27 @@ def _parser() -> argparse.ArgumentParser:
     # defaults are ExportOptions' own: an option not given stays None here and is not passed on
     from .export.options import ENCODINGS, METHODS, ExportOptions
 
-    e = sub.add_parser("export", help="export a trained Keras model to a spec and its weights")
-    e.add_argument("model", metavar="MODEL", help="Keras .keras or legacy .h5 file")
+    e = sub.add_parser("export", help="export a trained Keras model, or read a NIR graph, to a spec and its weights")
+    e.add_argument("model", metavar="MODEL", help="Keras .keras or legacy .h5 file, or a NIR graph (.nir)")
     e.add_argument("-o", "--output", required=True, metavar="SPEC.yaml")
-    e.add_argument("--calibration", required=True, metavar="DATA", help=".npz (x, x_train or x_norm) or MNIST IDX file/folder")
+    e.add_argument("--calibration", default=None, metavar="DATA",
+                   help="Keras models (required for them): .npz (x, x_train or x_norm) or MNIST IDX file/folder")
     norm = e.add_mutually_exclusive_group()
     norm.add_argument("--percentile", type=float, default=None, help=f"robust normalization percentile (default {ExportOptions.percentile:g})")
     norm.add_argument("--normalization", choices=METHODS, default=None, help=f"how lambda is computed (default {ExportOptions.method})")
     e.add_argument("--samples", type=int, default=None, metavar="N", help="calibration samples to use (default all)")
     e.add_argument("--input-encoding", choices=ENCODINGS, default=None, help=f"input encoding (default {ExportOptions.encoding})")
     e.add_argument("--duration", default=None, help=f"simulation duration per sample written to the spec (default '{ExportOptions.duration}')")
+    e.add_argument("--dt", default=None, help="NIR graphs: the time step the graph's dynamics are stepped with (default: "
+                   "the graph's netspec metadata, else '1 ms'; snnTorch exports with '0.1 ms')")
+    e.add_argument("--approximate", action="store_true", help="NIR graphs: accept a bias into CubaLIF neurons "
+                   "(netspec adds it to the membrane, not through the synaptic current)")
+
+    n = sub.add_parser("nir", help="write a spec's spiking network as a NIR graph (Neuromorphic Intermediate Representation)")
+    n.add_argument("spec", metavar="SPEC.yaml")
+    n.add_argument("-o", "--output", required=True, metavar="GRAPH.nir")
+    n.add_argument("--approximate", action="store_true", help="leave out what NIR cannot express (refractory periods, "
+                   "delays, the bias path of exponential synapses), recorded in node metadata, instead of refusing")
 
     b = sub.add_parser("build", help="generate Brian2 code (and with --standalone, a compiled C++ simulation)")
     b.add_argument("spec", metavar="SPEC.yaml")
@@ -52,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--connectivity", choices=("kernel", "synapses"), default="kernel",
                    help="simulate projections from their kernels (default) or as one Brian2 synapse per connection")
     b.add_argument("--force", action="store_true", help="rebuild even if the build folder is up to date")
+    _limit_options(b)
 
     r = sub.add_parser("run", help="simulate a spec on a dataset: accuracy, error vs time, operations")
     r.add_argument("spec", metavar="SPEC.yaml")
@@ -66,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--plots", default=None, metavar="DIR")
     r.add_argument("--seed", type=int, default=None, metavar="S")
     r.add_argument("--build-dir", default=None, metavar="DIR", help="build folder (default build/<name>/)")
+    _limit_options(r)
     return p
 
 
@@ -85,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("netspec: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:  # a safety net: sizes are estimated and refused before allocating
+        if args.traceback:
+            raise
+        print("netspec: error: out of memory (the estimate before allocating was too low; lower --max-memory "
+              "or use fewer samples)", file=sys.stderr)
+        return 1
 
 
 def _validate(args) -> int:
@@ -92,8 +145,9 @@ def _validate(args) -> int:
 
     results = []
     status = 0
+    limits = _limits(args)
     for name in args.files:
-        _spec, diagnostics = check_file(name)
+        _spec, diagnostics = check_file(name, limits)
         results.append((name, diagnostics))
         if any(d.code == "NS006" for d in diagnostics):
             status = max(status, 2)
@@ -117,10 +171,10 @@ def _validate(args) -> int:
     return status
 
 
-def _load(path: str):
-    from .spec import SpecError, check_file
+def _load(path: str, limits=None):
+    from .spec import check_file
 
-    spec, diagnostics = check_file(path)
+    spec, diagnostics = check_file(path, limits)
     if spec is None:
         for d in diagnostics:
             print(d.text(), file=sys.stderr)
@@ -133,7 +187,9 @@ def _load(path: str):
 def _inspect(args) -> int:
     from .inspect import table
 
-    print(table(_load(args.file)))
+    from .spec import Limits
+
+    print(table(_load(args.file, Limits.unchecked())))  # inspect allocates nothing: show what is too big
     return 0
 
 
@@ -145,6 +201,14 @@ def _schema(args) -> int:
 
 
 def _export(args) -> int:
+    from .nir import is_nir_file
+
+    if is_nir_file(args.model):
+        return _import_nir(args)
+    if args.calibration is None:
+        raise NetspecError("--calibration: required to export a Keras model", 2)
+    if args.dt is not None or args.approximate:
+        raise NetspecError("--dt and --approximate apply to NIR graphs; a Keras export steps with 1 ms", 2)
     from .export import export
 
     print(export(args.model, args.output, _export_options(args)).summary())
@@ -160,12 +224,30 @@ def _export_options(args):
     return ExportOptions(args.calibration, **{key: value for key, value in given.items() if value is not None})
 
 
+def _import_nir(args) -> int:
+    from .nir import ImportOptions, import_command
+
+    for option, value in (("--calibration", args.calibration), ("--percentile", args.percentile),
+                          ("--normalization", args.normalization), ("--samples", args.samples)):
+        if value is not None:
+            raise NetspecError(f"{option}: a NIR graph is already a spiking network (every lambda is 1); "
+                               "there is nothing to calibrate", 2)
+    options = ImportOptions(dt=args.dt, duration=args.duration, encoding=args.input_encoding, approximate=args.approximate)
+    return import_command(args.model, args.output, options)
+
+
+def _nir(args) -> int:
+    from .nir import nir_command
+
+    return nir_command(_load(args.spec), args.output, approximate=args.approximate)
+
+
 def _build(args) -> int:
     from .brian import BuildOptions, build_command
 
     options = BuildOptions(standalone=args.standalone, threads=args.threads, float32=args.float32,
                            connectivity=args.connectivity)
-    return build_command(_load(args.spec), options, args.output, force=args.force)
+    return build_command(_load(args.spec, _limits(args)), options, args.output, force=args.force)
 
 
 def _run(args) -> int:
@@ -173,11 +255,12 @@ def _run(args) -> int:
 
     options = RunOptions(data=args.data, limit=args.limit, duration=args.duration, standalone=args.standalone,
                          workers=args.workers, report=args.report, plots=args.plots, seed=args.seed,
-                         build_dir=args.build_dir)
-    return run_command(_load(args.spec), options)
+                         build_dir=args.build_dir, limits=_limits(args))
+    return run_command(_load(args.spec, options.limits), options)
 
 
-_COMMANDS = {"validate": _validate, "inspect": _inspect, "schema": _schema, "export": _export, "build": _build, "run": _run}
+_COMMANDS = {"validate": _validate, "inspect": _inspect, "schema": _schema, "export": _export, "nir": _nir, "build": _build,
+             "run": _run}
 
 
 if __name__ == "__main__":

@@ -15,11 +15,16 @@ Two formats are read:
   [0, 1], and a trailing channel axis is added, so a 28x28 image becomes ``[28, 28, 1]``. Only unsigned-
   byte IDX files (element type 0x08) are read.
 
+Files are checked from their headers before anything is loaded (:func:`inspect_dataset`): the npz's
+zip directory and ``.npy`` headers, the IDX header against the file size; what loading would take must
+fit the memory limit. Only regular files are read (not ``/dev/zero`` or a pipe).
+
 Every problem is a :class:`~netspec.errors.NetspecError` naming the file and what is wrong.
 """
 from __future__ import annotations
 
 import gzip
+import math
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -28,6 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from .errors import NetspecError
+from .npzheader import Member, NpzHeaderError, npz_members
+
+#: Marks "the default memory limit" (half the physical memory, see netspec.spec.resources).
+DEFAULT_LIMIT = object()
+#: Largest finite float32 (data are computed in float32).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 #: npz input key -> the labels key that goes with it.
 LABEL_KEYS = {"x": "y", "x_test": "y_test", "x_train": "y_train"}
@@ -61,6 +72,55 @@ class Dataset:
         return int(self.x.shape[0])
 
 
+@dataclass(frozen=True)
+class DataInfo:
+    """What a dataset holds, from its headers: ``files`` read (inputs, then labels), ``samples`` (after the
+    limit), ``sample_shape`` (as loaded: IDX images get their channel axis) and ``nbytes``, the memory
+    loading takes at its peak (the arrays as stored, their float32 copy, the NaN check's mask)."""
+
+    source: str
+    files: tuple[Path, ...]
+    samples: int
+    sample_shape: tuple[int, ...]
+    nbytes: int
+
+
+def inspect_dataset(
+    path: str | Path,
+    *,
+    limit: int | None = None,
+    keys: tuple[str, ...] = ("x", "x_test", "x_train", "x_norm"),
+    prefer: tuple[str, ...] = ("t10k", "train"),
+) -> DataInfo:
+    """Read a dataset's headers only (see :func:`load_dataset` for the arguments); nothing is inflated."""
+    if limit is not None and limit < 1:
+        raise NetspecError(f"{path}: the sample limit must be at least 1, got {limit}", 2)
+    p = Path(path)
+    if not p.exists():
+        raise NetspecError(f"{path}: file not found", 2)
+    if p.is_dir():
+        images = _idx_in_folder(p, prefer)
+        return _idx_info(images, limit)
+    _regular(p)
+    if _is_npz(p):
+        return _npz_info(p, str(path), limit, keys)[0]
+    return _idx_info(p, limit)
+
+
+def data_files(path: str | Path, prefer: tuple[str, ...] = ("t10k", "train")) -> list[Path]:
+    """The files loading ``path`` would read (an npz, or IDX images and their labels); nothing is checked."""
+    p = Path(path)
+    if p.is_dir():
+        try:
+            p = _idx_in_folder(p, prefer)
+        except NetspecError:
+            return []
+    if not p.is_file():
+        return [p]
+    labels = None if _looks_npz(p) else labels_path(p)
+    return [p] + ([labels] if labels is not None else [])
+
+
 def load_dataset(
     path: str | Path,
     *,
@@ -68,6 +128,7 @@ def load_dataset(
     limit: int | None = None,
     keys: tuple[str, ...] = ("x", "x_test", "x_train", "x_norm"),
     prefer: tuple[str, ...] = ("t10k", "train"),
+    max_bytes: int | None | object = DEFAULT_LIMIT,
 ) -> Dataset:
     """Read a dataset from an .npz file, an MNIST IDX images file or a folder of IDX files.
 
@@ -83,6 +144,9 @@ def load_dataset(
         npz keys tried for the inputs, in order.
     prefer : tuple of str
         For a folder: the IDX file prefixes tried, in order (export calibration prefers ``train``).
+    max_bytes : int | None
+        Refuse, from the headers, data whose loading takes more memory (default: half the physical
+        memory; None: no limit).
 
     Returns
     -------
@@ -93,20 +157,46 @@ def load_dataset(
     NetspecError
         Missing or unreadable file, corrupt data, no known key, labels that do not fit, NaN/Inf values.
     """
-    if limit is not None and limit < 1:
-        raise NetspecError(f"{path}: the sample limit must be at least 1, got {limit}", 2)
+    info = inspect_dataset(path, limit=limit, keys=keys, prefer=prefer)
+    if max_bytes is DEFAULT_LIMIT:
+        from .spec.resources import default_max_memory
+
+        max_bytes = default_max_memory()
+    check_memory(info, max_bytes)
     p = Path(path)
-    if not p.exists():
-        raise NetspecError(f"{path}: file not found", 2)
     if p.is_dir():
-        images = _idx_in_folder(p, prefer)
-        ds = _load_idx(images, require_labels, limit)
+        ds = _load_idx(info.files[0], require_labels, limit)
     elif _is_npz(p):
         ds = _load_npz(p, str(path), require_labels, limit, keys)
     else:
         ds = _load_idx(p, require_labels, limit)
     _check_finite(ds)
     return ds
+
+
+def check_memory(info: DataInfo, max_bytes: int | None, need: int | None = None, what: str = "loading the data") -> None:
+    """Refuse ``need`` bytes (default: what loading ``info`` takes) above ``max_bytes``."""
+    from .spec.resources import human_bytes
+
+    need = info.nbytes if need is None else need
+    if max_bytes is not None and need > max_bytes:
+        raise NetspecError(
+            f"{info.source}: {what} needs about {human_bytes(need)} ({info.samples:,} samples of "
+            f"{list(info.sample_shape)}), above the memory limit of {human_bytes(max_bytes)} (--max-memory raises the limit)")
+
+
+def _regular(p: Path) -> None:
+    if not p.is_file():
+        raise NetspecError(f"{p}: not a regular file (a device, pipe or socket cannot be read as data)", 2)
+
+
+def check_shape(data: "Dataset | DataInfo", spec) -> None:
+    """The samples (loaded, or known from the headers) have the shape of the spec's input."""
+    want = tuple(spec.input.shape)
+    if tuple(data.sample_shape) != want:
+        raise NetspecError(
+            f"{data.source}: samples have shape {list(data.sample_shape)}, the spec '{spec.name}' expects {list(want)}"
+        )
 
 
 def check_fits(dataset: Dataset, spec) -> None:
@@ -118,11 +208,7 @@ def check_fits(dataset: Dataset, spec) -> None:
         ``data.npz: samples have shape [28, 28], the spec 'lenet' expects [28, 28, 1]``, or the observed
         minimum/maximum when values fall outside the range.
     """
-    want = tuple(spec.input.shape)
-    if dataset.sample_shape != want:
-        raise NetspecError(
-            f"{dataset.source}: samples have shape {list(dataset.sample_shape)}, the spec '{spec.name}' expects {list(want)}"
-        )
+    check_shape(dataset, spec)
     lo, hi = spec.input.range
     if len(dataset) == 0:
         return
@@ -136,6 +222,13 @@ def check_fits(dataset: Dataset, spec) -> None:
 
 
 # -- npz --------------------------------------------------------------------------------------------
+def _looks_npz(p: Path) -> bool:
+    try:
+        return _is_npz(p)
+    except NetspecError:
+        return False
+
+
 def _is_npz(p: Path) -> bool:
     if p.suffix.lower() == ".npz":
         return True
@@ -144,6 +237,36 @@ def _is_npz(p: Path) -> bool:
             return fh.read(4) == b"PK\x03\x04"
     except OSError as exc:
         raise NetspecError(f"{p}: cannot read: {exc.strerror}", 2) from exc
+
+
+def _npz_info(p: Path, name: str, limit: int | None, keys: tuple[str, ...]) -> tuple[DataInfo, str]:
+    """(what the npz holds, the input key), from the zip directory and the .npy headers."""
+    try:
+        members = {m.key: m for m in npz_members(str(p))}
+    except NpzHeaderError as exc:
+        raise NetspecError(f"{name}: not a readable .npz file ({exc})") from exc
+    present = list(members)
+    xkey = next((k for k in keys if k in present), None)
+    if xkey is None:
+        raise NetspecError(
+            f"{name}: no input array; expected one of the keys {', '.join(keys)} (the file has: {', '.join(present) or 'nothing'})"
+        )
+    x = members[xkey]
+    if x.dtype.hasobject:
+        raise NetspecError(f"{name}: '{xkey}' cannot be read without pickle (object array?); save plain numeric arrays")
+    if len(x.shape) < 2:
+        raise NetspecError(f"{name}: '{xkey}' has shape {list(x.shape)}; expected [samples, ...] with at least 2 axes")
+    if x.shape[0] == 0:
+        raise NetspecError(f"{name}: '{xkey}' holds no samples")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or np.issubdtype(x.dtype, np.complexfloating):
+        raise NetspecError(f"{name}: '{xkey}' has dtype {x.dtype}; expected numbers")
+    ykey = LABEL_KEYS.get(xkey)
+    y = members.get(ykey) if ykey else None
+    rows = x.shape[0] if limit is None else min(limit, x.shape[0])
+    values = rows * math.prod(x.shape[1:])
+    # as stored, then the float32 copy (none when already float32), then the NaN check's boolean mask
+    need = x.nbytes + (0 if x.dtype == np.float32 else values * 4) + values + (y.nbytes * 2 if y is not None else 0)
+    return DataInfo(name, (p,), rows, tuple(x.shape[1:]), need), xkey
 
 
 def _load_npz(p: Path, name: str, require_labels: bool, limit: int | None, keys: tuple[str, ...]) -> Dataset:
@@ -168,18 +291,35 @@ def _load_npz(p: Path, name: str, require_labels: bool, limit: int | None, keys:
         raise NetspecError(f"{name}: '{xkey}' has shape {list(x.shape)}; expected [samples, ...] with at least 2 axes")
     if x.shape[0] == 0:
         raise NetspecError(f"{name}: '{xkey}' holds no samples")
+    n_all = x.shape[0]
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or np.iscomplexobj(x):
         raise NetspecError(f"{name}: '{xkey}' has dtype {x.dtype}; expected numbers")
+    if limit is not None:
+        x = x[:limit]
+    _check_float32_range(x, name, xkey)
     if y is None:
         if require_labels:
             expect = f"'{ykey}'" if ykey else f"labels (inputs under '{xkey}' have none; use x/y, x_test/y_test or x_train/y_train)"
             raise NetspecError(f"{name}: no labels: expected {expect} next to '{xkey}' (the file has: {', '.join(present)})")
     else:
-        y = _labels(y, f"{name}: '{ykey}'", x.shape[0], f"'{xkey}'")
+        y = _labels(y, f"{name}: '{ykey}'", n_all, f"'{xkey}'")
     if limit is not None:
-        x = x[:limit]
         y = None if y is None else y[:limit]
     return Dataset(np.ascontiguousarray(x, dtype=np.float32), y, name)
+
+
+def _check_float32_range(x: np.ndarray, name: str, key: str) -> None:
+    """Finite values beyond float32's range would become Inf in the float32 copy: say so, with the value."""
+    if not (np.issubdtype(x.dtype, np.floating) and x.dtype.itemsize > 4):
+        return
+    with np.errstate(invalid="ignore"):
+        big = np.isfinite(x) & (np.abs(x) > FLOAT32_MAX)
+    if big.any():
+        first = np.argwhere(big)[0]
+        value = float(x[tuple(first)])
+        raise NetspecError(
+            f"{name}: value {value:g} in '{key}' (sample {int(first[0])}) is out of range: it does not fit float32 "
+            f"(largest {FLOAT32_MAX:.4g}), which netspec computes in; scale the data")
 
 
 def _npz_array(npz, key: str, name: str) -> np.ndarray:
@@ -241,17 +381,87 @@ def labels_path(images: Path) -> Path | None:
     return None
 
 
-def _read_bytes(p: Path) -> bytes:
+def _open(p: Path):
+    """The file, through gzip when it starts with the gzip magic number; (stream, gzipped)."""
     try:
-        blob = p.read_bytes()
+        fh = open(p, "rb")
+        gz = fh.read(2) == b"\x1f\x8b"
+        fh.seek(0)
     except OSError as exc:
         raise NetspecError(f"{p}: cannot read: {exc.strerror}", 2) from exc
-    if blob[:2] == b"\x1f\x8b":
-        try:
-            blob = gzip.decompress(blob)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise NetspecError(f"{p}: corrupt gzip data ({_reason(exc)})") from exc
-    return blob
+    return (gzip.GzipFile(fileobj=fh, mode="rb") if gz else fh), fh, gz
+
+
+def _read(p: Path, stream, n: int) -> bytes:
+    try:
+        return stream.read(n)
+    except (OSError, EOFError, zlib.error) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, (gzip.BadGzipFile,)) and exc.errno is not None:
+            raise NetspecError(f"{p}: cannot read: {exc.strerror}", 2) from exc
+        raise NetspecError(f"{p}: corrupt gzip data ({_reason(exc)})") from exc
+
+
+@dataclass(frozen=True)
+class _IdxHeader:
+    dtype: np.dtype
+    dims: tuple[int, ...]
+    size: int  # header bytes
+
+    @property
+    def data_bytes(self) -> int:
+        return math.prod(self.dims) * self.dtype.itemsize
+
+
+def _idx_header(p: Path, stream) -> _IdxHeader:
+    """The big-endian header: magic ``00 00 TYPE NDIM``, then NDIM sizes as uint32 (exact Python ints, so
+    that sizes whose product overflows int64 are reported, not wrapped)."""
+    magic = _read(p, stream, 4)
+    if len(magic) < 4:
+        raise NetspecError(f"{p}: not an IDX file: {len(magic)} bytes, shorter than the 4-byte magic number")
+    if magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_TYPES or not 1 <= magic[3] <= 4:
+        raise NetspecError(f"{p}: not an IDX file: wrong magic number 0x{magic.hex()} (expected 0x0000 then type and rank, e.g. 0x00000803)")
+    ndim = magic[3]
+    header = 4 + 4 * ndim
+    raw = _read(p, stream, 4 * ndim)
+    if len(raw) < 4 * ndim:
+        raise NetspecError(f"{p}: truncated IDX header ({4 + len(raw)} bytes, the header needs {header})")
+    dims = tuple(int.from_bytes(raw[4 * i:4 * i + 4], "big") for i in range(ndim))
+    return _IdxHeader(np.dtype(_IDX_TYPES[magic[2]]), dims, header)
+
+
+def _size_error(p: Path, h: _IdxHeader, have: int) -> NetspecError:
+    what = "truncated" if have < h.data_bytes else "corrupt"
+    return NetspecError(
+        f"{p}: {what} IDX file: the header says {'x'.join(map(str, h.dims))} values ({h.data_bytes} bytes), the file holds {have} bytes of data"
+    )
+
+
+def _idx_info(images: Path, limit: int | None) -> DataInfo:
+    """Headers of an IDX images file (and its labels file): sizes checked against the files' sizes."""
+    _regular(images)
+    stream, fh, gz = _open(images)
+    with fh, stream:
+        h = _idx_header(images, stream)
+    if not gz:
+        have = images.stat().st_size - h.size
+        if have != h.data_bytes:
+            raise _size_error(images, h, have)
+    rows = h.dims[0] if limit is None else min(limit, h.dims[0])
+    shape = h.dims[1:] + ((1,) if len(h.dims) == 3 else ())
+    values = rows * math.prod(h.dims[1:])
+    labels = labels_path(images)
+    files = (images,) if labels is None else (images, labels)
+    if labels is not None:
+        lstream, lfh, _ = _open(labels)
+        with lfh, lstream:
+            lh = _idx_header(labels, lstream)
+        if len(lh.dims) != 1:
+            raise NetspecError(f"{labels}: IDX labels must have 1 axis, got {len(lh.dims)}")
+        if lh.dims[0] != h.dims[0]:
+            raise NetspecError(f"{labels}: {lh.dims[0]} labels for {h.dims[0]} images in {images.name}")
+    # the file's bytes (all of them when gzipped), then float32 twice (the division), the NaN check's mask
+    need = (h.data_bytes if gz else values * h.dtype.itemsize) + values * 9 + (h.dims[0] * 9 if labels else 0)
+    return DataInfo(str(images), files, rows, tuple(shape), need)
 
 
 def read_idx(p: Path, limit: int | None = None) -> np.ndarray:
@@ -261,28 +471,34 @@ def read_idx(p: Path, limit: int | None = None) -> np.ndarray:
 
 
 def _read_idx(p: Path, limit: int | None) -> tuple[np.ndarray, int]:
-    """(first ``limit`` rows, total rows the file holds)."""
-    blob = _read_bytes(p)
-    if len(blob) < 4:
-        raise NetspecError(f"{p}: not an IDX file: {len(blob)} bytes, shorter than the 4-byte magic number")
-    if blob[0] != 0 or blob[1] != 0 or blob[2] not in _IDX_TYPES or not 1 <= blob[3] <= 4:
-        raise NetspecError(f"{p}: not an IDX file: wrong magic number 0x{blob[:4].hex()} (expected 0x0000 then type and rank, e.g. 0x00000803)")
-    ndim = blob[3]
-    header = 4 + 4 * ndim
-    if len(blob) < header:
-        raise NetspecError(f"{p}: truncated IDX header ({len(blob)} bytes, the header needs {header})")
-    dims = [int(d) for d in np.frombuffer(blob, dtype=">u4", count=ndim, offset=4)]
-    dtype = np.dtype(_IDX_TYPES[blob[2]])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    have = len(blob) - header
-    if have != expected:
-        what = "truncated" if have < expected else "corrupt"
-        raise NetspecError(
-            f"{p}: {what} IDX file: the header says {'x'.join(map(str, dims))} values ({expected} bytes), the file holds {have} bytes of data"
-        )
-    rows = dims[0] if limit is None else min(limit, dims[0])
-    count = rows * int(np.prod(dims[1:], dtype=np.int64))
-    return np.frombuffer(blob, dtype=dtype, count=count, offset=header).reshape(rows, *dims[1:]), dims[0]
+    """(first ``limit`` rows, total rows the file holds). The header is read and checked against the
+    file's size first; only then is the data read (a gzipped file: at most one byte more than the header
+    promises)."""
+    _regular(p)
+    stream, fh, gz = _open(p)
+    with fh, stream:
+        h = _idx_header(p, stream)
+        if not gz:
+            have = p.stat().st_size - h.size
+            if have != h.data_bytes:
+                raise _size_error(p, h, have)
+        rows = h.dims[0] if limit is None else min(limit, h.dims[0])
+        row_values = math.prod(h.dims[1:])
+        if gz:  # in pieces: never ask for more than a MiB at once, stop one byte past what the header says
+            pieces, got = [], 0
+            while got <= h.data_bytes:
+                piece = _read(p, stream, min(1 << 20, h.data_bytes + 1 - got))
+                if not piece:
+                    break
+                pieces.append(piece)
+                got += len(piece)
+            blob = b"".join(pieces)
+            if len(blob) != h.data_bytes:
+                raise _size_error(p, h, len(blob))
+        else:
+            blob = _read(p, stream, rows * row_values * h.dtype.itemsize)
+    data = np.frombuffer(blob, dtype=h.dtype, count=rows * row_values)
+    return data.reshape(rows, *h.dims[1:]), h.dims[0]
 
 
 def _load_idx(p: Path, require_labels: bool, limit: int | None) -> Dataset:

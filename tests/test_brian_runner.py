@@ -6,6 +6,7 @@ cannot be imported, from a copy of its build folder, to show that a build folder
 from __future__ import annotations
 
 import ast
+import builtins
 import importlib
 import os
 import shutil
@@ -21,7 +22,8 @@ from netspec.brian import BuildOptions, SimResult, build, runner, simulate
 from netspec.brian.build import RUNNER_FILE, _builder_source_hash
 from netspec.run import metrics
 from netspec.run.evaluate import chunk_seed as run_chunk_seed
-from netspec.spec import load_spec
+from netspec.spec import load_spec, load_spec_data
+from test_brian_support import spec_data
 
 build_module = importlib.import_module("netspec.brian.build")  # the module, not the function netspec.brian exports
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,6 +195,46 @@ def test_build_folder_holds_the_runner_and_the_key_covers_it(tmp_path, monkeypat
     before = _builder_source_hash()
     (copy / "runner.py").write_text(RUNNER.read_text() + "\n# changed\n")
     assert _builder_source_hash() != before
+
+
+def _undefined_names(source: str) -> set[str]:
+    """Names a script reads but never imports, defines, assigns or gets from builtins (a small pyflakes)."""
+    tree = ast.parse(source)
+    defined = set(dir(builtins)) | {"__file__"}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.arg):
+            defined.add(node.arg)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            defined.add(node.id)
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - defined
+
+
+def test_generated_scripts_read_only_names_they_define_or_import(tmp_path):
+    """Every template branch: poisson input, max pooling, counters, physical units, LIF, refractoriness,
+    reset to a value, exponential synapses, delays; and the shipped specs."""
+    layers = [
+        {"name": "c", "type": "conv2d", "filters": 2, "kernel_size": 2, "kernel": np.full((2, 2, 1, 2), 0.3).tolist(),
+         "activation": "relu", "normalization": {"lambda": 1.0}},
+        {"name": "p", "type": "maxpool2d", "pool_size": 2},
+        {"name": "f", "type": "flatten"},
+        {"name": "out", "type": "dense", "units": 2, "kernel": np.full((8, 2), 0.5).tolist(), "activation": "softmax",
+         "normalization": {"lambda": 1.0}},
+    ]
+    neuron = {"model": "lif", "tau_m": "20 ms", "threshold": "-50 mV", "rest": "-65 mV", "reset": "-70 mV",
+              "refractory": "1 ms", "synapse": "exponential", "tau_syn": "3 ms", "delay": "2 ms"}
+    doc = spec_data("rich", (5, 5, 1), layers, encoding="poisson", neuron=neuron,
+                    extra_input={"max_rate": "200 Hz", "seed": 3})
+    scripts = [build(load_spec_data(doc, tmp_path), tmp_path / "rich", BuildOptions(standalone=False)).script]
+    scripts += [build(load_spec(path), tmp_path / path.stem).script for path in sorted((ROOT / "specs").glob("*.yaml"))]
+    texts = {script: script.read_text() for script in scripts}
+    for fragment in ("rand() < p", "E_p_0", "counters", "*volt", "u = u_reset", "q_post", "delay="):
+        assert fragment in texts[scripts[0]], fragment
+    for script, text in texts.items():
+        assert _undefined_names(text) == set(), script
 
 
 def _without_netspec(tmp_path):

@@ -141,8 +141,48 @@ def load_model(path: str | Path):
         with quiet_tf():
             return keras.models.load_model(p, compile=False)
     except Exception as exc:  # Keras raises many types (ValueError, OSError, TypeError, KeyError)
+        culprit = unsupported_layer(p) if p.suffix.lower() == ".keras" else None
+        if culprit is not None:
+            raise NetspecError(f"{path}: {culprit}") from exc
         text = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise NetspecError(f"{path}: cannot load the Keras model: {text}") from exc
+
+
+#: Keras layer classes that hold Python code (never deserialized: Keras's safe mode refuses them).
+CODE_LAYERS = ("Lambda",)
+
+
+def unsupported_layer(path: Path) -> str | None:
+    """Why Keras could not deserialize a ``.keras`` file, read from the archive's ``config.json`` (plain
+    JSON, nothing executed): the first layer that holds Python code (a Lambda) or comes from outside Keras
+    (a custom class). None when neither is found."""
+    import json
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            config = json.loads(zf.read("config.json").decode("utf-8"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, UnicodeDecodeError):
+        return None
+    custom = None
+    stack = [config]
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        cls, cfg = node.get("class_name"), node.get("config")
+        if isinstance(cls, str) and isinstance(cfg, dict):
+            name = cfg.get("name", "?")
+            if cls in CODE_LAYERS:
+                return (f"layer '{name}' is a {cls} layer: not supported (it holds Python code, which netspec never "
+                        f"runs; use built-in Keras layers)")
+            module = node.get("module")
+            if custom is None and isinstance(module, str) and module.split(".")[0] not in ("keras", "tensorflow", "tf_keras"):
+                custom = f"layer '{name}' is a custom layer ({module}.{cls}): not supported (use built-in Keras layers)"
+        stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
+    return custom
 
 
 def read_graph(model) -> KGraph:

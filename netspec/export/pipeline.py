@@ -38,6 +38,7 @@ import numpy as np
 from .. import __version__
 from ..datasets import Dataset, load_dataset
 from ..errors import NetspecError
+from ..paths import check_export_outputs
 from ..reference import forward
 from ..spec import SpecError, load_spec_data, spec_yaml
 from ..spec.diagnostics import Reporter
@@ -122,6 +123,7 @@ def export(model_path: str | Path, spec_path: str | Path, options: ExportOptions
     """
     spec_path = Path(spec_path)
     _check_target(spec_path)
+    check_export_outputs(model_path, spec_path, options.calibration)
     data = load_dataset(options.calibration, require_labels=False, limit=options.samples, keys=CALIBRATION_KEYS,
                         prefer=("train", "t10k"))
     from .keras_reader import keras_output, load_model, read_graph
@@ -231,7 +233,7 @@ def _validated(load, spec_path: Path):
         return load()
     except SpecError as exc:
         first = exc.diagnostics[0] if exc.diagnostics else None
-        if first is not None and first.code == "NS510":  # a choice the user can change
+        if first is not None and (first.code == "NS510" or first.code.startswith("NS6")):  # a choice the user can change
             raise NetspecError(f"{spec_path}: {first.message}") from exc
         raise NetspecError(f"{spec_path}: internal error: the exported spec does not validate ({exc}); please report this") from exc
 

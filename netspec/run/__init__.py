@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import NetspecError
+from ..spec.resources import Limits
 from .evaluate import (Evaluation, check_labels, chunk_seed, default_workers, evaluate, interruptible, merge,
                        parse_steps, prepare_workers)
 from .progress import Progress
@@ -41,7 +42,8 @@ class RunOptions:
     ``data`` is a dataset path (``.npz``, MNIST IDX file or folder); ``limit`` keeps the first N samples;
     ``duration`` overrides the spec's duration per sample (``'50 ms'``, a multiple of dt); ``workers`` is
     the number of worker processes (None: the usable cores); ``seed`` overrides the spec's input seed;
-    ``report``/``plots``/``build_dir`` are output paths (None: not written / ``build/<name>/``).
+    ``report``/``plots``/``build_dir`` are output paths (None: not written / ``build/<name>/``); ``limits``
+    bound the steps per sample and the memory of the run (``--max-steps``, ``--max-memory``).
     """
 
     data: str
@@ -53,6 +55,7 @@ class RunOptions:
     plots: str | None = None
     seed: int | None = None
     build_dir: str | None = None
+    limits: Limits = field(default_factory=Limits)
 
 
 def ann_outputs(spec, x: np.ndarray, batch: int = 500) -> np.ndarray:
@@ -65,14 +68,46 @@ def ann_outputs(spec, x: np.ndarray, batch: int = 500) -> np.ndarray:
     return np.concatenate(parts, axis=0)
 
 
-def _check_writable(folder: Path, option: str) -> None:
-    """Fail before any work when an output folder cannot be created or written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise NetspecError(f"{option} {folder}: cannot create the folder: {exc.strerror}", 2) from None
-    if not os.access(folder, os.W_OK):
-        raise NetspecError(f"{option} {folder}: the folder is not writable", 2)
+#: Seeds a run accepts (Brian2 and numpy take 32-bit unsigned seeds).
+SEED_RANGE = (0, 2**32 - 1)
+
+
+def _check_outputs(spec, args: RunOptions) -> None:
+    """Before any work: the report and the plots go to writable paths that are none of the run's inputs
+    (the spec, its weights, the data files)."""
+    from ..datasets import data_files
+    from ..paths import check_outputs
+    from .plots import PLOT_FILES
+
+    inputs = {"the spec": spec.path}
+    if spec.path is not None and spec.weights is not None:
+        inputs["the spec's weights"] = Path(spec.path).parent / spec.weights.file
+    for i, f in enumerate(data_files(args.data)):
+        inputs["the data" if i == 0 else "the data's labels"] = f
+    outputs: dict[str, Path | None] = {"--report": Path(args.report) if args.report is not None else None}
+    if args.plots is not None:
+        outputs.update({f"--plots ({name})": Path(args.plots) / name for name in PLOT_FILES})
+    check_outputs(outputs, inputs, {"--plots": Path(args.plots) if args.plots is not None else None})
+
+
+def _check_resources(spec, args: RunOptions, steps: int | None):
+    """Before loading the data: its headers fit the spec's input, and the run (network, data, recorded
+    per-step output counts) fits the memory limit. Returns what the headers say."""
+    from ..datasets import check_memory, check_shape, inspect_dataset
+    from ..spec.resources import check_steps, estimate
+
+    if steps is not None:
+        why = check_steps(steps, args.limits)
+        if why:
+            raise NetspecError(f"--duration {args.duration!r}: {why}", 2)
+    info = inspect_dataset(args.data, limit=args.limit)
+    check_shape(info, spec)
+    est = estimate(spec.layers, spec.shapes, spec.output_layer.name, spec.simulation.steps)
+    need = est.run_bytes(info.samples, steps, input_bytes=info.nbytes)
+    check_memory(info, args.limits.max_memory, need,
+                 f"a run of {(steps or spec.simulation.steps):,} steps per sample on {est.neurons:,} neurons "
+                 f"and {est.synapses:,} synapses")
+    return info
 
 
 def run_command(spec, args: RunOptions) -> int:
@@ -88,19 +123,18 @@ def run_command(spec, args: RunOptions) -> int:
     workers = args.workers if args.workers is not None else default_workers()
     if workers < 1:
         raise NetspecError(f"--workers: must be at least 1, got {workers}", 2)
+    if args.seed is not None and not SEED_RANGE[0] <= args.seed <= SEED_RANGE[1]:
+        raise NetspecError(f"--seed: must be an integer from {SEED_RANGE[0]} to {SEED_RANGE[1]:,} (2^32 - 1), got {args.seed}", 2)
     if args.plots is not None:
         from .plots import require_matplotlib
 
         require_matplotlib()
-        _check_writable(Path(args.plots), "--plots")
-    if args.report is not None:
-        if Path(args.report).is_dir():
-            raise NetspecError(f"--report {args.report}: is a folder; give a file name such as report.json", 2)
-        _check_writable(Path(args.report).parent, "--report")
+    _check_outputs(spec, args)
+    _check_resources(spec, args, steps)
 
     from ..datasets import check_fits, load_dataset
 
-    data = load_dataset(args.data, require_labels=True, limit=args.limit)
+    data = load_dataset(args.data, require_labels=True, limit=args.limit, max_bytes=None)  # checked above
     check_fits(data, spec)
     classes = int(np.prod(spec.shapes[spec.output_layer.name]))
     check_labels(data.y, classes, data.source)

@@ -16,6 +16,9 @@ import numpy as np
 from ..errors import NetspecError
 from .metrics import pearson
 
+#: The files --plots may write into its folder (checked against the inputs before a run starts).
+PLOT_FILES = ("error_vs_time.png", "error_vs_ops.png", "correlation.png", "output_raster.png")
+
 
 def require_matplotlib():
     """Import matplotlib with the Agg backend; a clear error when it is not installed."""

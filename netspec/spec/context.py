@@ -10,6 +10,7 @@ import numpy as np
 from .diagnostics import Reporter
 from .layers import Layer, Shape
 from .model import NeuronParams
+from .resources import Limits
 
 
 @dataclass
@@ -26,6 +27,9 @@ class Context:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     neurons: dict[str, NeuronParams] = field(default_factory=dict)
     dt: float | None = None
+    steps: int | None = None  # time steps per sample, once dt and duration are known
+    limits: Limits = field(default_factory=Limits)
+    resources_ok: bool = True  # the network fits the limits (otherwise its tensors are not read)
     graph_ok: bool = True
     input_ok: bool = True  # the input block can be used to infer shapes
 

@@ -65,6 +65,10 @@ CODES: Mapping[str, str] = {
     "NS508": "parameter does not apply to the chosen model",
     "NS509": "input range or rate invalid",
     "NS510": "input encoding does not fit the first layers",
+    # resources (estimated before anything is allocated; see netspec/spec/resources.py)
+    "NS601": "more time steps per sample than the limit (--max-steps)",
+    "NS602": "estimated memory above the limit (--max-memory)",
+    "NS603": "layer too large for 32-bit indices",
 }
 
 

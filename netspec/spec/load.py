@@ -13,27 +13,30 @@ from .diagnostics import Diagnostic, Reporter, SpecError
 from .layers import LAYER_TYPES, Layer
 from .model import InputSpec, Simulation, Spec, WeightsFile
 from .context import Context
+from .resources import Limits
 from .rules import RULES
 from .schema import check_schema
 from .units import parse_quantity
 from .yamlsrc import Document, YamlError, read_document
 
 
-def check_file(path: str | Path) -> tuple[Spec | None, list[Diagnostic]]:
-    """Read and validate a spec file. Returns (spec or None, diagnostics)."""
+def check_file(path: str | Path, limits: Limits | None = None) -> tuple[Spec | None, list[Diagnostic]]:
+    """Read and validate a spec file. Returns (spec or None, diagnostics). ``limits``: the resource limits
+    (default :class:`Limits`: 1,000,000 steps per sample, half the physical memory)."""
     try:
         doc = read_document(path, str(path))
     except YamlError as exc:
         return None, [exc.diagnostic]
-    return check_document(doc, Path(path).parent, Path(path))
+    return check_document(doc, Path(path).parent, Path(path), limits)
 
 
-def check_document(doc: Document, base: Path, path: Path | None = None) -> tuple[Spec | None, list[Diagnostic]]:
+def check_document(doc: Document, base: Path, path: Path | None = None,
+                   limits: Limits | None = None) -> tuple[Spec | None, list[Diagnostic]]:
     rep = Reporter(doc.file, doc.data, doc.marks, doc.key_marks)
     if check_schema(doc.data, rep):
         return None, rep.items
     layers = _typed_layers(doc.data["layers"])
-    ctx = Context(doc.data, rep, base, layers)
+    ctx = Context(doc.data, rep, base, layers, limits=limits if limits is not None else Limits())
     for rule in RULES:
         rule(ctx)
     if rep.items:
@@ -41,18 +44,18 @@ def check_document(doc: Document, base: Path, path: Path | None = None) -> tuple
     return _build(doc.data, ctx, path), []
 
 
-def load_spec(path: str | Path) -> Spec:
+def load_spec(path: str | Path, limits: Limits | None = None) -> Spec:
     """Load and validate a spec file; raise :class:`SpecError` listing every problem."""
-    spec, diagnostics = check_file(path)
+    spec, diagnostics = check_file(path, limits)
     if spec is None:
         raise SpecError(diagnostics)
     return spec
 
 
-def load_spec_data(data: dict[str, Any], base: str | Path, file: str = "<memory>") -> Spec:
+def load_spec_data(data: dict[str, Any], base: str | Path, file: str = "<memory>", limits: Limits | None = None) -> Spec:
     """Validate a spec given as plain data (weights resolved relative to ``base``)."""
     doc = Document(file, data, {}, {})
-    spec, diagnostics = check_document(doc, Path(base), None)
+    spec, diagnostics = check_document(doc, Path(base), None, limits)
     if spec is None:
         raise SpecError(diagnostics)
     return spec

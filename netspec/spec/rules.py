@@ -9,8 +9,10 @@ from typing import Any, Callable
 from .context import Context
 from .layers import LAYER_TYPES, Analog, Role, ShapeError
 from .model import NEURON_DEFAULTS, NeuronParams, hidden_linear
+from .resources import check_indices, check_memory, check_steps, estimate
 from .tensors import rule_tensors
-from .units import DIMENSIONLESS, FREQUENCY, TIME, VOLTAGE, Quantity, QuantityError, dimension_word, parse_quantity
+from .units import (DIMENSIONLESS, FREQUENCY, TIME, VOLTAGE, Quantity, QuantityError, dimension_word, parse_quantity,
+                    steps_in)
 
 #: Layer types the analog input current can be computed for (looking through those that pass it on).
 ANALOG_CONSUMERS = tuple(t for t, cls in LAYER_TYPES.items() if cls.analog is Analog.DRIVEN)
@@ -182,6 +184,8 @@ def rule_simulation(ctx: Context) -> None:
         ctx.dt = dt.value
         if dur is not None and not _whole_steps(dur.value, dt.value):
             ctx.rep.add("NS505", f"duration {sim['duration']!r} is not a whole number of steps of dt {sim['dt']!r}", ("simulation", "duration"))
+        elif dur is not None:
+            ctx.steps = steps_in(dur, dt)
 
 
 def _whole_steps(t: float, dt: float) -> bool:
@@ -316,6 +320,31 @@ def rule_shapes(ctx: Context) -> None:
             ctx.rep.add(exc.code, f"{exc} ({'input' if len(names) == 1 else 'inputs:'} {sides})", path)
 
 
+def rule_resources(ctx: Context) -> None:
+    """Steps per sample, 32-bit indices and memory, estimated from the shapes before any tensor is read
+    (see :mod:`.resources`)."""
+    sim = ctx.data["simulation"]
+    if ctx.steps is not None:
+        why = check_steps(ctx.steps, ctx.limits)
+        if why:
+            ctx.rep.add("NS601", f"duration {sim['duration']!r} with dt {sim['dt']!r} is {why}", ("simulation", "duration"))
+    if ctx.order is None or any(name not in ctx.shapes for name in ctx.order):
+        return
+    est = estimate(ctx.layers, ctx.shapes, ctx.order[-1], ctx.steps)
+    too_big = check_indices(est)
+    if too_big:
+        name, why = too_big
+        where = ("input", "shape") if ctx.layer(name).role is Role.SOURCE else ctx.lpath(name)
+        ctx.rep.add("NS603", why, where)
+        ctx.resources_ok = False
+        return
+    why = check_memory(est.network_bytes, ctx.limits, f"the network ({est.neurons:,} neurons, {est.synapses:,} synapses)")
+    if why:
+        name = est.largest_projection[0] or est.largest_layer[0]
+        ctx.rep.add("NS602", why, ctx.lpath(name))
+        ctx.resources_ok = False
+
+
 def rule_analog_input(ctx: Context) -> None:
     if ctx.order is None or ctx.data["input"]["encoding"] != "analog":
         return
@@ -356,6 +385,7 @@ RULES: tuple[Callable[[Context], None], ...] = (
     rule_analog_input,
     rule_neurons,
     rule_shapes,
+    rule_resources,
     rule_tensors,
     rule_normalization,
 )

@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 
 from .context import Context
+from ..npzheader import NpzHeaderError, npz_members
 from .layers import Role
+from .resources import human_bytes
 
 
 def _load_npz(ctx: Context) -> dict[str, Any] | None:
@@ -38,6 +40,16 @@ def _load_npz(ctx: Context) -> dict[str, Any] | None:
     if not full.is_file():
         ctx.rep.add("NS401", f"weights file {rel!r} not found (looked in {base})", path)
         return {}
+    limit = ctx.limits.max_memory
+    try:
+        size = full.stat().st_size
+    except OSError as exc:
+        ctx.rep.add("NS401", f"cannot read weights file {rel!r}: {exc.strerror}", path)
+        return {}
+    if limit is not None and size > limit:
+        ctx.rep.add("NS602", f"weights file {rel!r} is {human_bytes(size)}, above the memory limit of {human_bytes(limit)} "
+                             "(--max-memory raises the limit)", path)
+        return {}
     try:
         blob = full.read_bytes()
     except OSError as exc:
@@ -51,14 +63,26 @@ def _load_npz(ctx: Context) -> dict[str, Any] | None:
             ("weights", "sha256"),
         )
         return {}
-    # from here on only the bytes that were hashed are read: the file is not opened again
+    # from here on only the bytes that were hashed are read: the file is not opened again. The headers
+    # come first: nothing is inflated before the sizes they claim are known to fit.
     archive = io.BytesIO(blob)
     if not zipfile.is_zipfile(archive):
         ctx.rep.add("NS404", f"weights file {rel!r} is not an .npz archive (numpy.savez writes one)", path)
         return {}
+    try:
+        members = npz_members(archive)
+    except NpzHeaderError as exc:
+        ctx.rep.add("NS404", f"weights file {rel!r}: {exc}", path)
+        return {}
+    need = sum(m.nbytes for m in members)
+    if limit is not None and need > limit:
+        big = max(members, key=lambda m: m.nbytes)
+        ctx.rep.add("NS602", f"weights file {rel!r} inflates to {human_bytes(need)} (member {big.key!r}: {list(big.shape)} "
+                             f"{big.dtype}), above the memory limit of {human_bytes(limit)} (--max-memory raises the limit)", path)
+        return {}
     tensors: dict[str, Any] = {}
     try:
-        archive.seek(0)  # is_zipfile leaves the position at the archive's end
+        archive.seek(0)
         with np.load(archive, allow_pickle=False) as npz:
             for key in npz.files:
                 value = npz[key]
@@ -76,6 +100,8 @@ def _load_npz(ctx: Context) -> dict[str, Any] | None:
 def rule_tensors(ctx: Context) -> None:
     """Every tensor a layer names, by key or inline: present, floating point, the shape the layer
     needs (when its input shapes are known) and finite. The good ones land in ``ctx.arrays``."""
+    if not ctx.resources_ok:
+        return  # the network is refused as a whole; its tensors are not read
     npz = _load_npz(ctx)
     for i, layer in enumerate(ctx.layers):
         for fname, ref in layer.tensors().items():

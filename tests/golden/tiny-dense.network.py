@@ -35,7 +35,7 @@ netspec_runner.py next to this file; this file holds what is particular to this 
 """
 import numpy as np
 from brian2 import (BrianLogger, Clock, Network, NeuronGroup, PopulationRateMonitor, SpikeMonitor, StateMonitor, Synapses,
-                    TimedArray, second)
+                    TimedArray, second, volt)
 
 import netspec_runner as runner
 

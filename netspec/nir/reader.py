@@ -1,0 +1,666 @@
+"""Reading a NIR graph into a spec and its weights (``netspec export GRAPH.nir -o SPEC.yaml``).
+
+The graph is already a spiking network, so every lambda is 1 and the weights written are the graph's,
+scaled into netspec's normalized membrane (``convention`` states the time-step and unit conventions).
+The graph must be feed-forward, with one ``Input`` and one ``Output`` fed by a neuron node. Nodes map by
+their NIR class (:func:`node_roles`):
+
+* ``Input`` -> the input layer (``[C, H, W]`` -> ``[H, W, C]``);
+* ``IF``, ``LIF``, ``CubaLIF`` -> a layer of neurons (``if``; ``lif``; ``lif`` with exponential synapses),
+  one per neuron node. With one incoming edge it is the layer of the weighted node on that edge:
+  ``Affine``/``Linear`` -> dense, ``Conv2d`` -> conv2d (``groups`` = channels, or netspec's own
+  ``depth_multiplier`` metadata: depthwise_conv2d; integer padding: a zeropad2d layer before it), ``AvgPool2d`` (or a ``SumPool2d`` whose neurons take 1/n of it)
+  -> avgpool2d, other pools (whose neurons scale their input) -> a depthwise_conv2d with a constant kernel, ``Scale`` or no weighted node ->
+  a 1x1 depthwise_conv2d (images) or a diagonal dense layer (vectors). With several incoming edges
+  (NIR sums them) it is an ``add`` layer, each weighted edge a hidden ``linear`` layer;
+* ``Flatten`` -> flatten (nothing for a vector), between spiking layers only.
+
+Refused by name: non-spiking integrators (``LI``, ``CubaLI``, ``I``; a read-out by membrane), ``Delay``,
+``Threshold``, ``Conv1d``, nested graphs (recurrent layers), weighted nodes that do not end in neurons,
+parameters that differ across a layer where the spec has one value (time constants, the reset, per-channel
+factors of a convolution), and a bias into a ``CubaLIF`` unless the graph is netspec's own or
+``approximate`` is set. Node names become layer names: characters other than letters, digits and ``_``
+become ``_``, a name that does not start with a letter gets ``n_`` in front.
+"""
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import NetspecError
+from ..spec import LAYER_TYPES, SpecError, load_spec, parse_quantity, spec_yaml
+from ..spec.units import TIME
+from .convention import (BIAS_KEY, DELAY_KEY, DEPTHWISE_KEY, GRAPH_KEY, REFRACTORY_KEY, RESET_KEY, RTOL, chw_order,
+                         from_nir_shape, require_nir, seconds_text)
+
+#: Largest vector a Scale (or a bare neuron-to-neuron edge) may have: it becomes an n x n diagonal dense layer.
+MAX_DIAGONAL = 4096
+
+#: The spec's neuron defaults block: NIR's IF neuron in netspec's normalized unit (reset to v_reset = rest).
+NEURON_DEFAULTS = {"model": "if", "reset": "zero"}
+
+#: Field order of the layer entries written.
+_ORDER = ("name", "type", "inputs", "units", "filters", "kernel_size", "strides", "padding", "depth_multiplier", "pool_size",
+          "kernel", "bias", "activation", "normalization", "neuron")
+
+#: Roles of NIR node classes (by class name; the classes come from the installed nir package).
+INPUT, OUTPUT, NEURON, WEIGHTED, RELAY = "input", "output", "neuron", "weighted", "relay"
+ROLES = {
+    "Input": INPUT, "Output": OUTPUT, "IF": NEURON, "LIF": NEURON, "CubaLIF": NEURON,
+    "Affine": WEIGHTED, "Linear": WEIGHTED, "Conv2d": WEIGHTED, "AvgPool2d": WEIGHTED, "SumPool2d": WEIGHTED,
+    "Scale": WEIGHTED, "Flatten": RELAY,
+}
+#: Why the other node classes are refused.
+REFUSED = {
+    "LI": "a non-spiking leaky integrator (a read-out by membrane potential); netspec reads out spike counts",
+    "CubaLI": "a non-spiking current-based integrator (a read-out by membrane potential); netspec reads out spike counts",
+    "I": "a non-spiking integrator (a read-out by membrane potential); netspec reads out spike counts",
+    "Delay": "delays between nodes are not read yet",
+    "Threshold": "a threshold without a membrane has no netspec neuron model",
+    "Conv1d": "netspec has no 1-D convolution",
+    "NIRGraph": "a nested graph (recurrent layers are exported this way); netspec reads flat feed-forward graphs",
+}
+
+
+@dataclass
+class ImportOptions:
+    """Choices for reading a NIR graph. None means: the graph's netspec metadata, else the default.
+
+    Attributes
+    ----------
+    dt : str | None
+        The simulation step and the step of the graph's convention (default '1 ms'; snnTorch exports with
+        0.1 ms).
+    duration : str | None
+        Presentation time per sample (default '100 ms').
+    encoding : str | None
+        analog (default) or poisson (max_rate 1/dt, seed 0).
+    approximate : bool
+        Accept a bias into a CubaLIF node, which netspec adds to the membrane instead of the synaptic current.
+    """
+
+    dt: str | None = None
+    duration: str | None = None
+    encoding: str | None = None
+    approximate: bool = False
+
+
+class _Bad(ValueError):
+    """A problem with the node being read; the reader adds the node's name and type."""
+
+
+@dataclass
+class _Tensor:
+    """Spikes a node emits: the spec layer they are, their NIR shape, and for a flattened image the spec
+    index of every NIR position."""
+
+    layer: str
+    shape: tuple[int, ...]
+    perm: np.ndarray | None = None
+
+
+@dataclass
+class Imported:
+    """A translated graph: the spec document (weights as keys), its tensors and notes for the user."""
+
+    doc: dict[str, Any]
+    tensors: dict[str, np.ndarray]
+    notes: list[str] = field(default_factory=list)
+
+
+def read_graph(path: str | Path):
+    """``nir.read`` with NIR's type check; any failure is a one-line :class:`NetspecError`."""
+    nir = require_nir()
+    path = Path(path)
+    if not path.is_file():
+        raise NetspecError(f"{path}: no such file", 2)
+    try:
+        graph = nir.read(path, type_check=False)
+        if not isinstance(graph, nir.NIRGraph):
+            raise ValueError(f"the file holds a {type(graph).__name__}, not a graph")
+        # nir 1.0.8 types a grouped Conv2d's input as weight.shape[1] channels: give it all of them
+        for node in graph.nodes.values():
+            if isinstance(node, nir.Conv2d) and int(np.asarray(node.groups)) > 1 and node.input_type["input"] is not None:
+                node.input_type = {"input": np.array([node.weight.shape[1] * int(np.asarray(node.groups)),
+                                                      *node.input_type["input"][1:]])}
+        graph.infer_types()
+        graph.check_types()
+        return graph
+    except Exception as exc:  # h5py, NIR's asserts and type inference raise many kinds
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NetspecError(f"{path}: not a readable NIR graph ({type(exc).__name__}: {detail[:300]})") from exc
+
+
+def identifiers(names) -> dict[str, str]:
+    """Layer names for NIR node names: valid, unique, stable (in the graph's node order)."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for raw in names:
+        base = re.sub(r"[^A-Za-z0-9_]", "_", str(raw))
+        if not base or not base[0].isalpha():
+            base = "n_" + base
+        base = base[:64]
+        name, k = base, 2
+        while name in taken:
+            suffix = f"_{k}"
+            name, k = base[:64 - len(suffix)] + suffix, k + 1
+        taken.add(name)
+        out[raw] = name
+    return out
+
+
+def _arr(node, field_name: str, shape: tuple[int, ...]) -> np.ndarray:
+    value = np.asarray(getattr(node, field_name), dtype=np.float64)
+    try:
+        value = np.broadcast_to(value, shape)
+    except ValueError:
+        raise _Bad(f"{field_name} has shape {list(value.shape)}, the node's neurons are {list(shape)}") from None
+    if not np.all(np.isfinite(value)):
+        raise _Bad(f"{field_name} has values that are not finite")
+    return value
+
+
+def _uniform(x: np.ndarray, what: str) -> float:
+    first = float(x.flat[0]) if x.size else 0.0
+    if np.any(np.abs(x - first) > RTOL * max(abs(first), 1e-30)):
+        raise _Bad(f"{what} differs across the layer ({float(x.min()):g} to {float(x.max()):g}); a spec layer has one value")
+    return first
+
+
+def _meta(node) -> dict:
+    meta = getattr(node, "metadata", None)
+    return meta if isinstance(meta, dict) else {}
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class _Reader:
+    def __init__(self, graph, path: Path, options: ImportOptions):
+        self.graph = graph
+        self.path = path
+        self.options = options
+        self.layers: list[dict] = []
+        self.tensors: dict[str, np.ndarray] = {}
+        self.notes: list[str] = []
+        self.spikes: dict[str, _Tensor] = {}
+        gmeta = _meta(graph).get(GRAPH_KEY)
+        self.own = gmeta if isinstance(gmeta, dict) else {}
+        self.dt_text = options.dt or (_text(self.own["dt_text"]) if "dt_text" in self.own else "1 ms")
+        self.dt = self._time(self.dt_text, "--dt" if options.dt else f"{path.name}: dt")
+        self.names = identifiers(graph.nodes)
+        self.taken = set(self.names.values())
+
+    def _time(self, text: str, what: str) -> float:
+        try:
+            q = parse_quantity(text)
+        except ValueError as exc:
+            raise NetspecError(f"{what}: {exc}", 2) from exc
+        if q.dim != TIME or not q.value > 0:
+            raise NetspecError(f"{what}: expected a positive time such as '1 ms', got {text!r}", 2)
+        return q.value
+
+    def fresh(self, base: str) -> str:
+        name, k = base[:64], 2
+        while name in self.taken:
+            suffix = f"_{k}"
+            name, k = base[:64 - len(suffix)] + suffix, k + 1
+        self.taken.add(name)
+        return name
+
+    def fail(self, node: str, message: str) -> NetspecError:
+        kind = type(self.graph.nodes[node]).__name__
+        return NetspecError(f"{self.path.name}: node '{node}' ({kind}): {message}")
+
+    def emit(self, entry: dict, tensors: dict[str, np.ndarray] | None = None) -> None:
+        for key, value in (tensors or {}).items():
+            self.tensors[f"{entry['name']}/{key}"] = np.asarray(value, dtype=np.float64)
+            entry[key] = f"{entry['name']}/{key}"
+        self.layers.append(entry)
+
+    # -- the walk ----------------------------------------------------------------------------------------
+    def run(self) -> Imported:
+        nodes, edges = self.graph.nodes, [tuple(e) for e in self.graph.edges]
+        for name, node in nodes.items():
+            kind = type(node).__name__
+            if kind in REFUSED:
+                raise self.fail(name, REFUSED[kind])
+            if kind not in ROLES:
+                raise self.fail(name, "netspec has no mapping for this node type")
+        self.pred: dict[str, list[str]] = {n: [] for n in nodes}
+        self.succ: dict[str, list[str]] = {n: [] for n in nodes}
+        for a, b in edges:
+            self.pred[b].append(a)
+            self.succ[a].append(b)
+        order = self._topological(nodes, edges)
+        self.role = {n: ROLES[type(nodes[n]).__name__] for n in nodes}
+        inputs = [n for n in nodes if self.role[n] == INPUT]
+        outputs = [n for n in nodes if self.role[n] == OUTPUT]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise NetspecError(f"{self.path.name}: the graph has {len(inputs)} Input and {len(outputs)} Output nodes; "
+                               "netspec reads graphs with one of each")
+        self._check_reaches(outputs[0])
+        for name in order:
+            role = self.role[name]
+            try:
+                if role == INPUT:
+                    self._input(name)
+                elif role == RELAY:
+                    self._relay(name)
+                elif role == WEIGHTED:
+                    self._check_weighted(name)
+                elif role == NEURON:
+                    self._neuron(name)
+            except (ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+                if isinstance(exc, _Bad):
+                    raise self.fail(name, str(exc)) from None
+                # a file can hold anything where NIR expects numbers (nir.read does not check them)
+                raise self.fail(name, f"holds values netspec cannot read ({type(exc).__name__}: {str(exc)[:200]})") from exc
+        out = outputs[0]
+        if len(self.pred[out]) != 1 or self.role[self.pred[out][0]] != NEURON:
+            feeder = ", ".join(f"'{p}' ({type(nodes[p]).__name__})" for p in self.pred[out]) or "nothing"
+            raise self.fail(out, f"fed by {feeder}; netspec's output must be the spikes of one neuron node")
+        return Imported(self._document(), self.tensors, self.notes)
+
+    def _topological(self, nodes, edges) -> list[str]:
+        indegree = {n: len(self.pred[n]) for n in nodes}
+        ready = deque(n for n in nodes if indegree[n] == 0)
+        order = []
+        while ready:
+            n = ready.popleft()
+            order.append(n)
+            for m in self.succ[n]:
+                indegree[m] -= 1
+                if indegree[m] == 0:
+                    ready.append(m)
+        if len(order) != len(nodes):
+            loop = next(n for n in nodes if indegree[n] > 0)
+            raise self.fail(loop, "is part of a cycle (a recurrent connection); netspec reads feed-forward graphs")
+        return order
+
+    def _check_reaches(self, out: str) -> None:
+        seen, todo = {out}, [out]
+        while todo:
+            for p in self.pred[todo.pop()]:
+                if p not in seen:
+                    seen.add(p)
+                    todo.append(p)
+        for name in self.graph.nodes:
+            if name not in seen:
+                raise self.fail(name, "does not lead to the Output node; netspec's network has one output layer")
+
+    def _spiking(self, consumer: str, name: str) -> _Tensor:
+        if name not in self.spikes:
+            raise self.fail(consumer, f"reads '{name}' ({type(self.graph.nodes[name]).__name__}), which is not spikes; "
+                                      "netspec needs weighted nodes between spiking layers, one per edge")
+        return self.spikes[name]
+
+    def _input(self, name: str) -> None:
+        shape = tuple(int(d) for d in np.asarray(self.graph.nodes[name].output_type["output"]).ravel())
+        if len(shape) not in (1, 3):
+            raise self.fail(name, f"shape {list(shape)}: netspec reads vectors [N] and images [C, H, W]")
+        layer = self.names[name]
+        self.input_shape = list(from_nir_shape(shape))
+        self.emit({"name": layer, "type": "input", "normalization": {"lambda": 1.0}})
+        self.spikes[name] = _Tensor(layer, shape)
+
+    def _relay(self, name: str) -> None:
+        node = self.graph.nodes[name]
+        if len(self.pred[name]) != 1:
+            raise self.fail(name, f"has {len(self.pred[name])} inputs; netspec reshapes one")
+        src = self._spiking(name, self.pred[name][0])
+        out = tuple(int(d) for d in np.asarray(node.output_type["output"]).ravel())
+        if len(src.shape) == 1:
+            if out != src.shape:
+                raise self.fail(name, f"turns {list(src.shape)} into {list(out)}; netspec flattens completely")
+            self.spikes[name] = src
+            return
+        if len(out) != 1:
+            raise self.fail(name, f"flattens {list(src.shape)} into {list(out)}; netspec flattens completely")
+        layer = self.names[name]
+        self.emit({"name": layer, "type": "flatten", "inputs": [src.layer]})
+        perm = chw_order(*from_nir_shape(src.shape)) if len(src.shape) == 3 else None
+        self.spikes[name] = _Tensor(layer, out, perm)
+
+    def _check_weighted(self, name: str) -> None:
+        succ = self.succ[name]
+        if len(succ) != 1 or self.role[succ[0]] != NEURON:
+            targets = ", ".join(f"'{s}' ({type(self.graph.nodes[s]).__name__})" for s in succ)
+            raise self.fail(name, f"feeds {targets}; netspec needs every weighted node to feed one neuron node "
+                                  "(a weighted sum read out without spiking is not a netspec output)")
+        if len(self.pred[name]) != 1:
+            raise self.fail(name, f"has {len(self.pred[name])} inputs; netspec's weighted layers read one")
+        self._spiking(name, self.pred[name][0])
+
+    # -- neurons ---------------------------------------------------------------------------------------
+    def _neuron(self, name: str) -> None:
+        node = self.graph.nodes[name]
+        shape = tuple(int(d) for d in np.asarray(node.output_type["output"]).ravel())
+        feeds = self.pred[name]
+        if not feeds:
+            raise self.fail(name, "has no input")
+        biased = any(self._bias(f) is not None and np.any(self._bias(f)) for f in feeds)
+        try:
+            params, kappa = self._params(name, node, shape, biased)
+        except _Bad as exc:
+            raise self.fail(name, str(exc)) from None
+        if len(feeds) == 1:
+            feed = feeds[0]
+            layer = self.names[feed] if self.role[feed] == WEIGHTED else self.names[name]
+            entry, tensors = self._weighted(feed, name, layer, kappa, hidden=False)
+            self.emit({**entry, "neuron": params}, tensors)
+            self.spikes[name] = _Tensor(layer, shape)
+            return
+        inputs, orders = [], []
+        for feed in feeds:
+            if self.role[feed] != WEIGHTED and np.all(kappa == 1.0):
+                src = self._spiking(name, feed)
+                inputs.append(src.layer)
+                orders.append(None if src.perm is None else src.perm.tobytes())
+                continue
+            if self.role[feed] == WEIGHTED:
+                layer = self.names[feed]
+            else:
+                layer = self.fresh(f"{self.names[name]}_from_{self._spiking(name, feed).layer}")
+            self.emit(*self._weighted(feed, name, layer, kappa, hidden=True))
+            inputs.append(layer)
+            orders.append(None)
+        if len(set(orders)) > 1:
+            raise self.fail(name, "adds a flattened image to a tensor ordered otherwise (NIR flattens channels-first, "
+                                  "netspec channels-last)")
+        layer = self.names[name]
+        self.emit({"name": layer, "type": "add", "inputs": inputs, "activation": "relu",
+                   "normalization": {"lambda": 1.0}, "neuron": params})
+        perm = next((self.spikes[f].perm for f in feeds if f in self.spikes), None) if orders[0] is not None else None
+        self.spikes[name] = _Tensor(layer, shape, perm)
+
+    def _bias(self, feed: str):
+        node = self.graph.nodes[feed]
+        return getattr(node, "bias", None) if type(node).__name__ in ("Affine", "Conv2d") else None
+
+    def _params(self, name: str, node, shape, biased: bool) -> tuple[dict, np.ndarray]:
+        """The spec's neuron parameters for a neuron node, and kappa (graph units -> netspec's per-step
+        normalized weights) per neuron."""
+        kind = type(node).__name__
+        meta = _meta(node)
+        arrays = {f: _arr(node, f, shape) for f in ("r", "v_threshold", "v_reset", "tau", "tau_mem", "tau_syn", "v_leak", "w_in")
+                  if hasattr(node, f) and getattr(node, f) is not None}
+        float32 = all(np.asarray(getattr(node, f)).dtype == np.float32 for f in arrays)
+        leak = arrays.get("v_leak", np.zeros(shape))
+        span = arrays["v_threshold"] - leak
+        if np.any(span <= 0):
+            raise _Bad("v_threshold must lie above v_leak (0 for IF)")
+        params: dict[str, Any] = {}
+        if kind == "IF":
+            kappa = self.dt * arrays["r"] / span
+        else:
+            tau = arrays["tau"] if kind == "LIF" else arrays["tau_mem"]
+            if np.any(tau <= 0):
+                raise _Bad("time constants must be positive")
+            params["model"] = "lif"
+            params["tau_m"] = seconds_text(self._value(_uniform(tau, "tau" if kind == "LIF" else "tau_mem"), float32))
+            kappa = self.dt * arrays["r"] * arrays.get("w_in", 1.0) / (tau * span)
+            if kind == "CubaLIF":
+                tau_syn = self._value(_uniform(arrays["tau_syn"], "tau_syn"), float32)
+                if not tau_syn > self.dt or not float(tau.flat[0]) > self.dt:
+                    raise _Bad(f"tau_syn {tau_syn:g} s and tau_mem {float(tau.flat[0]):g} s must be longer than dt "
+                               f"{self.dt_text!r} (netspec integrates exponential synapses with forward Euler); choose --dt")
+                params["synapse"] = "exponential"
+                params["tau_syn"] = seconds_text(tau_syn)
+                if biased and _text(meta.get(BIAS_KEY, "")) != "membrane":
+                    if not self.options.approximate:
+                        raise _Bad("its input has a bias, which NIR passes through the synaptic current and netspec "
+                                   "adds to the membrane (the same in the steady state, not during the first tau_syn); "
+                                   "--approximate accepts that")
+                    self.notes.append(f"node '{name}': the bias enters the membrane directly, not through the synaptic current")
+        if float32:
+            kappa = kappa.astype(np.float32).astype(np.float64)
+        kappa = np.where(np.abs(kappa - 1.0) <= RTOL, 1.0, kappa)
+        u_reset = self._value(_uniform((arrays["v_reset"] - leak) / span, "the reset (v_reset - v_leak)/(v_threshold - v_leak)"), float32)
+        mode = _text(meta.get(RESET_KEY, ""))
+        if mode == "subtract":
+            if abs(u_reset) > RTOL:
+                raise _Bad(f"metadata reset_mode 'subtract' with v_reset {u_reset:g} (of threshold) above rest")
+            params["reset"] = "subtract"
+        elif abs(u_reset) <= RTOL:
+            params["reset"] = "zero"
+        elif u_reset >= 1:
+            raise _Bad(f"v_reset at {u_reset:g} of the threshold: at or above it, the neuron would fire at every step")
+        else:
+            params["reset"] = u_reset
+        for key, spec_key in ((REFRACTORY_KEY, "refractory"), (DELAY_KEY, "delay")):
+            if key in meta:
+                value = float(np.asarray(meta[key], dtype=np.float64))
+                if not (np.isfinite(value) and value >= 0):
+                    raise _Bad(f"metadata {key} {value!r} is not a duration")
+                params[spec_key] = seconds_text(value)
+        return params, kappa
+
+    @staticmethod
+    def _value(x: float, float32: bool) -> float:
+        """A parameter read from float32 arrays, as the shortest decimal that float32 rounds the same way
+        (0.0199999996 -> 0.02: the value that was written)."""
+        return float(np.format_float_scientific(np.float32(x), unique=True)) if float32 else x
+
+    # -- weighted nodes ------------------------------------------------------------------------------------
+    def _weighted(self, feed: str, neuron: str, layer: str, kappa: np.ndarray, hidden: bool) -> tuple[dict, dict]:
+        """The spec layer of the projection ``feed`` -> ``neuron`` (entry, tensors), kappa folded into its
+        weights; a zeropad2d layer it needs is emitted at once."""
+        node = self.graph.nodes[feed]
+        kind = type(node).__name__ if self.role[feed] == WEIGHTED else "none"
+        src = self._spiking(neuron, self.pred[feed][0] if kind != "none" else feed)
+        base: dict[str, Any] = {"name": layer, "inputs": [src.layer], "activation": "linear" if hidden else "relu",
+                                "normalization": {"lambda": 1.0}}
+        where = feed if kind != "none" else neuron
+        try:
+            if kind in ("Affine", "Linear"):
+                return self._dense(node.weight, getattr(node, "bias", None), src, kappa, base)
+            if kind == "Conv2d":
+                return self._conv(node, src, kappa, base)
+            if kind in ("AvgPool2d", "SumPool2d"):
+                return self._pool(node, src, kappa, base, average=kind == "AvgPool2d")
+            scale = np.ones(src.shape) if kind == "none" else _arr(node, "scale", src.shape)
+            return self._scale(scale * kappa, src, base)
+        except _Bad as exc:
+            raise self.fail(where, str(exc)) from None
+
+    @staticmethod
+    def _channels(kappa: np.ndarray) -> np.ndarray:
+        """kappa of a [C, H, W] layer, one per channel (a convolution has one value per output channel)."""
+        flat = kappa.reshape(kappa.shape[0], -1)
+        if np.any(np.abs(flat - flat[:, :1]) > RTOL * np.abs(flat[:, :1])):
+            raise _Bad("its neurons scale their input differently within a channel; a netspec convolution "
+                       "has one factor per channel")
+        return flat[:, 0]
+
+    def _dense(self, weight, bias, src: _Tensor, kappa, base) -> tuple[dict, dict]:
+        """A dense layer from a NIR weight [out, in] (columns in the NIR order of ``src``)."""
+        weight = np.asarray(weight, dtype=np.float64)
+        if len(src.shape) != 1 or weight.ndim != 2 or weight.shape[1] != src.shape[0]:
+            raise _Bad(f"weight {list(weight.shape)} reads {list(src.shape)}; netspec's dense layers read "
+                       "vectors (put a Flatten before it)")
+        k = kappa.reshape(-1)
+        kernel = weight.T * k[None, :]
+        if src.perm is not None:
+            permuted = np.empty_like(kernel)
+            permuted[src.perm] = kernel
+            kernel = permuted
+        tensors = {"kernel": kernel}
+        if bias is not None:
+            tensors["bias"] = np.asarray(bias, dtype=np.float64).reshape(-1) * k
+        return {**base, "type": "dense", "units": int(weight.shape[0])}, tensors
+
+    def _padding(self, src: _Tensor, base: dict, padding, stride) -> str:
+        """'valid' or 'same' for the spec; integer padding becomes a zeropad2d layer read by the layer."""
+        if isinstance(padding, (bytes, str)):
+            padding = _text(padding)
+            if padding == "same" and tuple(stride) != (1, 1):
+                raise _Bad("padding 'same' with a stride: PyTorch refuses it and Keras pads differently")
+            return padding
+        pads = np.broadcast_to(np.asarray(padding, dtype=np.int64).ravel(), (2,))
+        if not pads.any():
+            return "valid"
+        pad = self.fresh(f"{base['name']}_pad")
+        self.emit({"name": pad, "type": "zeropad2d", "inputs": [src.layer],
+                   "padding": [[int(pads[0]), int(pads[0])], [int(pads[1]), int(pads[1])]]})
+        base["inputs"] = [pad]
+        return "valid"
+
+    def _conv(self, node, src: _Tensor, kappa, base) -> tuple[dict, dict]:
+        if len(src.shape) != 3:
+            raise _Bad(f"reads {list(src.shape)}; netspec convolves images [C, H, W]")
+        weight = np.asarray(node.weight, dtype=np.float64)
+        stride = tuple(int(s) for s in np.broadcast_to(np.asarray(node.stride).ravel(), (2,)))
+        dilation = tuple(int(s) for s in np.broadcast_to(np.asarray(node.dilation).ravel(), (2,)))
+        if dilation != (1, 1):
+            raise _Bad(f"dilation {list(dilation)}: netspec convolutions are not dilated")
+        cout, cin_g, kh, kw = weight.shape
+        groups, cin = int(np.asarray(node.groups)), src.shape[0]
+        kc = self._channels(kappa)
+        padding = self._padding(src, base, node.padding, stride)
+        bias = np.asarray(node.bias, dtype=np.float64).reshape(-1) * kc
+        common = {"kernel_size": [kh, kw], "strides": list(stride), "padding": padding}
+        m = int(_meta(node).get(DEPTHWISE_KEY, 0))
+        if groups == 1 and m > 0 and cout == cin * m and cin_g == cin:
+            out = np.arange(cout)
+            block = weight[out, out // m]
+            weight[out, out // m] = 0
+            if not np.any(weight):  # netspec's own depthwise convolution, written with groups 1
+                kernel = block.reshape(cin, m, kh, kw).transpose(2, 3, 0, 1) * kc.reshape(cin, m)
+                return ({**base, "type": "depthwise_conv2d", "depth_multiplier": m, **common},
+                        {"kernel": kernel, "bias": bias})
+            weight[out, out // m] = block
+        if groups == 1:
+            kernel = weight.transpose(2, 3, 1, 0) * kc
+            return {**base, "type": "conv2d", "filters": cout, **common}, {"kernel": kernel, "bias": bias}
+        if groups == cin and cin_g == 1 and cout % cin == 0:
+            m = cout // cin
+            kernel = weight.reshape(cin, m, kh, kw).transpose(2, 3, 0, 1) * kc.reshape(cin, m)
+            return {**base, "type": "depthwise_conv2d", "depth_multiplier": m, **common}, {"kernel": kernel, "bias": bias}
+        raise _Bad(f"groups {groups} with {cin} input channels: netspec has full (groups 1) and depthwise "
+                   "(groups = channels) convolutions")
+
+    def _pool(self, node, src: _Tensor, kappa, base, average: bool) -> tuple[dict, dict]:
+        if len(src.shape) != 3:
+            raise _Bad(f"reads {list(src.shape)}; netspec pools images [C, H, W]")
+        size = [int(s) for s in np.broadcast_to(np.asarray(node.kernel_size).ravel(), (2,))]
+        stride = [int(s) for s in np.broadcast_to(np.asarray(node.stride).ravel(), (2,))]
+        if np.any(np.asarray(node.padding)):
+            raise _Bad("padded pooling: PyTorch counts the padded zeros in the mean, Keras (and netspec) do not")
+        kc = self._channels(kappa)
+        mean = kc if average else kc * (size[0] * size[1])  # a sum whose neurons take 1/n of it is a mean
+        if np.all(mean == 1.0) and base["activation"] != "linear":  # a hidden linear layer needs weights
+            return {**base, "type": "avgpool2d", "pool_size": size, "strides": stride}, {}
+        c = src.shape[0]
+        kernel = np.broadcast_to(kc / (size[0] * size[1] if average else 1.0), (size[0], size[1], c)).reshape(size[0], size[1], c, 1)
+        return ({**base, "type": "depthwise_conv2d", "kernel_size": size, "strides": stride, "padding": "valid"},
+                {"kernel": kernel})
+
+    def _scale(self, factor: np.ndarray, src: _Tensor, base) -> tuple[dict, dict]:
+        """An element-wise scale: a 1x1 depthwise convolution of an image, a diagonal dense layer of a vector."""
+        if len(src.shape) == 3:
+            kc = self._channels(factor)
+            return {**base, "type": "depthwise_conv2d", "kernel_size": [1, 1]}, {"kernel": kc.reshape(1, 1, -1, 1)}
+        n = src.shape[0]
+        if n > MAX_DIAGONAL:
+            raise _Bad(f"an element-wise scale of {n} values would be a {n} x {n} dense layer (at most {MAX_DIAGONAL})")
+        return self._dense(np.diag(factor.reshape(-1)), None, src, np.ones(n), base)
+
+    # -- the document ------------------------------------------------------------------------------------
+    def _document(self) -> dict:
+        try:
+            return self._document_of(self.own)
+        except (ValueError, TypeError, IndexError) as exc:
+            raise NetspecError(f"{self.path.name}: the graph's netspec metadata is unreadable ({type(exc).__name__}: "
+                               f"{str(exc)[:200]})") from exc
+
+    def _document_of(self, own: dict) -> dict:
+        opts = self.options
+        duration = opts.duration or (_text(own["duration_text"]) if "duration_text" in own else "100 ms")
+        self._time(duration, "--duration" if opts.duration else f"{self.path.name}: duration")
+        encoding = opts.encoding or (_text(own["encoding"]) if "encoding" in own else "analog")
+        if encoding not in ("analog", "poisson"):
+            raise NetspecError(f"--input-encoding: expected analog or poisson, got {encoding!r}", 2)
+        low, high = (float(v) for v in np.asarray(own["range"]).ravel()[:2]) if "range" in own else (0.0, 1.0)
+        inp: dict[str, Any] = {"shape": self.input_shape, "range": [low, high], "encoding": encoding}
+        if encoding == "poisson":
+            inp["max_rate"] = _text(own["max_rate_text"]) if "max_rate_text" in own else f"{1.0 / self.dt:g} Hz"
+            inp["seed"] = int(own["seed"]) if "seed" in own else 0
+        layers = []
+        prev = None
+        for raw in self.layers:
+            entry = {key: raw[key] for key in _ORDER if key in raw}
+            if not LAYER_TYPES[entry["type"]].takes_activation:
+                entry.pop("activation", None)
+            if "neuron" in entry:  # only what differs from the defaults block
+                entry["neuron"] = {k: v for k, v in entry["neuron"].items() if NEURON_DEFAULTS.get(k) != v}
+                if not entry["neuron"]:
+                    del entry["neuron"]
+            if entry.get("inputs") == [prev]:
+                del entry["inputs"]
+            layers.append(entry)
+            prev = entry["name"]
+        nir = require_nir()
+        renamed = [f"'{raw}' -> '{new}'" for raw, new in self.names.items() if raw != new]
+        if renamed:
+            self.notes.append("node names made into layer names: " + ", ".join(renamed))
+        return {
+            "netspec": 1,
+            "name": "",
+            "description": (f"Imported from the NIR graph {self.path.name} ({len(self.graph.nodes)} nodes): a spiking network, "
+                            f"every lambda 1, weights scaled to netspec's normalized membrane with dt = {self.dt_text}.")[:4000],
+            "source": {"model": self.path.name[:1000], "framework": f"nir {getattr(nir, '__version__', '?')}",
+                       "exporter": f"netspec {__version__}"},
+            "weights": {"file": "", "sha256": ""},
+            "input": inp,
+            "simulation": {"dt": self.dt_text, "duration": duration},
+            "neuron": {"model": NEURON_DEFAULTS["model"], "threshold": 1.0, "reset": NEURON_DEFAULTS["reset"]},
+            "layers": layers,
+        }
+
+
+def translate(graph, path: str | Path, options: ImportOptions | None = None) -> Imported:
+    """The spec document and tensors of a NIR graph already read (:func:`read_graph`)."""
+    return _Reader(graph, Path(path), options or ImportOptions()).run()
+
+
+def import_graph(path: str | Path, spec_path: str | Path, options: ImportOptions | None = None) -> tuple[Path, list[str]]:
+    """Read the NIR graph ``path`` and write ``spec_path`` and its weights (same stem, ``.npz``), both
+    validated before they are moved into place.
+
+    Returns
+    -------
+    tuple[Path, list[str]]
+        The spec written and notes for the user (renamed nodes, approximations).
+    """
+    from ..export.pipeline import schema_pointer
+    from ..export.writer import commit, spec_name, staging, write_npz
+
+    spec_path = Path(spec_path)
+    if spec_path.suffix.lower() == ".npz":
+        raise NetspecError(f"{spec_path}: the spec is YAML; its weights go to the .npz next to it", 2)
+    if not spec_path.parent.is_dir():
+        raise NetspecError(f"{spec_path}: the folder {spec_path.parent} does not exist", 2)
+    imported = translate(read_graph(path), path, options)
+    doc = imported.doc
+    doc["name"] = spec_name(spec_path.stem)
+    npz_path = spec_path.with_suffix(".npz")
+    doc["weights"]["file"] = npz_path.name
+    with staging(spec_path) as tmp:
+        doc["weights"]["sha256"] = write_npz(tmp / npz_path.name, imported.tensors)
+        staged = tmp / spec_path.name
+        staged.write_text(spec_yaml(doc, schema_pointer(spec_path)), encoding="utf-8")
+        try:
+            load_spec(staged)
+        except SpecError as exc:
+            first = exc.diagnostics[0].message if exc.diagnostics else str(exc)
+            raise NetspecError(f"{Path(path).name}: the graph does not make a valid spec: {first}") from exc
+        commit([tmp / npz_path.name, staged], [npz_path, spec_path])
+    return spec_path, imported.notes

@@ -1,0 +1,189 @@
+"""Resource bounds: what a spec (and a run of it) will cost, estimated before anything big is allocated.
+
+Validation estimates the network's neurons, synapses, time steps per sample and memory from the inferred
+shapes alone (no weights read, nothing unrolled) and refuses, with a stable code, what exceeds the limits:
+
+* ``NS601``: more time steps per sample than ``Limits.max_steps`` (default 1,000,000; ``--max-steps``);
+* ``NS602``: more memory than ``Limits.max_memory`` (default half the physical memory; ``--max-memory``);
+* ``NS603``: a layer or projection beyond what 32-bit indices address (Brian2's synapse and neuron indices
+  are int32); no option lifts this one.
+
+The memory figures are deliberately rough upper bounds (bytes per synapse and per neuron as the builder
+and Brian2 store them, plus what a run records per sample); they exist to refuse what cannot fit, not to
+predict use. :func:`layer_synapses` is the one place that says how many synapses a layer becomes: when
+convolutions stop being unrolled, it changes, and every estimate with it.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from .layers import Layer, Role, Shape
+
+#: Default limit on time steps per sample.
+DEFAULT_MAX_STEPS = 1_000_000
+#: Default memory limit, as a fraction of the machine's physical memory.
+MEMORY_FRACTION = 0.5
+#: Bytes one unrolled synapse costs at its peak: int32 pre/post and float64 weight in the plan and in
+#: arrays.npz, Brian2's own copies and index structures.
+BYTES_PER_SYNAPSE = 64
+#: Bytes one neuron (or max-pool gate) costs: its state variables, bias, counters.
+BYTES_PER_NEURON = 64
+#: Bytes per input value per sample held by the builder (the analog drive, float64).
+BYTES_PER_INPUT = 8
+#: Largest count a 32-bit index can address.
+INDEX_LIMIT = 2**31 - 1
+
+
+def physical_memory() -> int | None:
+    """The machine's physical memory in bytes, or None where the system does not say."""
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return pages * size if pages > 0 and size > 0 else None
+
+
+def default_max_memory() -> int | None:
+    total = physical_memory()
+    return None if total is None else int(total * MEMORY_FRACTION)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What validation, build and run refuse to go beyond. None: not checked (``netspec inspect``)."""
+
+    max_steps: int | None = DEFAULT_MAX_STEPS
+    max_memory: int | None = field(default_factory=default_max_memory)
+
+    @classmethod
+    def unchecked(cls) -> "Limits":
+        return cls(None, None)
+
+
+_BYTES_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:[eE](\d+))?\s*([kKmMgGtT]?)(i?)[bB]?\s*$")
+_SCALE = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+
+
+def parse_bytes(text: str) -> int:
+    """``'8G'``, ``'500 MB'``, ``'2GiB'``, ``'1e9'`` -> bytes (K, M, G, T are powers of 1024). ValueError when
+    the text is not such a size or is not positive."""
+    match = _BYTES_RE.match(str(text))
+    if not match:
+        raise ValueError(f"expected a size such as '8G' or '500M', got {text!r}")
+    number, exp, unit, _ = match.groups()
+    value = float(number) * (10 ** int(exp) if exp else 1) * 1024 ** _SCALE[unit.lower()]
+    if not (math.isfinite(value) and value >= 1):
+        raise ValueError(f"expected a positive size such as '8G', got {text!r}")
+    return int(value)
+
+
+def parse_count(text: str) -> int:
+    """``'1000000'``, ``'1e7'`` -> a positive integer; ValueError otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a positive whole number such as 1000000 or 1e7, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 1 and value == int(value)):
+        raise ValueError(f"expected a positive whole number such as 1000000 or 1e7, got {text!r}")
+    return int(value)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.3g} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def layer_synapses(layer: Layer, in_shapes: list[Shape]) -> int:
+    """Synapses the builder creates for one layer: today every connection is unrolled (one synapse per
+    multiply-accumulate, and one membership per max-pool window member). The one place this is decided."""
+    if layer.role is Role.SOURCE or layer.role is Role.RELAY:
+        return 0
+    return int(layer.connections(in_shapes))
+
+
+def layer_units(layer: Layer, shape: Shape) -> int:
+    """Neurons (or max-pool gates) the layer becomes; index-only layers have none."""
+    if layer.role in (Role.POPULATION, Role.GATE):
+        return math.prod(shape)
+    return 0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The size of a network: ``neurons`` (populations and max-pool gates, upper bound), ``synapses`` (as
+    built), ``inputs`` and ``outputs`` (values per sample), ``steps`` per sample, and the largest layer and
+    projection (name, count) for messages."""
+
+    neurons: int
+    synapses: int
+    inputs: int
+    outputs: int
+    steps: int | None
+    largest_layer: tuple[str, int]
+    largest_projection: tuple[str, int]
+
+    @property
+    def network_bytes(self) -> int:
+        """Memory of the built network (build and simulation, without the data)."""
+        return self.neurons * BYTES_PER_NEURON + self.synapses * BYTES_PER_SYNAPSE + self.inputs * BYTES_PER_INPUT
+
+    def run_bytes(self, samples: int, steps: int | None = None, input_bytes: int | None = None) -> int:
+        """Memory of a run over ``samples`` samples: the network, the data (float32, or ``input_bytes`` when
+        known from the file) and the per-step output counts a run records (uint16, [samples, steps, outputs])."""
+        steps = self.steps if steps is None else steps
+        data = samples * self.inputs * 4 if input_bytes is None else input_bytes
+        return self.network_bytes + data + samples * (steps or 0) * self.outputs * 2
+
+
+def estimate(layers: Iterable[Layer], shapes: Mapping[str, Shape], output: str, steps: int | None) -> Estimate:
+    """Estimate a network from its layers and inferred shapes (every layer's shape must be known)."""
+    neurons = synapses = inputs = 0
+    big_layer, big_proj = ("", 0), ("", 0)
+    for layer in layers:
+        shape = shapes[layer.name]
+        size = math.prod(shape)
+        if layer.role is Role.SOURCE:
+            inputs = size
+        n = layer_units(layer, shape)
+        s = layer_synapses(layer, [shapes[i] for i in layer.inputs])
+        neurons += n
+        synapses += s
+        if max(n, size) > big_layer[1]:
+            big_layer = (layer.name, max(n, size))
+        if s > big_proj[1]:
+            big_proj = (layer.name, s)
+    return Estimate(neurons, synapses, inputs, math.prod(shapes[output]), steps, big_layer, big_proj)
+
+
+def check_steps(steps: int, limits: Limits) -> str | None:
+    """Why ``steps`` per sample are refused, or None."""
+    if limits.max_steps is not None and steps > limits.max_steps:
+        return (f"{steps:,} time steps per sample, above the limit of {limits.max_steps:,} "
+                f"(a shorter duration or a larger dt; --max-steps raises the limit)")
+    return None
+
+
+def check_memory(need: int, limits: Limits, what: str) -> str | None:
+    """Why ``need`` bytes for ``what`` are refused, or None."""
+    if limits.max_memory is not None and need > limits.max_memory:
+        return (f"{what} needs about {human_bytes(need)}, above the memory limit of {human_bytes(limits.max_memory)} "
+                f"(--max-memory raises the limit)")
+    return None
+
+
+def check_indices(est: Estimate) -> tuple[str, str] | None:
+    """(layer name, why) when the network cannot be indexed with 32 bits, or None."""
+    name, n = est.largest_layer
+    if n > INDEX_LIMIT:
+        return name, f"layer '{name}' has {n:,} values, more than 32-bit indices address ({INDEX_LIMIT:,})"
+    name, s = est.largest_projection
+    if s > INDEX_LIMIT:
+        return name, f"layer '{name}' has {s:,} synapses, more than 32-bit indices address ({INDEX_LIMIT:,})"
+    return None
