@@ -141,3 +141,34 @@ def test_standalone_kernel_equals_runtime_synapses(tmp_path):
     rt = simulate(build(spec, tmp_path / "rt", BuildOptions(samples_per_run=2, connectivity="synapses")), x)
     assert sa.counts.sum() > 0
     _same(sa, rt)
+
+
+def test_cython_target_with_kernel_projections_is_one_clear_error(tmp_path):
+    """Kernel projections have numpy and C++ implementations: the cython runtime target is refused in one line,
+    from simulate() and from network.py's command line, before anything compiles."""
+    import subprocess
+    import sys
+
+    spec, x = _spec(tmp_path, "conv-strides-same")
+    built = build(spec, tmp_path / "b", BuildOptions(samples_per_run=5))
+    with pytest.raises(NetspecError, match=r"^simulate: runtime target 'cython': the kernel projection S_\w+ has "
+                       r"numpy and C\+\+ \(standalone\) implementations only; use --target numpy"):
+        simulate(built, x, target="cython")
+    np.save(tmp_path / "x.npy", x)
+    done = subprocess.run([sys.executable, str(built.script), "--inputs", str(tmp_path / "x.npy"), "--out",
+                           str(tmp_path / "o.npz"), "--target", "cython"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("network.py: error: runtime target 'cython'")
+
+
+@pytest.mark.cpp
+def test_standalone_openmp_threads_give_the_same_counts(tmp_path):
+    """--threads 2: the kernel scatter runs once per step (the operation of a one-element group), not once per
+    thread, and neuron updates split over threads change nothing."""
+    spec, x = _spec(tmp_path, "zeropad-concat-add-maxpool")
+    one = simulate(build(spec, tmp_path / "one", BuildOptions(standalone=True, samples_per_run=5)), x,
+                   results_dir=tmp_path / "r1")
+    two = simulate(build(spec, tmp_path / "two", BuildOptions(standalone=True, samples_per_run=5, threads=2)), x,
+                   results_dir=tmp_path / "r2")
+    assert one.counts.sum() > 0
+    _same(one, two)

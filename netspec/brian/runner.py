@@ -276,6 +276,10 @@ def _piece_cpp(k: int, piece: Piece, prefix: str, target: str, refractory: str |
 """
 
 
+class UnsupportedTarget(ValueError):
+    """A code generation target that a part of the network has no implementation for."""
+
+
 def kernel_projection(name: str, source: Any, target: Any, var: str, refractory: bool, pieces: Sequence[Piece],
                       a: Arrays, clock: Any) -> Any:
     """A projection simulated from its kernels: a one-element ``NeuronGroup`` named ``name`` whose operation
@@ -284,9 +288,14 @@ def kernel_projection(name: str, source: Any, target: Any, var: str, refractory:
     and every piece in order, it adds the neuron's kernel slice to ``var`` of its targets in ``target``
     (only where ``not_refractory`` when ``refractory``): the additions of Brian2's synapses, in their order.
     Implementations: numpy (runtime) and C++ (standalone), the arrays as static arrays of the function."""
-    from brian2 import Function, NeuronGroup, get_device, second
+    from brian2 import Function, NeuronGroup, get_device, prefs, second
     from brian2.codegen.generators.cpp_generator import c_data_type
     from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
+
+    if not isinstance(get_device(), CPPStandaloneDevice) and prefs.codegen.target != "numpy":
+        raise UnsupportedTarget(
+            f"runtime target {prefs.codegen.target!r}: the kernel projection {name} has numpy and C++ (standalone) "
+            "implementations only; use --target numpy, the standalone binary, or a build with --connectivity synapses")
 
     tv = target.variables[var]
     ss = source.variables["_spikespace"]
@@ -482,8 +491,13 @@ def run_runtime(model: Model, x: np.ndarray, seed_value: int | None = None, *, t
     from brian2 import seed, set_device
 
     set_device("runtime")
-    _preferences(model, target)
     a = load_arrays(model)
+    kernel = sorted(k[:-len("_0_pos")] for k in a if k.startswith("S_") and k.endswith("_0_pos"))
+    if kernel and target != "numpy":  # checked before any Brian2 object exists
+        raise UnsupportedTarget(
+            f"runtime target {target!r}: the kernel projection {kernel[0]} has numpy and C++ (standalone) "
+            "implementations only; use --target numpy, the standalone binary, or a build with --connectivity synapses")
+    _preferences(model, target)
     parts = []
     for index, start, chunk in chunks(x, model.samples_per_run):
         n = len(chunk)
@@ -658,7 +672,10 @@ def main(model: Model, argv: Sequence[str] | None = None, description: str | Non
             compile_standalone(model)
         results = run_standalone(model, x, seed_value=seed_value)
     else:
-        results = run_runtime(model, x, seed_value, target=args.target)
+        try:
+            results = run_runtime(model, x, seed_value, target=args.target)
+        except UnsupportedTarget as exc:
+            parser.exit(2, f"{parser.prog}: error: {exc}\n")
     np.savez(args.out, **results)  # type: ignore[arg-type]  # numpy's stubs take a ** array for allow_pickle
     print(f"{len(x)} samples in {time.perf_counter() - t0:.2f} s -> {args.out}")
     return 0
