@@ -43,12 +43,18 @@ def _limit_options(p: argparse.ArgumentParser) -> None:
                    help="refuse networks and runs estimated to need more memory ('16G'; default half the physical memory)")
 
 
+def _connectivity_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--connectivity", choices=("kernel", "synapses"), default="kernel",
+                   help=f"{what} projections from their kernels (default) or as one Brian2 synapse per connection")
+
+
 def _limits(args):
     from .spec.resources import Limits
 
     default = Limits()
     return Limits(args.max_steps if args.max_steps is not None else default.max_steps,
-                  args.max_memory if args.max_memory is not None else default.max_memory)
+                  args.max_memory if args.max_memory is not None else default.max_memory,
+                  args.connectivity)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check specs against the schema and the semantic rules")
     v.add_argument("files", nargs="+", metavar="FILE")
     v.add_argument("--format", choices=("text", "json"), default="text", help="report format (default text)")
+    _connectivity_option(v, "estimate the memory of")
     _limit_options(v)
 
     i = sub.add_parser("inspect", help="one row per layer: shape, neurons, synapses, parameters, lambda")
@@ -96,8 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("spec", metavar="SPEC.yaml")
     b.add_argument("-o", "--output", default=None, metavar="DIR", help="build folder (default build/<name>/)")
     b.add_argument("--standalone", action="store_true", help="Brian2 cpp_standalone: generate and compile C++")
-    b.add_argument("--threads", type=int, default=1, metavar="N", help="OpenMP threads of the standalone binary")
+    b.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="OpenMP threads of the standalone binary (default 1, as netspec run builds it: samples run "
+                   "in parallel on worker processes, which use the cores better)")
     b.add_argument("--float32", action="store_true", help="single-precision state variables")
+    _connectivity_option(b, "simulate")
     b.add_argument("--force", action="store_true", help="rebuild even if the build folder is up to date")
     _limit_options(b)
 
@@ -109,7 +119,11 @@ def _parser() -> argparse.ArgumentParser:
     mode = r.add_mutually_exclusive_group()
     mode.add_argument("--standalone", dest="standalone", action="store_true", default=True, help="compiled C++ (default)")
     mode.add_argument("--runtime", dest="standalone", action="store_false", help="Brian2 runtime mode")
-    r.add_argument("--workers", type=int, default=None, metavar="K", help="worker processes (default: number of cores)")
+    r.add_argument("--workers", type=int, default=None, metavar="K",
+                   help="worker processes (default: the usable cores divided by --threads)")
+    r.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="OpenMP threads per worker of the standalone binary (default 1: workers use the cores)")
+    _connectivity_option(r, "simulate")
     r.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="simulate on the workers of a Dask cluster (tcp://host:8786) instead; needs netspec[dask]")
     r.add_argument("--report", default=None, metavar="FILE.json")
@@ -289,7 +303,8 @@ def _build(args) -> int:
     from .brian import BuildOptions, build_command  # imports Brian2, which installs its own SIGINT handler
     from .run.evaluate import interruptible
 
-    options = BuildOptions(standalone=args.standalone, threads=args.threads, float32=args.float32)
+    options = BuildOptions(standalone=args.standalone, threads=args.threads, float32=args.float32,
+                           connectivity=args.connectivity)
     with interruptible():  # Ctrl-C (even of a background job, where SIGINT was ignored): one line, exit 130
         return build_command(spec, options, args.output, force=args.force)
 
@@ -298,8 +313,9 @@ def _run(args) -> int:
     from .run import RunOptions, run_command
 
     options = RunOptions(data=args.data, limit=args.limit, duration=args.duration, standalone=args.standalone,
-                         workers=args.workers, report=args.report, plots=args.plots, seed=args.seed,
-                         build_dir=args.build_dir, limits=_limits(args), scheduler=args.scheduler)
+                         workers=args.workers, threads=args.threads, connectivity=args.connectivity,
+                         report=args.report, plots=args.plots, seed=args.seed, build_dir=args.build_dir,
+                         limits=_limits(args), scheduler=args.scheduler)
     return run_command(_load(args.spec, options.limits), options)
 
 

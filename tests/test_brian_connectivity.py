@@ -107,7 +107,7 @@ def test_plan_composes_flatten_zeropad_concat_and_scales_each_branch(tmp_path):
     doc = spec_data("compose", (3, 3, 1), layers)
     x = rng.uniform(size=(4, 3, 3, 1))
     spec = calibrated(doc, x, tmp_path)
-    plan = make_plan(spec)
+    plan = make_plan(spec, connectivity="synapses")
     out = plan.populations["out"]
     assert [p.source for p in out.inputs] == ["c", "d"]
     kernel = spec.array("out", "kernel")
@@ -136,7 +136,7 @@ def test_add_with_hidden_linear_branch(tmp_path):
         {"name": "out", "type": "dense", "units": 2, "kernel": rng.normal(size=(3, 2)).tolist(), "activation": "softmax"},
     ]
     spec = calibrated(spec_data("add", (4,), layers), rng.uniform(size=(5, 4)), tmp_path)
-    plan = make_plan(spec)
+    plan = make_plan(spec, connectivity="synapses")
     assert "lin" not in plan.populations and "lin" not in plan.order
     pop = plan.populations["sum"]
     assert [p.source for p in pop.inputs] == ["a"]  # identity branch and linear branch merged: same source
@@ -154,8 +154,12 @@ def test_analog_input_drive_matches_reference(tmp_path):
     x = rng.uniform(size=(3, 5, 5, 2))
     spec = calibrated(spec_data("drive", (5, 5, 2), layers), x, tmp_path)
     pop = make_plan(spec).populations["c"]
-    pre, post, w = pop.drive
-    got = apply(pre, post, w, x, pop.size) + pop.bias
+    from netspec.brian import runner
+    from netspec.brian.kernels import GEOMETRY
+
+    pieces = [[p.mode] + [p.geom[k] for k in GEOMETRY] for p in pop.drive]
+    arrays = {f"D_{k}_pos": p.pos for k, p in enumerate(pop.drive)} | {f"D_{k}_w": p.w for k, p in enumerate(pop.drive)}
+    got = runner.kernel_drive(x, pieces, arrays, "D", pop.size) + pop.bias
     want = preactivation(spec, "c", [x]).reshape(3, -1) / spec.lam("c")
     np.testing.assert_allclose(got, want, atol=1e-10)
 

@@ -58,7 +58,7 @@ def rate_bounds(spec, steps):
     0 <= I <= 1). A max-pooling gate passes exactly max(member counts), so its error is at most its members'
     largest. Through the layers, the bounds add up in proportion to the weights.
     """
-    plan = make_plan(spec, steps)
+    plan = make_plan(spec, steps, connectivity="synapses")  # the unrolled weights
     bounds: dict[str, np.ndarray] = {}
     if plan.encoding == "poisson":
         raise ValueError("the deterministic bound needs analog input")

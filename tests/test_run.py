@@ -245,3 +245,40 @@ def test_poisson_input_same_counts_on_1_and_2_workers(tmp_path, capsys):
         counts[workers, seed] = report["per_sample"]["counts"]
     assert counts[1, 7] == counts[2, 7]
     assert counts[1, 7] != counts[1, 8]
+
+
+def test_workers_and_threads_fit_the_cores():
+    from netspec.errors import NetspecError
+    from netspec.run import parallelism
+
+    assert parallelism(None, None, True, cores=8) == (8, 1)
+    assert parallelism(None, 2, True, cores=8) == (4, 2)
+    assert parallelism(None, 3, True, cores=2) == (1, 3)
+    assert parallelism(3, None, True, cores=8) == (3, 1)
+    assert parallelism(2, 4, True, cores=2) == (2, 4)  # both given: as asked
+    with pytest.raises(NetspecError, match=r"^--threads: OpenMP threads apply to the standalone binary"):
+        parallelism(None, 2, False, cores=8)
+    with pytest.raises(NetspecError, match=r"^--threads: must be at least 1, got 0"):
+        parallelism(None, 0, True)
+
+
+def test_runtime_with_threads_is_one_line(small_data, tmp_path, capsys):
+    rc, out, err = _run([SMALL, "--data", small_data, "--runtime", "--threads", 2, "--build-dir", tmp_path / "b"], capsys)
+    assert rc == 2 and out == "" and not (tmp_path / "b").exists()
+    assert err == "netspec: error: --threads: OpenMP threads apply to the standalone binary; --runtime runs one thread\n"
+
+
+@pytest.mark.cpp
+def test_run_passes_connectivity_and_threads(small_data, tmp_path, capsys):
+    """run --connectivity synapses --threads 2 builds that (build.json says so) and counts like the default."""
+    reps = []
+    for k, extra in enumerate(([], ["--connectivity", "synapses", "--threads", 2])):
+        rep = tmp_path / f"r{k}.json"
+        rc, _, err = _run([SMALL, "--data", small_data, "--limit", 20, "--workers", 1, "--report", rep,
+                           "--build-dir", tmp_path / f"b{k}", "--seed", 3, *extra], capsys)
+        assert rc == 0, err
+        reps.append(json.loads(rep.read_text()))
+    info = json.loads((tmp_path / "b1" / "build.json").read_text())
+    assert info["options"]["connectivity"] == "synapses" and info["options"]["threads"] == 2
+    assert json.loads((tmp_path / "b0" / "build.json").read_text())["options"]["connectivity"] == "kernel"
+    assert reps[0]["per_sample"]["counts"] == reps[1]["per_sample"]["counts"]

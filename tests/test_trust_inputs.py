@@ -190,17 +190,38 @@ layers:
 
 def test_huge_conv_is_refused_before_build(tmp_path, capsys):
     spec = _wide_conv(tmp_path)
-    rc, out, err = _cli(["validate", "--max-memory", "8G", spec], capsys)
+    rc, out, err = _cli(["validate", "--connectivity", "synapses", "--max-memory", "8G", spec], capsys)
     assert rc == 1
     (line, _) = out.strip().splitlines()
-    assert line.endswith(": NS602: layer 'conv' (layers[1]): the network (44,367,874 neurons, 443,154,432 synapses) needs "
-                         "about 29.1 GiB, above the memory limit of 8 GiB (--max-memory raises the limit)")
-    rc, _, err = _cli(["build", "--max-memory", "8G", spec, "-o", tmp_path / "build"], capsys)
+    assert line.endswith(": NS602: layer 'conv' (layers[1]): the network (44,367,874 neurons and 443,154,432 synapses) "
+                         "needs about 29.1 GiB, above the memory limit of 8 GiB (--max-memory raises the limit)")
+    rc, _, err = _cli(["build", "--connectivity", "synapses", "--max-memory", "8G", spec, "-o", tmp_path / "build"], capsys)
     assert rc == 1 and "NS602" in err and "Traceback" not in err
     assert not (tmp_path / "build").exists()
     # inspect allocates nothing and shows the sizes
     rc, out, _ = _cli(["inspect", spec], capsys)
     assert rc == 0 and "443,154,432" in out
+
+
+def test_kernel_connectivity_estimates_kernels_not_connections(tmp_path, capsys):
+    """From its kernel the wide conv costs its neurons, its 3x3x1x65536 kernel and one index per source neuron:
+    the default (kernel) accepts it under 8 GiB; with --connectivity synapses it is refused (above)."""
+    spec = _wide_conv(tmp_path)
+    rc, out, _ = _cli(["validate", "--max-memory", "8G", spec], capsys)
+    assert rc == 0 and out.strip().endswith(": valid")
+    rc, out, _ = _cli(["validate", "--max-memory", "2G", spec], capsys)
+    assert rc == 1 and "NS602: layer 'pool' (layers[2]): the network (44,367,874 neurons and 851,970 kernel values) " \
+        "needs about 3.33 GiB, above the memory limit of 2 GiB" in out  # pool: one index per conv neuron
+    s, _ = check_file(spec, Limits(max_memory=None))
+    kernel = estimate(s.layers, s.shapes, s.output_layer.name, s.simulation.steps)
+    unrolled = estimate(s.layers, s.shapes, s.output_layer.name, s.simulation.steps, "synapses")
+    assert kernel.synapses == 0 and unrolled.synapses == 443_154_432 and unrolled.kernel_values == 0
+    # conv kernel and bias, pool factors, out kernel and bias
+    assert kernel.kernel_values == (9 * 65536 + 65536) + 65536 + (65536 * 2 + 2)
+    # a synaptic delay keeps a projection unrolled (a kernel scatter has no spike queue)
+    delayed = estimate(s.layers, s.shapes, s.output_layer.name, s.simulation.steps, "kernel", {"conv"})
+    conv = s.layer("conv")
+    assert delayed.synapses == conv.connections([s.shapes["image"]]) and delayed.kernel_values == 65536 + 65536 * 2 + 2
 
 
 def test_default_memory_limit_is_half_the_physical_memory():
@@ -213,7 +234,7 @@ def test_default_memory_limit_is_half_the_physical_memory():
 
 def test_estimate_counts_unrolled_synapses():
     spec, _ = check_file(SPECS / "small-conv.yaml")
-    est = estimate(spec.layers, spec.shapes, spec.output_layer.name, spec.simulation.steps)
+    est = estimate(spec.layers, spec.shapes, spec.output_layer.name, spec.simulation.steps, "synapses")
     from netspec.inspect import rows
 
     assert est.synapses >= sum(r["synapses"] for r in rows(spec))
@@ -241,7 +262,7 @@ def test_run_memory_estimate_includes_the_data_and_is_checked_before_loading(con
     _npz_with_header(t / "big.npz", "x", (100000, 10, 10, 1), data=b"\0" * (100000 * 100 * 4))
     rc, out, err = _cli(["run", t / "small-conv.yaml", "--data", t / "big.npz", "--max-memory", "20M",
                          "--build-dir", t / "build"], capsys)
-    _one_line_error(rc, err, "big.npz: a run of 200 steps per sample on 557 neurons and 5,642 synapses needs about 163 MiB")
+    _one_line_error(rc, err, "big.npz: a run of 200 steps per sample on 557 neurons, 400 synapses and 427 kernel values needs about 162 MiB")
     assert "above the memory limit of 20 MiB" in err and out == "" and not (t / "build").exists()
 
 

@@ -58,6 +58,7 @@ class BuildOptions:
     float32: bool = False
     samples_per_run: int = 100
     steps: int | None = None
+    connectivity: str = "kernel"  # 'kernel' or 'synapses' (unrolled, one Brian2 synapse per connection)
 
 
 @dataclass(frozen=True)
@@ -110,10 +111,28 @@ def spec_hash(spec: Spec) -> str:
 def _builder_source_hash() -> str:
     h = hashlib.sha256()
     pkg = resources.files("netspec.brian")
-    for name in sorted(["build.py", "codegen.py", "connectivity.py", "plan.py", "runner.py"]):
+    for name in sorted(["build.py", "codegen.py", "connectivity.py", "kernels.py", "plan.py", "runner.py"]):
         h.update(pkg.joinpath(name).read_bytes())
     h.update(codegen.template_text().encode())
     return h.hexdigest()
+
+
+def cpu_signature() -> str:
+    """What ``-march=native`` depends on: the CPU model and flags (``/proc/cpuinfo``), or the platform's
+    description where there is none, so that a binary is never reused on another kind of CPU."""
+    import platform
+
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+    keep = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("vendor_id", "cpu family", "model", "model name", "flags", "Features", "CPU implementer", "CPU part"):
+            keep.setdefault(key, value.strip())
+    return json.dumps(keep, sort_keys=True)
 
 
 def build_key(spec: Spec, options: BuildOptions) -> str:
@@ -126,6 +145,7 @@ def build_key(spec: Spec, options: BuildOptions) -> str:
         "builder": _builder_source_hash(),
         "spec": spec_hash(spec),
         "options": asdict(options),
+        "cpu": cpu_signature() if options.standalone else None,  # -march=native depends on it
     }, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -136,11 +156,15 @@ def plan_arrays(plan: Plan) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for pop in plan.populations.values():
         out[f"B_{pop.name}"] = pop.bias.astype(np.float64)
-        if pop.drive is not None:
-            pre, post, w = pop.drive
-            out[f"D_{pop.name}_i"], out[f"D_{pop.name}_j"], out[f"D_{pop.name}_w"] = pre, post, w.astype(np.float64)
+        for k, piece in enumerate(pop.drive or []):
+            out[f"D_{pop.name}_{k}_pos"], out[f"D_{pop.name}_{k}_w"] = piece.pos, piece.w.astype(np.float64)
         for proj in pop.inputs:
-            out[f"{proj.name}_i"], out[f"{proj.name}_j"], out[f"{proj.name}_w"] = proj.pre, proj.post, proj.w.astype(np.float64)
+            if proj.pieces is not None:
+                for k, piece in enumerate(proj.pieces):
+                    out[f"{proj.name}_{k}_pos"], out[f"{proj.name}_{k}_w"] = piece.pos, piece.w.astype(np.float64)
+            else:
+                out[f"{proj.name}_i"], out[f"{proj.name}_j"] = proj.pre, proj.post
+                out[f"{proj.name}_w"] = proj.w.astype(np.float64)
     for relay in plan.relays.values():
         for e in relay.elections:
             out[f"{e.name}_i"], out[f"{e.name}_j"], out[f"{e.name}_key"] = e.pre, e.post, e.key.astype(np.float64)
@@ -158,7 +182,7 @@ def _summary(plan: Plan) -> tuple[dict[str, int], dict[str, int], dict[str, int]
             continue
         populations[name] = plan.size(name)
         if name in plan.populations:
-            synapses[name] = int(sum(p.pre.size for p in plan.populations[name].inputs))
+            synapses[name] = int(sum(p.count for p in plan.populations[name].inputs))
     fanout = {name: int(f.sum()) for name, f in plan.fanout.items()}
     return populations, synapses, fanout
 
@@ -392,7 +416,7 @@ def build(spec: Spec, out_dir: str | Path | None = None, options: BuildOptions =
     t0 = time.perf_counter()
     _check_options(options)
     folder = Path(out_dir) if out_dir is not None else Path("build") / spec.name
-    plan = make_plan(spec, options.steps)
+    plan = make_plan(spec, options.steps, options.connectivity)
     key = build_key(spec, options)
     populations, synapses, fanout = _summary(plan)
     store = _store(folder)

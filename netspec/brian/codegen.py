@@ -21,6 +21,7 @@ from .. import __version__
 from ..errors import NetspecError
 from ..spec import Quantity
 from ..spec.units import DIMENSIONLESS, FREQUENCY, TIME, VOLTAGE, steps_in
+from .kernels import GEOMETRY
 from .plan import Plan, Population, Relay
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
@@ -148,6 +149,7 @@ def _population(plan: Plan, pop: Population) -> dict:
         "sample_reset": sample_reset,
         "refractory_reset": refractory_reset,
         "analog": analog,
+        "drive": _drive(plan, pop) if analog else None,
         "has_bias": bool(np.any(pop.bias)) and not analog,
         "output": pop.name == plan.output,
     }
@@ -171,26 +173,46 @@ def _projection(plan: Plan, proj) -> dict:
     if delay:
         # spikes still in flight when a new sample starts belong to the previous sample: drop them
         weight = f"w*int(timestep(t, dt) % {plan.steps} >= {delay})"
-    namespace = []
-    if p.synapse == "exponential":
-        on_pre = f"q_post += {weight}*dt/tau_syn"
-        namespace.append(("tau_syn", qty(p.tau_syn)))
-    elif steps_in(p.refractory, dt) > 0:
+    namespace: list = []
+    refractory = p.synapse != "exponential" and steps_in(p.refractory, dt) > 0
+    if p.synapse == "exponential":  # the plan made the weights charges, (w*dt)/tau_syn
+        on_pre = f"q_post += {weight}"
+    elif refractory:
         on_pre = f"u_post += {weight}*int(not_refractory_post)"
     else:
         on_pre = f"u_post += {weight}"
+    kernel = None
+    if proj.pieces is not None:
+        kernel = {
+            "var": "q" if p.synapse == "exponential" else "u",
+            "refractory": refractory,
+            "pieces": [[piece.mode] + [int(piece.geom[k]) for k in GEOMETRY] for piece in proj.pieces],
+            "text": "; ".join(_piece_text(piece) for piece in proj.pieces),
+        }
     return {
+        "kernel": kernel,
         "var": proj.name,
         "source": f"L_{ident(proj.source)}",
         "source_name": proj.source,
         "target": f"L_{ident(proj.target)}",
         "target_name": proj.target,
-        "count": int(proj.pre.size),
+        "count": int(proj.count),
         "on_pre": on_pre,
         "delay": delay,
         "delay_text": show(p.delay),
         "namespace": namespace,
     }
+
+
+def _piece_text(piece) -> str:
+    g = piece.geom
+    what = {"full": "filters", "depth": "depthwise, multiplier", "pool": "average"}[piece.mode]
+    return (f"[{g['H']}x{g['W']}x{g['C']}] -> [{g['OH']}x{g['OW']}], {g['KH']}x{g['KW']} window, stride "
+            f"{g['SY']}x{g['SX']}, {what}" + (f" {g['F']}" if piece.mode != "pool" else ""))
+
+
+def _drive(plan: Plan, pop: Population) -> list:
+    return [[piece.mode] + [int(piece.geom[k]) for k in GEOMETRY] for piece in pop.drive]
 
 
 def _relay(plan: Plan, relay: Relay) -> dict:
@@ -259,6 +281,7 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
         "standalone": bool(options.standalone),
         "threads": int(options.threads),
         "float32": bool(options.float32),
+        "connectivity": plan.connectivity,
         "samples_per_run": int(options.samples_per_run),
         "steps": int(plan.steps),
         "dt": num(spec.simulation.dt.value),

@@ -29,9 +29,16 @@ import numpy as np
 
 from ..errors import NetspecError
 from ..spec import NeuronParams, Spec
+from ..spec.units import steps_in
 from ..spec.layers import (AvgPool2D, Concatenate, Conv2D, Dense, DepthwiseConv2D, Flatten, GlobalAvgPool2D, Layer, Role,
                            ZeroPad2D)
 from . import connectivity as conn
+from . import kernels as kern
+from .kernels import Piece
+
+#: How projections are simulated: from their kernels (default) or as one Brian2 synapse per connection.
+KERNEL, SYNAPSES = "kernel", "synapses"
+CONNECTIVITY = (KERNEL, SYNAPSES)
 
 #: Node kinds: what emits the spikes a projection carries.
 POPULATION, RELAY, POISSON, ANALOG = "population", "relay", "poisson", "analog"
@@ -51,7 +58,8 @@ class Node:
 class Projection:
     """Synapses from one node into one population (all kernel projections between the pair merged).
 
-    ``pre``/``post`` index the source node and the target population; ``w`` is normalized.
+    Unrolled (``pieces`` None): ``pre``/``post`` index the source node and the target population; ``w`` is
+    normalized. Kernel form: ``pieces`` (normalized weights), ``pre``/``post``/``w`` empty. ``count``: connections.
     """
 
     source: str
@@ -60,6 +68,8 @@ class Projection:
     post: np.ndarray
     w: np.ndarray
     index: int = 0  # k in the object name S_<target>_<k>
+    pieces: list[Piece] | None = None
+    count: int = 0
 
     @property
     def name(self) -> str:
@@ -85,8 +95,8 @@ class Election:
 
 @dataclass
 class Population:
-    """A NeuronGroup. ``bias`` is per neuron and normalized; ``drive`` holds the analog input projection
-    (input element, neuron, weight per input unit) or None."""
+    """A NeuronGroup. ``bias`` is per neuron and normalized; ``drive`` holds the analog input projection in
+    kernel form (weights per input unit) or None."""
 
     name: str
     layer_type: str
@@ -94,7 +104,7 @@ class Population:
     params: NeuronParams
     lam: float
     bias: np.ndarray
-    drive: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    drive: list[Piece] | None = None
     inputs: list[Projection] = field(default_factory=list)
 
     @property
@@ -134,6 +144,7 @@ class Plan:
     output: str
     fanout: dict[str, np.ndarray]  # node -> outgoing synapses per neuron (projections only)
     counted: set[str]  # nodes whose neurons keep a per-sample spike count (members of max-pool windows)
+    connectivity: str = KERNEL
 
     @property
     def kinds(self) -> dict[str, str]:
@@ -219,16 +230,36 @@ def _compose(spec: Spec, source_layer: str, pre, post, w, cache) -> list[tuple[s
     return out
 
 
-def _kernel(spec: Spec, name: str):
-    """The (pre, post, w) connectivity of a layer with one input, in ANN weights, and its bias per neuron."""
+def _kcompose(spec: Spec, source_layer: str, piece: Piece, cache) -> list[tuple[str, Piece, np.ndarray]]:
+    """Kernel form of :func:`_compose`: one piece per segment, with the node -> input position map and the
+    fan-out of every node neuron (segments that reach no target are dropped, as unrolled)."""
+    fan_pos = piece.fanout_per_position()
+    out = []
+    for node, sidx, oidx in _segments(spec, source_layer, cache):
+        fan = fan_pos[oidx]
+        if not fan.any():
+            continue
+        pos = np.full(int(np.prod(spec.shapes[node])), -1, dtype=conn.INDEX)
+        pos[sidx] = oidx
+        node_fan = np.zeros(pos.size, dtype=np.int64)
+        node_fan[sidx] = fan
+        out.append((node, Piece(piece.mode, piece.geom, piece.w, pos), node_fan))
+    return out
+
+
+def _kernel(spec: Spec, name: str, unrolled: bool = True):
+    """The (pre, post, w) connectivity of a layer with one input, in ANN weights (None unless ``unrolled``),
+    its kernel form, and its bias per neuron."""
     layer = spec.layer(name)
-    syn = _connections(layer, spec.in_shapes(layer)[0], spec)
+    in_shape = spec.in_shapes(layer)[0]
+    syn = _connections(layer, in_shape, spec) if unrolled else None
+    piece = kern.kernel_projection(layer, in_shape, spec)
     out_n = int(np.prod(spec.shapes[name]))
     bias = spec.array(layer, "bias")
     per_neuron = np.zeros(out_n)
     if bias is not None:
         per_neuron = np.tile(np.asarray(bias, dtype=np.float64), out_n // bias.size)
-    return syn, per_neuron
+    return syn, piece, per_neuron
 
 
 # -- weighted kinds: their unrolled connections (a test checks every one-input population kind has a rule) --
@@ -268,7 +299,8 @@ def handles(kind: type[Layer]) -> bool:
         return True
     if kind.role is Role.RELAY:
         return _reindex.dispatch(kind) is not _reindex.dispatch(object)
-    return kind.sums_inputs or _connections.dispatch(kind) is not _connections.dispatch(object)
+    return kind.sums_inputs or (_connections.dispatch(kind) is not _connections.dispatch(object)
+                                and kern.handles(kind))
 
 
 def _check_params(spec: Spec, name: str, p: NeuronParams) -> None:
@@ -281,9 +313,14 @@ def _check_params(spec: Spec, name: str, p: NeuronParams) -> None:
                            "(a leaky neuron with exponential synapses is integrated with forward Euler)")
 
 
-def make_plan(spec: Spec, steps: int | None = None) -> Plan:
+def make_plan(spec: Spec, steps: int | None = None, connectivity: str = KERNEL) -> Plan:
     """Decide the SNN for ``spec`` (see the module docstring). ``steps`` overrides the time steps per
-    sample. Raises :class:`NetspecError` for what the SNN cannot represent."""
+    sample; ``connectivity`` says how projections are simulated: ``'kernel'`` (from the kernels; projections
+    into a population with a synaptic delay stay unrolled synapses) or ``'synapses'`` (all unrolled).
+    Raises :class:`NetspecError` for what the SNN cannot represent."""
+    if connectivity not in CONNECTIVITY:
+        raise NetspecError(f"build: connectivity must be one of {', '.join(CONNECTIVITY)}, not {connectivity!r}", 2)
+    dt = spec.simulation.dt.value
     if spec.simulation.readout not in (None, "spike_count"):
         raise NetspecError(f"simulation.readout: the builder reads out by spike count, not {spec.simulation.readout!r}")
     out_name = spec.order[-1]
@@ -311,18 +348,24 @@ def make_plan(spec: Spec, steps: int | None = None) -> Plan:
             _check_params(spec, name, params)
             lam = spec.lam(layer)
             pop = Population(name, layer.type, tuple(spec.shapes[name]), params, lam, np.zeros(int(np.prod(spec.shapes[name]))))
+            # unrolled synapses: the option, and projections with a delay (a kernel scatter has no spike queue)
+            unrolled = connectivity == SYNAPSES or steps_in(params.delay, dt) > 0
             parts: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+            kparts: list[tuple[str, Piece, np.ndarray]] = []
             feeds = [(i, i) for i in layer.inputs] if layer.sums_inputs else [(layer.name, None)]
             for owner, branch in feeds:
                 if branch is None or spec.is_hidden_linear(branch):
                     src_layer = spec.layer(owner)
-                    (pre, post, w), bias = _kernel(spec, owner)
+                    syn, piece, bias = _kernel(spec, owner, unrolled)
                     pop.bias += bias / lam
-                    parts += _compose(spec, src_layer.inputs[0], pre, post, w, cache)
+                    if unrolled:
+                        parts += _compose(spec, src_layer.inputs[0], *syn, cache)
+                    kparts += _kcompose(spec, src_layer.inputs[0], piece, cache)
                 else:
-                    pre, post, w = conn.identity(pop.size)
-                    parts += _compose(spec, branch, pre, post, w, cache)
-            _attach(pop, parts, lams, inp.name, encoding)
+                    if unrolled:
+                        parts += _compose(spec, branch, *conn.identity(pop.size), cache)
+                    kparts += _kcompose(spec, branch, kern.identity(pop.size), cache)
+            _attach(pop, parts, kparts, lams, inp.name, encoding, unrolled, _charge(spec, params))
             populations[name] = pop
             lams[name] = lam
             order.append(name)
@@ -330,10 +373,17 @@ def make_plan(spec: Spec, steps: int | None = None) -> Plan:
     fanout = {n: np.zeros(_size(n, populations, relays, input_size), dtype=np.int64) for n in order}
     for pop in populations.values():
         for proj in pop.inputs:
-            fanout[proj.source] += np.bincount(proj.pre, minlength=fanout[proj.source].size)
+            fanout[proj.source] += proj.fanout
+            del proj.fanout
     counted = {e.source for r in relays.values() for e in r.elections if e.source not in relays}
     return Plan(spec, int(steps or spec.simulation.steps), inp.name, encoding, input_size, populations, relays,
-                order, out_name, fanout, counted)
+                order, out_name, fanout, counted, connectivity)
+
+
+def _charge(spec: Spec, p: NeuronParams) -> float | None:
+    """For exponential synapses, dt/tau_syn: a spike adds ``(w*dt)/tau_syn`` to the charge (precomputed into
+    the weights in both connectivity modes, so that they round alike)."""
+    return spec.simulation.dt.value if p.synapse == "exponential" else None
 
 
 def _size(name, populations, relays, input_size) -> int:
@@ -344,23 +394,54 @@ def _size(name, populations, relays, input_size) -> int:
     return input_size
 
 
-def _attach(pop: Population, parts, lams: dict[str, float], input_name: str, encoding: str) -> None:
-    """Normalize the composed projections of ``pop`` and group them by source node (analog input: drive)."""
+def _attach(pop: Population, parts, kparts, lams: dict[str, float], input_name: str, encoding: str, unrolled: bool,
+            dt: float | None) -> None:
+    """Normalize the composed projections of ``pop`` and group them by source node (analog input: drive, always
+    in kernel form). ``parts`` are unrolled, ``kparts`` in kernel form; ``unrolled`` says which become
+    projections. ``dt`` (exponential synapses): weights become charges ``(w*dt)/tau_syn``."""
+    def norm(w, node):
+        w = (w * lams[node]) / pop.lam
+        return (w * dt) / pop.params.tau_syn.value if dt is not None else w
+
+    rank = list(lams).index
     by_source: dict[str, list] = {}
     for node, pre, post, w in parts:
         by_source.setdefault(node, []).append((pre, post, w))
-    for index, (node, pieces) in enumerate(sorted(by_source.items(), key=lambda kv: list(lams).index(kv[0]))):
-        pre = np.concatenate([p[0] for p in pieces])
-        post = np.concatenate([p[1] for p in pieces])
-        w = np.concatenate([p[2] for p in pieces])
-        if node == input_name and encoding == "analog":
-            # the input's normalized activation is x/lambda_0 and its weights W*lambda_0/lambda: per unit of x, W/lambda
-            pop.drive = (pre, post, w / pop.lam)
-            continue
-        order = np.argsort(pre, kind="stable")
-        pop.inputs.append(Projection(node, pop.name, pre[order], post[order], (w * lams[node] / pop.lam)[order]))
+    kby_source: dict[str, list] = {}
+    for node, piece, fan in kparts:
+        kby_source.setdefault(node, []).append((piece, fan))
+    analog = input_name if encoding == "analog" else None
+    if analog in kby_source:
+        # the input's normalized activation is x/lambda_0 and its weights W*lambda_0/lambda: per unit of x, W/lambda
+        pop.drive = [Piece(p.mode, p.geom, p.w / pop.lam, p.pos) for p, _ in kby_source[analog]]
+    if unrolled:
+        for node, pieces in sorted(by_source.items(), key=lambda kv: rank(kv[0])):
+            if node == analog:
+                continue
+            pre = np.concatenate([p[0] for p in pieces])
+            post = np.concatenate([p[1] for p in pieces])
+            w = np.concatenate([p[2] for p in pieces])
+            order = np.argsort(pre, kind="stable")
+            proj = Projection(node, pop.name, pre[order], post[order], norm(w, node)[order], count=int(pre.size))
+            proj.fanout = np.bincount(pre, minlength=int(np.prod(pop_shape_of(node, kparts, kby_source))))
+            pop.inputs.append(proj)
+    else:
+        empty = np.zeros(0, dtype=conn.INDEX)
+        for node, pieces in sorted(kby_source.items(), key=lambda kv: rank(kv[0])):
+            if node == analog:
+                continue
+            fan = np.sum([f for _, f in pieces], axis=0)
+            proj = Projection(node, pop.name, empty, empty, np.zeros(0), count=int(fan.sum()),
+                              pieces=[Piece(p.mode, p.geom, norm(p.w, node), p.pos) for p, _ in pieces])
+            proj.fanout = fan
+            pop.inputs.append(proj)
     for k, proj in enumerate(pop.inputs):
         proj.index = k
+
+
+def pop_shape_of(node, kparts, kby_source) -> int:
+    """Neurons of ``node`` (from its kernel pieces' index map)."""
+    return kby_source[node][0][0].pos.size
 
 
 def _relay(spec: Spec, name: str, cache, lams: dict[str, float], relays: dict[str, Relay]) -> Relay:

@@ -220,11 +220,176 @@ def project(x: np.ndarray, pre: np.ndarray, post: np.ndarray, w: np.ndarray, n: 
     return out
 
 
+# -- kernel projections ------------------------------------------------------------------------------
+# A piece (see netspec/brian/kernels.py, which writes them): [mode, H, W, C, OH, OW, KH, KW, SY, SX, PT, PL, F]
+# and the arrays <prefix>_<k>_pos (source neuron -> flat position in the layer's input [H, W, C], -1: none)
+# and <prefix>_<k>_w (the kernel [KH, KW, C, F] for 'full' and 'depth', 1/taps per output pixel for 'pool').
+Piece = Sequence[Any]
+
+
+def _piece_targets(spikes: np.ndarray, piece: Piece, pos: np.ndarray, w: np.ndarray):
+    """For the spiking sources ``spikes`` (ascending): (spike rank, target, weight) of every connection."""
+    mode, h, wd, c, oh, ow, kh, kw, sy, sx, pt, pl, f = piece
+    p = pos[spikes]
+    rank = np.flatnonzero(p >= 0)
+    p = p[rank].astype(np.int64)
+    ch, ix, iy = p % c, (p // c) % wd, p // (c * wd)
+    ty = iy[:, None] + pt - np.arange(kh)[None, :]
+    tx = ix[:, None] + pl - np.arange(kw)[None, :]
+    oky = (ty >= 0) & (ty % sy == 0) & (ty // sy < oh)
+    okx = (tx >= 0) & (tx % sx == 0) & (tx // sx < ow)
+    n_i, ky_i, kx_i = np.nonzero(oky[:, :, None] & okx[:, None, :])
+    o = (ty[n_i, ky_i] // sy) * ow + tx[n_i, kx_i] // sx
+    cc = ch[n_i]
+    if mode == "pool":
+        return rank[n_i], o * c + cc, w[o]
+    rows = w.reshape(kh * kw * c, f)[(ky_i * kw + kx_i) * c + cc]
+    first = o * f if mode == "full" else o * (c * f) + cc * f
+    tgt = first[:, None] + np.arange(f)[None, :]
+    return np.repeat(rank[n_i], f), tgt.ravel(), rows.ravel()
+
+
+def _piece_cpp(k: int, piece: Piece, prefix: str, target: str, refractory: str | None) -> str:
+    """The C++ loop that adds piece ``k`` of a projection for the spiking source ``_s`` (numbers only)."""
+    mode, h, wd, c, oh, ow, kh, kw, sy, sx, pt, pl, f = (piece[0], *map(int, piece[1:]))
+    gate = (lambda i: f" * {refractory}[{i}]") if refractory else (lambda i: "")
+    if mode == "pool":
+        add = f"{target}[_o * {c} + _c] += {prefix}_w[_o]{gate(f'_o * {c} + _c')};"
+    else:
+        first = f"_o * {f}" if mode == "full" else f"_o * {c * f} + _c * {f}"
+        add = (f"const int32_t _t0 = {first}; const int32_t _w0 = ((_ky * {kw} + _kx) * {c} + _c) * {f};\n"
+               f"                    for (int32_t _f = 0; _f < {f}; _f++) "
+               f"{target}[_t0 + _f] += {prefix}_w[_w0 + _f]{gate('_t0 + _f')};")
+    return f"""        {{  // piece {k}: [{h}x{wd}x{c}] -> [{oh}x{ow}], {kh}x{kw} window, stride {sy}x{sx}, {mode}
+            const int32_t _p = {prefix}_pos[_s];
+            if (_p >= 0) {{
+                const int32_t _c = _p % {c}, _ix = (_p / {c}) % {wd}, _iy = _p / {c * wd};
+                for (int32_t _ky = 0; _ky < {kh}; _ky++) {{
+                    const int32_t _ty = _iy + {pt} - _ky;
+                    if (_ty < 0 || _ty % {sy} != 0 || _ty / {sy} >= {oh}) continue;
+                    for (int32_t _kx = 0; _kx < {kw}; _kx++) {{
+                    const int32_t _tx = _ix + {pl} - _kx;
+                    if (_tx < 0 || _tx % {sx} != 0 || _tx / {sx} >= {ow}) continue;
+                    const int32_t _o = (_ty / {sy}) * {ow} + _tx / {sx};
+                    {add}
+                    }}
+                }}
+            }}
+        }}
+"""
+
+
+class UnsupportedTarget(ValueError):
+    """A code generation target that a part of the network has no implementation for."""
+
+
+def kernel_projection(name: str, source: Any, target: Any, var: str, refractory: bool, pieces: Sequence[Piece],
+                      a: Arrays, clock: Any) -> Any:
+    """A projection simulated from its kernels: a one-element ``NeuronGroup`` named ``name`` whose operation
+    ``<name>_pre`` (slot 'synapses', order 0: where Brian2 runs the pathway of ``Synapses`` named ``name``)
+    calls ``scatter_<name>(t)``. For every neuron of ``source`` that spiked this step, in ascending index,
+    and every piece in order, it adds the neuron's kernel slice to ``var`` of its targets in ``target``
+    (only where ``not_refractory`` when ``refractory``): the additions of Brian2's synapses, in their order.
+    Implementations: numpy (runtime) and C++ (standalone), the arrays as static arrays of the function."""
+    from brian2 import Function, NeuronGroup, get_device, prefs, second
+    from brian2.codegen.generators.cpp_generator import c_data_type
+    from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
+
+    if not isinstance(get_device(), CPPStandaloneDevice) and prefs.codegen.target != "numpy":
+        raise UnsupportedTarget(
+            f"runtime target {prefs.codegen.target!r}: the kernel projection {name} has numpy and C++ (standalone) "
+            "implementations only; use --target numpy, the standalone binary, or a build with --connectivity synapses")
+
+    tv = target.variables[var]
+    ss = source.variables["_spikespace"]
+    nr = target.variables["not_refractory"] if refractory else None
+    pos = [np.ascontiguousarray(a[f"{name}_{k}_pos"], dtype=np.int32) for k in range(len(pieces))]
+    w = [np.ascontiguousarray(a[f"{name}_{k}_w"], dtype=tv.dtype) for k in range(len(pieces))]
+    fname = "scatter_" + name
+
+    def scatter(t):
+        space = ss.get_value()
+        spikes = space[:space[-1]]
+        if spikes.size:
+            parts = [_piece_targets(spikes, p, pos[k], w[k]) for k, p in enumerate(pieces)]
+            rank = np.concatenate([r for r, _, _ in parts])
+            order = np.argsort(rank, kind="stable")  # by spike, then piece
+            tgt = np.concatenate([t_ for _, t_, _ in parts])[order]
+            val = np.concatenate([v for _, _, v in parts])[order]
+            if nr is not None:
+                val = val * nr.get_value()[tgt]
+            np.add.at(tv.get_value(), tgt, val)
+        return 0.0
+
+    func = Function(scatter, arg_units=[second], return_unit=1, arg_types=["float"], return_type="float",
+                    stateless=False, auto_vectorise=False)
+    device = get_device()
+    if isinstance(device, CPPStandaloneDevice):
+        ctype = c_data_type(tv.dtype)
+        gate = None
+        lines = []
+        if nr is not None:
+            gate = "_nr"
+            lines.append(f"    const {c_data_type(nr.dtype)}* _nr = brian::{device.get_array_name(nr)};")
+        body = "".join(_piece_cpp(k, p, f"_namespace_{name}_{k}", "_tgt", gate) for k, p in enumerate(pieces))
+        code = (f"// {name}: a spike of {source.name} adds its kernel slice to {var} of {target.name}\n"
+                f"double {fname}(double t) {{\n"
+                f"    const int32_t* _ss = brian::{device.get_array_name(ss)};\n"
+                f"    {ctype}* _tgt = brian::{device.get_array_name(tv)};\n" + "".join(l + "\n" for l in lines) +
+                f"    const int32_t _n = _ss[{int(source.N)}];\n"
+                f"    for (int32_t _k = 0; _k < _n; _k++) {{\n"
+                f"        const int32_t _s = _ss[_k];\n{body}    }}\n    return 0.0;\n}}\n")
+        namespace = {}
+        for k in range(len(pieces)):
+            namespace[f"_{name}_{k}_pos"] = pos[k]
+            namespace[f"_{name}_{k}_w"] = w[k]
+        func.implementations.add_implementation("cpp", code, name=fname, namespace=namespace)
+    group = NeuronGroup(1, "dummy : 1", clock=clock, name=name, namespace={fname: func})
+    group.run_regularly(f"dummy = {fname}(t)", when="synapses", order=0, name=name + "_pre", clock=clock)
+    return group
+
+
+def kernel_drive(x: np.ndarray, pieces: Sequence[Piece], a: Arrays, prefix: str, n: int) -> np.ndarray:
+    """The analog input drive ``W.x`` of ``n`` neurons for every sample of ``x [N, M]``, from the kernels.
+
+    Summed tap by tap (window row, column, channel) with elementwise numpy, so a sample's drive does not
+    depend on the other samples of its run (no BLAS blocking), in runtime and standalone alike."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    out = np.zeros((len(x), n))
+    for k, piece in enumerate(pieces):
+        mode, h, wd, c, oh, ow, kh, kw, sy, sx, pt, pl, f = piece
+        pos = a[f"{prefix}_{k}_pos"]
+        w = np.asarray(a[f"{prefix}_{k}_w"], dtype=np.float64)
+        keep = pos >= 0
+        flat = np.zeros((len(x), h * wd * c))
+        flat[:, pos[keep]] = x[:, keep]
+        hp, wp = max(h + pt, (oh - 1) * sy + kh), max(wd + pl, (ow - 1) * sx + kw)
+        padded = np.zeros((len(x), hp, wp, c))
+        padded[:, pt:pt + h, pl:pl + wd] = flat.reshape(len(x), h, wd, c)
+        shape = {"full": (oh, ow, f), "depth": (oh, ow, c, f), "pool": (oh, ow, c)}[mode]
+        acc = np.zeros((len(x), *shape))
+        kernel = w.reshape(kh, kw, c, f) if mode != "pool" else None
+        for ky in range(kh):
+            for kx in range(kw):
+                patch = padded[:, ky:ky + (oh - 1) * sy + 1:sy, kx:kx + (ow - 1) * sx + 1:sx, :]
+                if mode == "pool":
+                    acc += patch
+                elif mode == "depth":
+                    acc += patch[..., None] * kernel[ky, kx]
+                else:
+                    for ci in range(c):
+                        acc += patch[..., ci, None] * kernel[ky, kx, ci]
+        if mode == "pool":
+            acc *= w.reshape(1, oh, ow, 1)
+        out += acc.reshape(len(x), -1)
+    return out
+
+
 def load_arrays(model: Model) -> dict[str, np.ndarray]:
     """The connectivity and parameters in the build's ``arrays.npz``.
 
-    Keys: ``S_<target>_<k>_i/_j/_w`` (synapses, normalized weights), ``B_<layer>`` (bias per neuron and
-    step), ``D_<layer>_i/_j/_w`` (analog input projection), ``E_<pool>_<k>_i/_j/_key`` (max-pooling
+    Keys: ``S_<target>_<k>_i/_j/_w`` (synapses, normalized weights) or ``S_<target>_<k>_<p>_pos/_w`` (kernel
+    pieces), ``B_<layer>`` (bias per neuron and step), ``D_<layer>_<p>_pos/_w`` (analog input projection), ``E_<pool>_<k>_i/_j/_key`` (max-pooling
     windows), ``F_<layer>`` (fan-out per neuron).
     """
     with np.load(model.folder / "arrays.npz") as data:
@@ -329,8 +494,13 @@ def run_runtime(model: Model, x: np.ndarray, seed_value: int | None = None, *, t
     from brian2 import seed, set_device
 
     set_device("runtime")
-    _preferences(model, target)
     a = load_arrays(model)
+    kernel = sorted(k[:-len("_0_pos")] for k in a if k.startswith("S_") and k.endswith("_0_pos"))
+    if kernel and target != "numpy":  # checked before any Brian2 object exists
+        raise UnsupportedTarget(
+            f"runtime target {target!r}: the kernel projection {kernel[0]} has numpy and C++ (standalone) "
+            "implementations only; use --target numpy, the standalone binary, or a build with --connectivity synapses")
+    _preferences(model, target)
     parts = []
     for index, start, chunk in chunks(x, model.samples_per_run):
         n = len(chunk)
@@ -521,7 +691,10 @@ def main(model: Model, argv: Sequence[str] | None = None, description: str | Non
             compile_standalone(model)
         results = run_standalone(model, x, seed_value=seed_value)
     else:
-        results = run_runtime(model, x, seed_value, target=args.target)
+        try:
+            results = run_runtime(model, x, seed_value, target=args.target)
+        except UnsupportedTarget as exc:
+            parser.exit(2, f"{parser.prog}: error: {exc}\n")
     np.savez(args.out, **results)  # type: ignore[arg-type]  # numpy's stubs take a ** array for allow_pickle
     print(f"{len(x)} samples in {time.perf_counter() - t0:.2f} s -> {args.out}")
     return 0

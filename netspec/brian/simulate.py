@@ -138,8 +138,11 @@ def simulate(build: Build, x: np.ndarray, *, results_dir: str | Path | None = No
         net = load_network(build)
         try:
             if record_neurons or not build.options.standalone:
-                raw = net.runner.run_runtime(net.MODEL, x, seed, target=target, record_neurons=record_neurons,
-                                             progress=progress)
+                try:
+                    raw = net.runner.run_runtime(net.MODEL, x, seed, target=target, record_neurons=record_neurons,
+                                                 progress=progress)
+                except net.runner.UnsupportedTarget as exc:
+                    raise NetspecError(f"simulate: {exc}", 2) from None
             else:
                 raw = net.runner.run_standalone(net.MODEL, x, results_dir=results_dir, seed_value=seed,
                                                 progress=progress)

@@ -28,7 +28,7 @@ from .evaluate import (Evaluation, check_labels, chunk_seed, default_workers, ev
 from .progress import Progress
 from .report import REPORT_VERSION, make_report, schema, summary, validation_errors, write_report
 
-__all__ = ["RunOptions", "run_command", "evaluate", "Evaluation", "ann_outputs", "make_report", "write_report", "summary",
+__all__ = ["RunOptions", "run_command", "parallelism", "evaluate", "Evaluation", "ann_outputs", "make_report", "write_report", "summary",
            "schema", "validation_errors", "parse_steps", "check_labels", "chunk_seed", "merge", "default_workers",
            "Progress", "REPORT_VERSION"]
 
@@ -42,7 +42,10 @@ class RunOptions:
 
     ``data`` is a dataset path (``.npz``, MNIST IDX file or folder); ``limit`` keeps the first N samples;
     ``duration`` overrides the spec's duration per sample (``'50 ms'``, a multiple of dt); ``workers`` is
-    the number of worker processes (None: the usable cores); ``seed`` overrides the spec's input seed;
+    the number of worker processes and ``threads`` the OpenMP threads of each standalone binary (None: one
+    thread, and as many workers as usable cores, so that workers x threads never exceeds them; given
+    threads and no workers: the usable cores divided by the threads); ``connectivity`` is the build's
+    (``'kernel'``: projections from their kernels, ``'synapses'``: unrolled); ``seed`` overrides the spec's input seed;
     ``scheduler`` is a Dask scheduler's address (the chunks go to its workers); ``report``/``plots``/``build_dir`` are output paths (None: not written / ``build/<name>/``); ``limits``
     bound the steps per sample and the memory of the run (``--max-steps``, ``--max-memory``).
     """
@@ -52,6 +55,8 @@ class RunOptions:
     duration: str | None = None
     standalone: bool = True
     workers: int | None = None
+    threads: int | None = None
+    connectivity: str = "kernel"
     report: str | None = None
     plots: str | None = None
     seed: int | None = None
@@ -104,12 +109,30 @@ def _check_resources(spec, args: RunOptions, steps: int | None):
             raise NetspecError(f"--duration {args.duration!r}: {why}", 2)
     info = inspect_dataset(args.data, limit=args.limit)
     check_shape(info, spec)
-    est = estimate(spec.layers, spec.shapes, spec.output_layer.name, spec.simulation.steps)
+    delayed = {name for name, p in spec.neurons.items() if p.delay.value > 0}
+    est = estimate(spec.layers, spec.shapes, spec.output_layer.name, spec.simulation.steps, args.connectivity, delayed)
     need = est.run_bytes(info.samples, steps, input_bytes=info.nbytes)
     check_memory(info, args.limits.max_memory, need,
-                 f"a run of {(steps or spec.simulation.steps):,} steps per sample on {est.neurons:,} neurons "
-                 f"and {est.synapses:,} synapses")
+                 f"a run of {(steps or spec.simulation.steps):,} steps per sample on {est.describe()}")
     return info
+
+
+def parallelism(workers: int | None, threads: int | None, standalone: bool, cores: int | None = None) -> tuple[int, int]:
+    """(worker processes, OpenMP threads per worker) for ``--workers`` and ``--threads`` (None: chosen).
+
+    Samples are independent, so processes use the cores best: by default one thread per worker and one
+    worker per usable core; given threads only, the usable cores divided by them (workers x threads never
+    exceeds the cores unless both are given)."""
+    cores = default_workers() if cores is None else cores
+    threads = 1 if threads is None else threads
+    if threads < 1:
+        raise NetspecError(f"--threads: must be at least 1, got {threads}", 2)
+    if threads > 1 and not standalone:
+        raise NetspecError("--threads: OpenMP threads apply to the standalone binary; --runtime runs one thread", 2)
+    workers = max(1, cores // threads) if workers is None else workers
+    if workers < 1:
+        raise NetspecError(f"--workers: must be at least 1, got {workers}", 2)
+    return workers, threads
 
 
 def run_command(spec, args: RunOptions) -> int:
@@ -124,13 +147,11 @@ def run_command(spec, args: RunOptions) -> int:
     steps = parse_steps(args.duration, spec) if args.duration is not None else None
     if args.scheduler is not None and args.workers is not None:
         raise NetspecError("--workers: a Dask cluster (--scheduler) runs on its own workers; give one of the two", 2)
-    workers = args.workers if args.workers is not None else (1 if args.scheduler else default_workers())
+    workers, threads = parallelism(1 if args.scheduler is not None else args.workers, args.threads, args.standalone)
     if args.scheduler is not None:
         from .cluster import check_scheduler
 
         check_scheduler(args.scheduler)  # a one-line error within seconds, before any work
-    if workers < 1:
-        raise NetspecError(f"--workers: must be at least 1, got {workers}", 2)
     if args.seed is not None and not SEED_RANGE[0] <= args.seed <= SEED_RANGE[1]:
         raise NetspecError(f"--seed: must be an integer from {SEED_RANGE[0]} to {SEED_RANGE[1]:,} (2^32 - 1), got {args.seed}", 2)
     if args.plots is not None:
@@ -155,15 +176,16 @@ def run_command(spec, args: RunOptions) -> int:
         client = connect(args.scheduler)
     else:
         client = None
+    # Ctrl-C while building or simulating: KeyboardInterrupt, whatever Brian2 installed
     with interruptible(), (client if client is not None else contextlib.nullcontext()):
-        return _run(spec, args, data, workers, steps, client)
+        return _run(spec, args, data, workers, threads, steps, client)
 
 
-def _run(spec, args: RunOptions, data, workers: int, steps: int | None, client=None) -> int:
+def _run(spec, args: RunOptions, data, workers: int, threads: int, steps: int | None, client=None) -> int:
     from ..brian import BuildOptions, build
 
     prepare_workers(min(workers, len(data)))
-    options = BuildOptions(standalone=args.standalone, steps=steps)
+    options = BuildOptions(standalone=args.standalone, steps=steps, threads=threads, connectivity=args.connectivity)
     t0 = time.perf_counter()
     built = build(spec, out_dir=args.build_dir, options=options)
     build_seconds = time.perf_counter() - t0

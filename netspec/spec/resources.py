@@ -10,8 +10,11 @@ shapes alone (no weights read, nothing unrolled) and refuses, with a stable code
 
 The memory figures are deliberately rough upper bounds (bytes per synapse and per neuron as the builder
 and Brian2 store them, plus what a run records per sample); they exist to refuse what cannot fit, not to
-predict use. :func:`layer_synapses` is the one place that says how many synapses a layer becomes: when
-convolutions stop being unrolled, it changes, and every estimate with it.
+predict use. :func:`layer_synapses` is the one place that says how many synapses a layer becomes, and
+:func:`layer_kernel` what a projection simulated from its kernel holds instead: with the builder's default
+connectivity (``kernel``) a weighted layer costs its kernel and one index per source neuron, whatever its
+connections; with ``synapses`` (``--connectivity synapses``) every connection is a Brian2 synapse. The
+connectivity the estimate assumes travels in :class:`Limits` (the build's and the run's ``--connectivity``).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Collection, Iterable, Mapping
 
 from .layers import Layer, Role, Shape
 
@@ -34,6 +37,13 @@ BYTES_PER_SYNAPSE = 64
 BYTES_PER_NEURON = 64
 #: Bytes per input value per sample held by the builder (the analog drive, float64).
 BYTES_PER_INPUT = 8
+#: Bytes one kernel value (weight, bias, average-pool factor) of a kernel projection costs: float64 in the
+#: plan, in arrays.npz and in the simulation.
+BYTES_PER_KERNEL_VALUE = 32
+#: Bytes one source neuron of a kernel projection costs: its int32 position map and fan-out, copied alike.
+BYTES_PER_KERNEL_INDEX = 16
+#: The builder's connectivities (``netspec build --connectivity``); the first is the default.
+CONNECTIVITIES = ("kernel", "synapses")
 #: Largest count a 32-bit index can address.
 INDEX_LIMIT = 2**31 - 1
 
@@ -54,10 +64,12 @@ def default_max_memory() -> int | None:
 
 @dataclass(frozen=True)
 class Limits:
-    """What validation, build and run refuse to go beyond. None: not checked (``netspec inspect``)."""
+    """What validation, build and run refuse to go beyond. None: not checked (``netspec inspect``).
+    ``connectivity`` is the build's (``--connectivity``), which the memory estimate assumes."""
 
     max_steps: int | None = DEFAULT_MAX_STEPS
     max_memory: int | None = field(default_factory=default_max_memory)
+    connectivity: str = CONNECTIVITIES[0]
 
     @classmethod
     def unchecked(cls) -> "Limits":
@@ -100,12 +112,32 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def layer_synapses(layer: Layer, in_shapes: list[Shape]) -> int:
-    """Synapses the builder creates for one layer: today every connection is unrolled (one synapse per
-    multiply-accumulate, and one membership per max-pool window member). The one place this is decided."""
-    if layer.role is Role.SOURCE or layer.role is Role.RELAY:
+def from_kernel(layer: Layer, connectivity: str, delayed: bool = False) -> bool:
+    """Whether the builder simulates the projection into ``layer`` from its kernel: every weighted kind
+    (a population, hidden linear layers included) with ``kernel`` connectivity, unless its neurons have a
+    synaptic delay (a kernel scatter has no spike queue). Max-pool gates elect through unrolled memberships."""
+    return connectivity == "kernel" and layer.role is Role.POPULATION and not delayed
+
+
+def layer_synapses(layer: Layer, in_shapes: list[Shape], connectivity: str = "synapses", delayed: bool = False) -> int:
+    """Synapses (Brian2 synapses, unrolled connections) the builder creates for one layer: one per
+    multiply-accumulate and one membership per max-pool window member, none for a projection simulated from
+    its kernel (:func:`from_kernel`). The one place this is decided."""
+    if layer.role is Role.SOURCE or layer.role is Role.RELAY or from_kernel(layer, connectivity, delayed):
         return 0
     return int(layer.connections(in_shapes))
+
+
+def layer_kernel(layer: Layer, in_shapes: list[Shape], out_shape: Shape, connectivity: str = "kernel",
+                 delayed: bool = False) -> tuple[int, int]:
+    """(kernel values, source indices) of the projection into ``layer`` when it is simulated from its kernel,
+    else (0, 0): its tensors (or, for average pooling, one factor per output position) and one index per
+    neuron of its inputs, upper bounds of what ``netspec.brian.kernels`` stores."""
+    if not from_kernel(layer, connectivity, delayed):
+        return 0, 0
+    tensors = sum(math.prod(shape) for shape in layer.tensor_shapes(in_shapes).values())
+    values = tensors or math.prod(out_shape)  # a kind without tensors (pooling): one factor per output at most
+    return int(values), int(sum(math.prod(shape) for shape in in_shapes))
 
 
 def layer_units(layer: Layer, shape: Shape) -> int:
@@ -118,8 +150,9 @@ def layer_units(layer: Layer, shape: Shape) -> int:
 @dataclass(frozen=True)
 class Estimate:
     """The size of a network: ``neurons`` (populations and max-pool gates, upper bound), ``synapses`` (as
-    built), ``inputs`` and ``outputs`` (values per sample), ``steps`` per sample, and the largest layer and
-    projection (name, count) for messages."""
+    built), ``kernel_values`` and ``kernel_indices`` (of the projections simulated from their kernels),
+    ``inputs`` and ``outputs`` (values per sample), ``steps`` per sample, the largest layer and projection
+    (name, count) and the projection that costs the most memory (name, bytes), for messages."""
 
     neurons: int
     synapses: int
@@ -128,11 +161,24 @@ class Estimate:
     steps: int | None
     largest_layer: tuple[str, int]
     largest_projection: tuple[str, int]
+    kernel_values: int = 0
+    kernel_indices: int = 0
+    heaviest_projection: tuple[str, int] = ("", 0)
 
     @property
     def network_bytes(self) -> int:
         """Memory of the built network (build and simulation, without the data)."""
-        return self.neurons * BYTES_PER_NEURON + self.synapses * BYTES_PER_SYNAPSE + self.inputs * BYTES_PER_INPUT
+        return (self.neurons * BYTES_PER_NEURON + self.synapses * BYTES_PER_SYNAPSE + self.inputs * BYTES_PER_INPUT
+                + self.kernel_values * BYTES_PER_KERNEL_VALUE + self.kernel_indices * BYTES_PER_KERNEL_INDEX)
+
+    def describe(self) -> str:
+        """``'N neurons and S synapses'``, ``'N neurons, S synapses and K kernel values'``: what the memory is for."""
+        parts = [f"{self.neurons:,} neurons"]
+        if self.synapses or not self.kernel_values:
+            parts.append(f"{self.synapses:,} synapses")
+        if self.kernel_values:
+            parts.append(f"{self.kernel_values:,} kernel values")
+        return ", ".join(parts[:-1]) + " and " + parts[-1]
 
     def run_bytes(self, samples: int, steps: int | None = None, input_bytes: int | None = None) -> int:
         """Memory of a run over ``samples`` samples: the network, the data (float32, or ``input_bytes`` when
@@ -142,24 +188,38 @@ class Estimate:
         return self.network_bytes + data + samples * (steps or 0) * self.outputs * 2
 
 
-def estimate(layers: Iterable[Layer], shapes: Mapping[str, Shape], output: str, steps: int | None) -> Estimate:
-    """Estimate a network from its layers and inferred shapes (every layer's shape must be known)."""
-    neurons = synapses = inputs = 0
-    big_layer, big_proj = ("", 0), ("", 0)
+def estimate(layers: Iterable[Layer], shapes: Mapping[str, Shape], output: str, steps: int | None,
+             connectivity: str = "kernel", delayed: Collection[str] = ()) -> Estimate:
+    """Estimate a network from its layers and inferred shapes (every layer's shape must be known), built
+    with ``connectivity`` (``'kernel'`` or ``'synapses'``); ``delayed`` names the layers whose neurons have
+    a synaptic delay (their projections stay unrolled synapses)."""
+    if connectivity not in CONNECTIVITIES:
+        raise ValueError(f"connectivity must be one of {', '.join(CONNECTIVITIES)}, not {connectivity!r}")
+    neurons = synapses = inputs = values = indices = 0
+    big_layer, big_proj, heaviest = ("", 0), ("", 0), ("", 0)
     for layer in layers:
         shape = shapes[layer.name]
         size = math.prod(shape)
         if layer.role is Role.SOURCE:
             inputs = size
+        in_shapes = [shapes[i] for i in layer.inputs]
+        late = layer.name in delayed
         n = layer_units(layer, shape)
-        s = layer_synapses(layer, [shapes[i] for i in layer.inputs])
+        s = layer_synapses(layer, in_shapes, connectivity, late)
+        v, i = layer_kernel(layer, in_shapes, shape, connectivity, late)
         neurons += n
         synapses += s
+        values += v
+        indices += i
         if max(n, size) > big_layer[1]:
             big_layer = (layer.name, max(n, size))
         if s > big_proj[1]:
             big_proj = (layer.name, s)
-    return Estimate(neurons, synapses, inputs, math.prod(shapes[output]), steps, big_layer, big_proj)
+        cost = s * BYTES_PER_SYNAPSE + v * BYTES_PER_KERNEL_VALUE + i * BYTES_PER_KERNEL_INDEX
+        if cost > heaviest[1]:
+            heaviest = (layer.name, cost)
+    return Estimate(neurons, synapses, inputs, math.prod(shapes[output]), steps, big_layer, big_proj, values, indices,
+                    heaviest)
 
 
 def check_steps(steps: int, limits: Limits) -> str | None:

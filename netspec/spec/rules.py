@@ -330,7 +330,8 @@ def rule_resources(ctx: Context) -> None:
             ctx.rep.add("NS601", f"duration {sim['duration']!r} with dt {sim['dt']!r} is {why}", ("simulation", "duration"))
     if ctx.order is None or any(name not in ctx.shapes for name in ctx.order):
         return
-    est = estimate(ctx.layers, ctx.shapes, ctx.order[-1], ctx.steps)
+    delayed = {name for name, p in ctx.neurons.items() if p.delay.value > 0}
+    est = estimate(ctx.layers, ctx.shapes, ctx.order[-1], ctx.steps, ctx.limits.connectivity, delayed)
     too_big = check_indices(est)
     if too_big:
         name, why = too_big
@@ -338,9 +339,9 @@ def rule_resources(ctx: Context) -> None:
         ctx.rep.add("NS603", why, where)
         ctx.resources_ok = False
         return
-    why = check_memory(est.network_bytes, ctx.limits, f"the network ({est.neurons:,} neurons, {est.synapses:,} synapses)")
+    why = check_memory(est.network_bytes, ctx.limits, f"the network ({est.describe()})")
     if why:
-        name = est.largest_projection[0] or est.largest_layer[0]
+        name = est.heaviest_projection[0] or est.largest_layer[0]
         ctx.rep.add("NS602", why, ctx.lpath(name))
         ctx.resources_ok = False
 

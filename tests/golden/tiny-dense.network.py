@@ -62,7 +62,7 @@ def input_values(x, a):
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     values = {}
     # analog: the drive of 'hidden' per step, W.x/lambda + b/lambda
-    values['TA_hidden'] = runner.project(x, a['D_hidden_i'], a['D_hidden_j'], a['D_hidden_w'], 3) + a['B_hidden']
+    values['TA_hidden'] = runner.kernel_drive(x, [['full', 1, 1, 4, 1, 1, 1, 1, 1, 1, 0, 0, 3]], a, 'D_hidden', 3) + a['B_hidden']
     return {name: v.astype(FLOAT_DTYPE) for name, v in values.items()}
 
 
@@ -101,11 +101,11 @@ def make_network(values, n_samples, a, record_neurons=False):
         ''', clock=sample_clock, when='start', order=-1, name='R_out')
     objects.append(L_out)
 
-    # -- projections (normalized weights W * lambda_source / lambda_target)
-    S_out_0 = Synapses(L_hidden, L_out, 'w : 1 (constant)', on_pre='u_post += w',
-        clock=clock, name='S_out_0')
-    S_out_0.connect(i=a['S_out_0_i'], j=a['S_out_0_j'])  # hidden -> out: 6 synapses
-    S_out_0.w = a['S_out_0_w']
+    # -- projections (normalized weights W * lambda_source / lambda_target; for exponential synapses the
+    # charge (W * lambda_source / lambda_target)*dt/tau_syn)
+    # hidden -> out: 6 connections, from kernels: [1x1x3] -> [1x1], 1x1 window, stride 1x1, filters 2
+    S_out_0 = runner.kernel_projection('S_out_0', L_hidden, L_out, 'u', False,
+        [['full', 1, 1, 3, 1, 1, 1, 1, 1, 1, 0, 0, 2]], a, clock)
     objects.append(S_out_0)
 
     # -- spikes and synaptic operations per time step, for every layer. Where all neurons of a layer have

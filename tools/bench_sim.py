@@ -1,0 +1,129 @@
+"""Simulation benchmark, kernel projections against unrolled synapses, in ONE run (ratios: shared machines).
+
+    PYTHONPATH=. python tools/bench_sim.py lenet --samples 1000 --unrolled-samples 1000
+    PYTHONPATH=. python tools/bench_sim.py vgg --samples 200 --unrolled-samples 20
+    PYTHONPATH=. python tools/bench_sim.py vgg16 --samples 3 --unrolled-samples 0
+
+Networks: ``lenet`` is specs/lenet-mnist.yaml on data/mnist-1k; ``vgg`` the random-weight VGG-style MNIST
+net of tools/bench_kernels.py (conv 32-32-pool-64-64-pool, dense 256, 10) and ``vgg16`` VGG-16 for 32x32x3
+(random weights, He-initialized, lambda 1; random images in [0, 1]), both on random inputs. T = 100, analog
+input, standalone, float64, one worker, one thread.
+
+Every (network, connectivity) runs in its own process, so that its peak memory (the process and the compiler
+it waits for: ``ru_maxrss`` of ``wait4``) is its own. Printed per mode: generation time (plan, arrays,
+network.py), compile time, peak memory, samples/s of the binary (simulate's wall time, the Python side
+included) and, per layer, synaptic events per sample and ns per event (the simulation's wall time over all
+events: an upper bound that includes neuron updates).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+
+def _spec(net: str, base: Path):
+    from netspec.spec import Limits, load_spec, load_spec_data
+
+    if net == "lenet":
+        return load_spec(ROOT / "specs" / "lenet-mnist.yaml", Limits(max_memory=None))
+    from bench_kernels import vgg
+
+    rng = np.random.default_rng(0)
+    if net == "vgg":
+        data = vgg((28, 28, 1), [[32, 32], [64, 64]], [256], 10, rng)
+    else:
+        data = vgg((32, 32, 3), [[64, 64], [128, 128], [256] * 3, [512] * 3, [512] * 3], [4096, 4096], 10, rng)
+    return load_spec_data(data, base, limits=Limits(max_memory=None))
+
+
+def _inputs(net: str, spec, n: int) -> np.ndarray:
+    if net == "lenet":
+        from netspec.datasets import load_dataset
+
+        return load_dataset(ROOT / "data" / "mnist-1k", require_labels=False, limit=n).x
+    return np.random.default_rng(1).uniform(0, 1, (n, *spec.input.shape)).astype(np.float32)
+
+
+def one(net: str, mode: str, samples: int) -> dict:
+    """In this process: generate, compile and simulate ``samples`` samples; the figures as a dict."""
+    from netspec.brian import BuildOptions, build, simulate
+
+    base = Path(tempfile.mkdtemp(prefix=f"bench-{net}-{mode}-"))
+    t0 = time.perf_counter()
+    spec = _spec(net, base)
+    load = time.perf_counter() - t0
+    opts = dict(steps=100, connectivity=mode)
+    t0 = time.perf_counter()
+    build(spec, base / "gen", BuildOptions(**opts))  # generation only (runtime build folder)
+    generate = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    built = build(spec, base / "sa", BuildOptions(standalone=True, **opts))
+    standalone = time.perf_counter() - t0
+    x = _inputs(net, spec, samples)
+    t0 = time.perf_counter()
+    res = simulate(built, x, results_dir=base / "r")
+    wall = time.perf_counter() - t0
+    events = {k: float(v.sum()) / len(x) for k, v in res.layer_ops.items()}
+    spikes = {k: float(v.sum()) / len(x) for k, v in res.layer_spikes.items()}
+    total = sum(events.values())
+    return {"net": net, "mode": mode, "samples": len(x), "load_s": load, "generate_s": generate,
+            "compile_s": standalone - generate, "sim_s": wall, "samples_per_s": len(x) / wall,
+            "events_per_sample": events, "spikes_per_sample": spikes,
+            "ns_per_event": wall / len(x) / total * 1e9 if total else None,
+            "connections": sum(built.synapses.values()), "counts": res.counts.tolist()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("net", choices=("lenet", "vgg", "vgg16"))
+    ap.add_argument("--samples", type=int, default=200, help="samples for the kernel build")
+    ap.add_argument("--unrolled-samples", type=int, default=20, help="samples for the unrolled build (0: skip it)")
+    ap.add_argument("--one", choices=("kernel", "synapses"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one(args.net, args.one, args.samples)))
+        return 0
+    rows = {}
+    for mode, n in (("kernel", args.samples), ("synapses", args.unrolled_samples)):
+        if n <= 0:
+            continue
+        proc = subprocess.Popen([sys.executable, __file__, args.net, "--one", mode, "--samples", str(n)],
+                                stdout=subprocess.PIPE, text=True)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        if status != 0:
+            print(f"{mode}: failed (status {status})")
+            continue
+        row = json.loads(out.strip().splitlines()[-1])
+        row["peak_mb"] = usage.ru_maxrss / 1024
+        rows[mode] = row
+        print(f"{args.net} {mode:8s}: {row['samples']} samples, {row['samples_per_s']:.2f} samples/s, "
+              f"generate {row['generate_s']:.1f} s (spec {row['load_s']:.1f} s), compile {row['compile_s']:.1f} s, "
+              f"peak {row['peak_mb']:.0f} MB, {row['connections']:,} connections, "
+              f"{sum(row['events_per_sample'].values()) / 1e6:.2f} M events/sample, "
+              f"{row['ns_per_event'] or float('nan'):.2f} ns/event")
+        for layer, ev in row["events_per_sample"].items():
+            print(f"    {layer:10s} {row['spikes_per_sample'][layer]:12,.0f} spikes {ev:14,.0f} events/sample")
+    if len(rows) == 2:
+        k, s = rows["kernel"], rows["synapses"]
+        n = min(k["samples"], s["samples"])
+        same = k["counts"][:n] == s["counts"][:n]
+        print(f"kernel / unrolled samples/s: {k['samples_per_s'] / s['samples_per_s']:.1f}x; "
+              f"output counts of the first {n} samples {'identical' if same else 'DIFFER'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
