@@ -30,6 +30,12 @@ _UNIT_OF_DIM = {TIME: "second", VOLTAGE: "volt", FREQUENCY: "hertz"}
 
 #: Scheduling inside the 'synapses' slot: relays of stage s elect, fire and reset before any projection.
 RELAY_ORDER_BASE = -100
+#: Zero-latency timing: the node at position k of the plan's order runs in the 'synapses' slot from order
+#: ``ZL_BASE * (k + 1)`` on: its incoming projections (``+ ZL_PROJ + j``), its state update (before them for
+#: delta synapses, after them for exponential ones, so that a charge enters in its own step), its threshold,
+#: then its spike counters. Resets of populations stay in the 'resets' slot (nothing reads a membrane later in
+#: the step; the max-pooling gates read the counts before the reset adds this step's spike).
+ZL_BASE, ZL_PROJ, ZL_UPDATE_EXP, ZL_THRESHOLD, ZL_COUNTER = 1000, 10, 950, 960, 970
 #: The name under which ``network.py`` imports the runner (``runner.py``, copied next to it by the build).
 RUNNER_MODULE = "netspec_runner"
 
@@ -152,7 +158,24 @@ def _population(plan: Plan, pop: Population) -> dict:
         "drive": _drive(plan, pop) if analog else None,
         "has_bias": bool(np.any(pop.bias)) and not analog,
         "output": pop.name == plan.output,
+        "schedule": _schedule(plan, pop.name, exp),
     }
+
+
+def _base(plan: Plan, name: str) -> int | None:
+    """Zero-latency timing: the first order of node ``name`` in the 'synapses' slot (None: one step per layer)."""
+    if not plan.spec.simulation.zero_latency:
+        return None
+    return ZL_BASE * (plan.order.index(name) + 1)
+
+
+def _schedule(plan: Plan, name: str, exp: bool = False) -> dict | None:
+    """Zero-latency timing: the orders of a population's state update and threshold (None: Brian2's default
+    slots, one step per layer)."""
+    base = _base(plan, name)
+    if base is None:
+        return None
+    return {"update_order": base + (ZL_UPDATE_EXP if exp else 0), "threshold_order": base + ZL_THRESHOLD}
 
 
 def plan_counted(plan: Plan, name: str) -> bool:
@@ -166,6 +189,9 @@ def _align(eqs: list[tuple[str, str]]) -> list[str]:
 
 def _projection(plan: Plan, proj) -> dict:
     target = plan.populations[proj.target]
+    base = _base(plan, proj.target)
+    if base is not None and proj.index >= ZL_UPDATE_EXP - ZL_PROJ:
+        raise NetspecError(f"layer '{proj.target}': too many input nodes ({proj.index + 1}) for zero-latency timing")
     p = target.params
     dt = plan.spec.simulation.dt.value
     delay = steps_in(p.delay, dt)
@@ -201,6 +227,7 @@ def _projection(plan: Plan, proj) -> dict:
         "delay": delay,
         "delay_text": show(p.delay),
         "namespace": namespace,
+        "order": None if base is None else base + ZL_PROJ + proj.index,
     }
 
 
@@ -217,7 +244,8 @@ def _drive(plan: Plan, pop: Population) -> list:
 
 def _relay(plan: Plan, relay: Relay) -> dict:
     name = ident(relay.name)
-    order = RELAY_ORDER_BASE + 10 * relay.stage
+    base = _base(plan, relay.name)
+    order = RELAY_ORDER_BASE + 10 * relay.stage if base is None else base
     elections = []
     for e in relay.elections:
         count = "(best_pre - 1)" if e.source in plan.relays else "count_pre"
@@ -255,8 +283,10 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
     for n in plan.order:
         fan = plan.fanout[n]
         uniform = bool(fan.size == 0 or np.all(fan == fan[0]))
+        base = _base(plan, n)
         node = {"name": ident(n), "var": f"L_{ident(n)}", "kind": kinds[n], "size": plan.size(n),
-                "fanout": int(fan[0]) if uniform and fan.size else 0, "uniform": uniform, "row": None}
+                "fanout": int(fan[0]) if uniform and fan.size else 0, "uniform": uniform, "row": None,
+                "counter_order": None if base is None else base + ZL_COUNTER}
         if not uniform:
             node["row"], rows = rows, rows + 1
         nodes.append(node)
@@ -270,6 +300,7 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
             "p_scale": num(inp.max_rate.value * spec.simulation.dt.value / inp.range[1]),
             "max_rate": qty(inp.max_rate),
             "counted": plan.input_name in plan.counted,
+            "threshold_order": None if _base(plan, plan.input_name) is None else _base(plan, plan.input_name) + ZL_THRESHOLD,
         }
     out = plan.populations[plan.output]
     return {
@@ -281,6 +312,7 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
         "standalone": bool(options.standalone),
         "threads": int(options.threads),
         "float32": bool(options.float32),
+        "zero_latency": bool(spec.simulation.zero_latency),
         "connectivity": plan.connectivity,
         "samples_per_run": int(options.samples_per_run),
         "steps": int(plan.steps),

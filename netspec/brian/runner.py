@@ -277,10 +277,10 @@ def _piece_cpp(k: int, piece: Piece, prefix: str, target: str, refractory: str |
 
 
 def kernel_projection(name: str, source: Any, target: Any, var: str, refractory: bool, pieces: Sequence[Piece],
-                      a: Arrays, clock: Any) -> Any:
+                      a: Arrays, clock: Any, order: int = 0) -> Any:
     """A projection simulated from its kernels: a one-element ``NeuronGroup`` named ``name`` whose operation
     ``<name>_pre`` (slot 'synapses', order 0: where Brian2 runs the pathway of ``Synapses`` named ``name``)
-    calls ``scatter_<name>(t)``. For every neuron of ``source`` that spiked this step, in ascending index,
+    calls ``scatter_<name>(t)`` (``order``: another place in the slot, for zero-latency timing). For every neuron of ``source`` that spiked this step, in ascending index,
     and every piece in order, it adds the neuron's kernel slice to ``var`` of its targets in ``target``
     (only where ``not_refractory`` when ``refractory``): the additions of Brian2's synapses, in their order.
     Implementations: numpy (runtime) and C++ (standalone), the arrays as static arrays of the function."""
@@ -333,7 +333,7 @@ def kernel_projection(name: str, source: Any, target: Any, var: str, refractory:
             namespace[f"_{name}_{k}_w"] = w[k]
         func.implementations.add_implementation("cpp", code, name=fname, namespace=namespace)
     group = NeuronGroup(1, "dummy : 1", clock=clock, name=name, namespace={fname: func})
-    group.run_regularly(f"dummy = {fname}(t)", when="synapses", order=0, name=name + "_pre", clock=clock)
+    group.run_regularly(f"dummy = {fname}(t)", when="synapses", order=order, name=name + "_pre", clock=clock)
     return group
 
 

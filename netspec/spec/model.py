@@ -92,6 +92,12 @@ class Simulation:
     dt: Quantity
     duration: Quantity
     readout: str | None = None  # as written; None means the default, spike_count
+    timing: str | None = None  # as written; None means the default, zero-latency
+
+    @property
+    def zero_latency(self) -> bool:
+        """Whether a spike reaches the next layer within its own time step (the default)."""
+        return self.timing in (None, "zero-latency")
 
     @property
     def steps(self) -> int:
@@ -217,6 +223,8 @@ class Spec:
         sim: dict[str, Any] = {"dt": self.simulation.dt.text, "duration": self.simulation.duration.text}
         if self.simulation.readout is not None:
             sim["readout"] = self.simulation.readout
+        if self.simulation.timing is not None:
+            sim["timing"] = self.simulation.timing
         out["simulation"] = sim
         if self.neuron_defaults:
             out["neuron"] = dict(self.neuron_defaults)
