@@ -64,6 +64,14 @@ def qty(q: Quantity) -> str:
     return f"{num(q.value)}*{_UNIT_OF_DIM[q.dim]}"
 
 
+def lam_text(lam: np.ndarray) -> str:
+    """Factors per neuron for a comment: the number when they are all equal, else their range."""
+    lam = np.asarray(lam, dtype=np.float64).ravel()
+    if lam.size and np.all(lam == lam[0]):
+        return num(lam[0])
+    return f"per channel, {num(lam.min())} to {num(lam.max())}"
+
+
 def show(q: Quantity) -> str:
     """A quantity for a comment, written from its parsed value (never the spec's text): '20 ms', '-65 mV'."""
     if q.dim == TIME:
@@ -143,7 +151,7 @@ def _population(plan: Plan, pop: Population) -> dict:
         "size": pop.size,
         "kind": pop.layer_type,
         "shape": "x".join(map(str, pop.shape)),
-        "lam": num(pop.lam),
+        "lam": lam_text(pop.lam),
         "what": ", ".join(parts),
         "equations": _align(eqs),
         "threshold": "u >= 1",
@@ -264,7 +272,7 @@ def _relay(plan: Plan, relay: Relay) -> dict:
         "K": relay.members_max,
         "elections": elections,
         "order": order,
-        "lam": num(relay.lam),
+        "lam": lam_text(relay.lam),
     }
 
 
@@ -322,7 +330,7 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
         "input_shape": list(map(int, inp.shape)),
         "input_size": plan.input_size,
         "encoding": inp.encoding,
-        "input_lam": num(spec.lam(spec.input_layer)),
+        "input_lam": lam_text(spec.lam_per_neuron(spec.input_layer)),
         "poisson": poisson,
         "populations": pops,
         "projections": projections,

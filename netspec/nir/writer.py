@@ -399,6 +399,9 @@ def build_graph(spec: Spec, *, approximate: bool = False):
     :class:`Written` summary (``path`` empty). Raises :class:`NetspecError` naming the layer NIR cannot express."""
     if spec.simulation.readout not in (None, "spike_count"):
         raise NetspecError(f"simulation.readout: NIR carries spikes; a read-out by {spec.simulation.readout!r} cannot be written")
+    for layer in spec.layers:
+        if layer.normalization is not None and layer.normalization.per_channel:
+            raise NetspecError(f"layer '{layer.name}': lambda per channel cannot be written to NIR yet (give one number)")
     g = _Graph(spec, approximate)
     for name in spec.order:
         layer = spec.layer(name)

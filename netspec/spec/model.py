@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .layers import Layer, Role, Shape, TensorRef
+from .layers import Concatenate, Flatten, Layer, Role, Shape, TensorRef
 from .units import Quantity, parse_quantity, steps_in
 
 #: Neuron parameter defaults (the paper's IF neuron, dimensionless, reset by subtraction).
@@ -187,18 +187,24 @@ class Spec:
         name = layer if isinstance(layer, str) else layer.name
         return self.arrays.get(f"{name}.{field_name}")
 
-    def lam(self, layer: Layer | str) -> float:
-        """Normalization factor of a layer's output. Layers without their own (maxpool, flatten,
+    def lam(self, layer: Layer | str) -> float | np.ndarray:
+        """Normalization factor of a layer's output: a float, or float64 [C] with one per output channel
+        (it broadcasts over a channels-last activation). Layers without their own (maxpool, flatten,
         zeropad) carry their input's; the input layer's default is 1. Concatenate has one factor per
-        branch: ask for the branches."""
+        branch: ask for the branches, or :meth:`lam_per_neuron`."""
         layer = self.layer(layer) if isinstance(layer, str) else layer
         if layer.normalization is not None:
-            return layer.normalization.lam
+            lam = layer.normalization.lam
+            return np.asarray(lam, dtype=np.float64) if isinstance(lam, tuple) else lam
         if layer.role is Role.SOURCE:
             return 1.0
         if layer.role is Role.RELAY and len(layer.inputs) > 1:
             raise ValueError(f"layer '{layer.name}' ({layer.type}) has one factor per branch")
         return self.lam(layer.inputs[0])
+
+    def lam_per_neuron(self, layer: Layer | str) -> np.ndarray:
+        """The factor of every element of a layer's output, flat channels-last: float64 [size]."""
+        return lam_per_neuron(self.layer(layer) if isinstance(layer, str) else layer, self.layer, self.shapes)
 
     def neuron_count(self) -> int:
         """Spiking neurons of the SNN (hidden linear layers have none)."""
@@ -230,3 +236,32 @@ class Spec:
             out["neuron"] = dict(self.neuron_defaults)
         out["layers"] = [layer.to_yaml() for layer in self.layers]
         return out
+
+
+def own_lam(layer: Layer) -> float | np.ndarray:
+    """A layer's own factor (float, or float64 [C] per channel); 1 for an input without one."""
+    if layer.normalization is None:
+        return 1.0
+    lam = layer.normalization.lam
+    return np.asarray(lam, dtype=np.float64) if isinstance(lam, tuple) else lam
+
+
+def lam_per_neuron(layer: Layer, get_layer, shapes: Mapping[str, Shape]) -> np.ndarray:
+    """The factor of every element of ``layer``'s output, flat channels-last (float64 [size]); ``get_layer``
+    maps a name to its layer. Index-only layers and max pooling carry their inputs' factors element by
+    element (a concatenation joins its branches'); each channel of zero padding and max pooling carries its
+    input channel's factor (the first element's: rule_channel_lambdas checks that a channel has one)."""
+    shape = tuple(shapes[layer.name])
+    size = int(np.prod(shape))
+    if layer.normalization is None and layer.role in (Role.RELAY, Role.GATE):
+        parts = [lam_per_neuron(get_layer(i), get_layer, shapes).reshape(shapes[i]) for i in layer.inputs]
+        if isinstance(layer, Concatenate):
+            return np.concatenate(parts, axis=layer.resolved_axis(len(shape))).ravel()
+        if isinstance(layer, Flatten):
+            return parts[0].ravel()
+        chans = parts[0].reshape(-1, parts[0].shape[-1])[0]
+        return np.tile(chans, size // shape[-1])
+    lam = own_lam(layer)
+    if np.ndim(lam) == 0:
+        return np.full(size, float(lam))
+    return np.tile(lam, size // lam.size)
