@@ -22,7 +22,7 @@ from ..errors import NetspecError
 from ..spec import Quantity
 from ..spec.units import DIMENSIONLESS, FREQUENCY, TIME, VOLTAGE, steps_in
 from .kernels import GEOMETRY
-from .plan import Plan, Population, Relay
+from .plan import MEMBRANE, SOFTMAX, Plan, Population, Relay
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _SPEC_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -35,7 +35,7 @@ RELAY_ORDER_BASE = -100
 #: delta synapses, after them for exponential ones, so that a charge enters in its own step), its threshold,
 #: then its spike counters. Resets of populations stay in the 'resets' slot (nothing reads a membrane later in
 #: the step; the max-pooling gates read the counts before the reset adds this step's spike).
-ZL_BASE, ZL_PROJ, ZL_UPDATE_EXP, ZL_THRESHOLD, ZL_COUNTER = 1000, 10, 950, 960, 970
+ZL_BASE, ZL_PROJ, ZL_UPDATE_EXP, ZL_SOFTMAX, ZL_THRESHOLD, ZL_COUNTER = 1000, 10, 950, 955, 960, 970
 #: The name under which ``network.py`` imports the runner (``runner.py``, copied next to it by the build).
 RUNNER_MODULE = "netspec_runner"
 
@@ -105,6 +105,11 @@ def _population(plan: Plan, pop: Population) -> dict:
         eqs.append(("v = v_rest + u*(v_thr - v_rest) : volt", "membrane potential"))
     if plan_counted(plan, pop.name):
         eqs.append(("count : integer", "spikes in this sample (read by the max-pooling gates)"))
+    output = pop.name == plan.output
+    softmax = output and plan.readout == SOFTMAX
+    spiking = not (output and plan.readout == MEMBRANE)
+    if softmax:
+        eqs.append(("Z : 1", "sum over the outputs j of exp(u_j - u): this neuron's softmax is 1/Z"))
     reset_value = p.reset_value
     if p.reset == "subtract":
         reset = ["u -= 1"]
@@ -126,7 +131,7 @@ def _population(plan: Plan, pop: Population) -> dict:
         namespace += [("v_rest", qty(p.rest)), ("v_thr", qty(p.threshold))]
     if p.reset not in ("subtract", "zero"):
         namespace.append(("u_reset", num((reset_value - p.rest.value) / p.scale)))
-    sample_reset = ["u = 0"]
+    sample_reset = [f"u = {num(p.initial_u)}" if p.initial_u else "u = 0"]
     if exp:
         sample_reset.append("q = 0")
     if plan_counted(plan, pop.name):
@@ -137,8 +142,20 @@ def _population(plan: Plan, pop: Population) -> dict:
     if analog:
         sample_reset.append(f"I = TA_{name}(t, i)")
         namespace.append((f"TA_{name}", f"TA_{name}"))
+    threshold = "u >= 1"
+    if softmax:
+        threshold = "rand() < 1.0/Z"
+        reset, reset_text = [], "spiking softmax, no reset"
+    elif not spiking:
+        threshold, reset, reset_text = None, [], "membrane read-out, does not spike"
+    if p.clamp and threshold is not None:
+        threshold = f"({threshold}) and timestep(t, dt) % {int(plan.steps)} >= {int(p.clamp)}"
     model = "LIF" if lif else "IF"
     parts = [model, reset_text]
+    if p.initial_u:
+        parts.append(f"starts at {p.initial_u:g} of threshold")
+    if p.clamp and threshold is not None:
+        parts.append(f"clamped for the first {int(p.clamp)} steps")
     if ref_steps:
         parts.append(f"refractory {show(p.refractory)}")
     if exp:
@@ -154,8 +171,10 @@ def _population(plan: Plan, pop: Population) -> dict:
         "lam": lam_text(pop.lam),
         "what": ", ".join(parts),
         "equations": _align(eqs),
-        "threshold": "u >= 1",
+        "threshold": threshold,
         "reset": reset,
+        "softmax": _softmax(plan, pop, exp) if softmax else None,
+        "v_steps": output and not spiking,
         "method": "exact" if lif and not exp else "euler",
         "refractory": ref_steps + 1 if ref_steps > 0 else None,
         "ref_text": show(p.refractory),
@@ -165,9 +184,19 @@ def _population(plan: Plan, pop: Population) -> dict:
         "analog": analog,
         "drive": _drive(plan, pop) if analog else None,
         "has_bias": bool(np.any(pop.bias)) and not analog,
-        "output": pop.name == plan.output,
+        "output": output,
         "schedule": _schedule(plan, pop.name, exp),
     }
+
+
+def _softmax(plan: Plan, pop: Population, exp: bool) -> dict:
+    """The spiking softmax: all-to-all synapses within the output that sum Z_i = sum_j exp(u_j - u_i) (so
+    softmax(u)_i = 1/Z_i without overflow), after the membranes integrated this step and before the threshold."""
+    base = _base(plan, pop.name)
+    n = pop.size
+    return {"var": f"Z_{ident(pop.name)}", "n": n,
+            "when": "thresholds" if base is None else "synapses",
+            "order": -1 if base is None else base + ZL_SOFTMAX}
 
 
 def _base(plan: Plan, name: str) -> int | None:
@@ -292,9 +321,10 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
         fan = plan.fanout[n]
         uniform = bool(fan.size == 0 or np.all(fan == fan[0]))
         base = _base(plan, n)
+        spiking = not (n == plan.output and plan.readout == MEMBRANE)
         node = {"name": ident(n), "var": f"L_{ident(n)}", "kind": kinds[n], "size": plan.size(n),
-                "fanout": int(fan[0]) if uniform and fan.size else 0, "uniform": uniform, "row": None,
-                "counter_order": None if base is None else base + ZL_COUNTER}
+                "fanout": int(fan[0]) if uniform and fan.size else 0, "uniform": uniform and spiking, "row": None,
+                "counter_order": None if base is None else base + ZL_COUNTER, "spiking": spiking}
         if not uniform:
             node["row"], rows = rows, rows + 1
         nodes.append(node)
@@ -336,9 +366,11 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
         "projections": projections,
         "relays": relays,
         "nodes": nodes,
-        "counted_nodes": [n for n in nodes if not n["uniform"]],
+        "counted_nodes": [n for n in nodes if not n["uniform"] and n["spiking"]],
+        "readout": plan.readout,
         "drives": [p for p in pops if p["analog"]],
-        "output": {"name": ident(out.name), "var": f"L_{ident(out.name)}", "size": out.size},
+        "output": {"name": ident(out.name), "var": f"L_{ident(out.name)}", "size": out.size,
+                   "spiking": plan.readout != MEMBRANE},
     }
 
 

@@ -41,6 +41,11 @@ from .kernels import Piece
 KERNEL, SYNAPSES = "kernel", "synapses"
 CONNECTIVITY = (KERNEL, SYNAPSES)
 
+#: Read-outs of the output layer (simulation.readout): spike count, membrane potential (the output does not
+#: spike), the paper's spiking softmax (no reset; each step a neuron fires with probability softmax(u)_i).
+SPIKE_COUNT, MEMBRANE, SOFTMAX = "spike_count", "membrane", "softmax"
+READOUTS = (SPIKE_COUNT, MEMBRANE, SOFTMAX)
+
 #: Node kinds: what emits the spikes a projection carries.
 POPULATION, RELAY, POISSON, ANALOG = "population", "relay", "poisson", "analog"
 
@@ -146,6 +151,11 @@ class Plan:
     fanout: dict[str, np.ndarray]  # node -> outgoing synapses per neuron (projections only)
     counted: set[str]  # nodes whose neurons keep a per-sample spike count (members of max-pool windows)
     connectivity: str = KERNEL
+
+    @property
+    def readout(self) -> str:
+        """How the output is read: :data:`SPIKE_COUNT`, :data:`MEMBRANE` or :data:`SOFTMAX`."""
+        return self.spec.simulation.read_by
 
     @property
     def kinds(self) -> dict[str, str]:
@@ -322,13 +332,16 @@ def make_plan(spec: Spec, steps: int | None = None, connectivity: str = KERNEL) 
     if connectivity not in CONNECTIVITY:
         raise NetspecError(f"build: connectivity must be one of {', '.join(CONNECTIVITY)}, not {connectivity!r}", 2)
     dt = spec.simulation.dt.value
-    if spec.simulation.readout not in (None, "spike_count"):
-        raise NetspecError(f"simulation.readout: the builder reads out by spike count, not {spec.simulation.readout!r}")
+    if spec.simulation.read_by not in READOUTS:
+        raise NetspecError(f"simulation.readout: expected one of {', '.join(READOUTS)}, not {spec.simulation.readout!r}")
     out_name = spec.order[-1]
     out_layer = spec.layer(out_name)
     if out_layer.role is not Role.POPULATION:
         raise NetspecError(f"layer '{out_name}': the output layer must have neurons (it is {out_layer.type}); "
                            "end the network with a dense, convolution, pooling-average or add layer")
+    if spec.simulation.read_by == MEMBRANE and steps_in(spec.neurons[out_name].refractory, dt) > 0:
+        raise NetspecError(f"layer '{out_name}': with readout membrane the output layer does not spike, so its "
+                           "refractory period means nothing; remove it")
     inp = spec.input_layer
     encoding = spec.input.encoding
     input_size = int(np.prod(spec.input.shape))

@@ -88,6 +88,18 @@ def error_vs_time(out_steps: np.ndarray, labels: np.ndarray, block: int = 1024) 
     return 1.0 - correct / n
 
 
+def membrane_error_vs_time(v_steps: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The error rate after every time step for the membrane read-out: ``v_steps`` [N, T, C] is the output
+    membrane at the end of every step; the class at step t is its argmax (ties to the lowest index).
+    Returns float64 [T]."""
+    v_steps = np.asarray(v_steps)
+    n, steps = v_steps.shape[:2]
+    if n == 0:
+        return np.full(steps, np.nan)
+    wrong = np.argmax(v_steps, axis=2) != np.asarray(labels)[:, None]  # [N, T]
+    return wrong.mean(axis=0)
+
+
 def ann_macs(spec) -> dict[str, int]:
     """Multiply-accumulates per sample of the ANN, per layer: the unrolled connections
     (``layer.connections(in_shapes)``) of every layer that computes a weighted sum or an average

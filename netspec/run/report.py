@@ -96,7 +96,8 @@ def make_report(spec, evaluation, labels: np.ndarray, ann_scores: np.ndarray, *,
     paper_ops = metrics.per_sample_means(paper_steps)
     paper_total = float(sum(paper_ops.values()))
     paper_cum = metrics.cumulative_mean(paper_steps, steps)
-    error = metrics.error_vs_time(sim.out_steps, labels)
+    error = (metrics.error_vs_time(sim.out_steps, labels) if sim.v_steps is None
+             else metrics.membrane_error_vs_time(sim.v_steps, labels))
     half_error, half_steps = metrics.error_at_budget(error, paper_cum, 0.5 * paper_ann_total)
     ops_steps = metrics.operations_per_step(spec, sim.layer_ops, n, steps)
     ops = metrics.per_sample_means(ops_steps)

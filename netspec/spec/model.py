@@ -23,6 +23,8 @@ NEURON_DEFAULTS: Mapping[str, Any] = {
     "refractory": "0 ms",
     "synapse": "delta",
     "delay": "0 ms",
+    "initial": 0.0,
+    "clamp": 0,
 }
 
 
@@ -43,6 +45,13 @@ class NeuronParams:
     delay: Quantity
     tau_m: Quantity | None = None
     tau_syn: Quantity | None = None
+    initial: Quantity | None = None  # membrane at the start of every sample, normalized (0 rest, 1 threshold)
+    clamp: int = 0  # time steps at the start of every sample in which the layer integrates but does not spike
+
+    @property
+    def initial_u(self) -> float:
+        """The normalized membrane at the start of every sample (0: rest, 1: threshold)."""
+        return 0.0 if self.initial is None else float(self.initial.value)
 
     @property
     def scale(self) -> float:
@@ -67,6 +76,8 @@ class NeuronParams:
                 values[key] = value
             elif key == "reset" and value in ("subtract", "zero"):
                 values[key] = value
+            elif key == "clamp":
+                values[key] = int(value)
             else:
                 values[key] = parse_quantity(value)
         return cls(**values)
@@ -91,13 +102,18 @@ class InputSpec:
 class Simulation:
     dt: Quantity
     duration: Quantity
-    readout: str | None = None  # as written; None means the default, spike_count
+    readout: str | None = None  # as written; None means the default, spike_count (or membrane, softmax)
     timing: str | None = None  # as written; None means the default, zero-latency
 
     @property
     def zero_latency(self) -> bool:
         """Whether a spike reaches the next layer within its own time step (the default)."""
         return self.timing in (None, "zero-latency")
+
+    @property
+    def read_by(self) -> str:
+        """The read-out: ``spike_count`` (the default), ``membrane`` or ``softmax``."""
+        return self.readout or "spike_count"
 
     @property
     def steps(self) -> int:

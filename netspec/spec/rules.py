@@ -219,7 +219,8 @@ def rule_input(ctx: Context) -> None:
         if lo < 0:
             ctx.rep.add("NS509", f"poisson encoding needs non-negative inputs, range starts at {lo}", ("input", "range"))
     else:
-        for key in ("max_rate", "seed"):
+        softmax = (ctx.data.get("simulation") or {}).get("readout") == "softmax"
+        for key in ("max_rate",) if softmax else ("max_rate", "seed"):
             if key in inp:
                 ctx.rep.add("NS508", f"{key} applies to poisson encoding only; this input is analog", ("input", key))
 
@@ -286,6 +287,8 @@ def rule_neurons(ctx: Context) -> None:
             elif merged[model_key] != value and needs in merged and (needs in override or name == "defaults"):
                 ctx.rep.add("NS508", f"{needs} applies to {model_key} '{value}' only, this is '{merged[model_key]}'", where(needs, override, lpath))
                 ok = False
+        if check("initial", merged["initial"], where("initial", override, lpath), (DIMENSIONLESS,)) is None:
+            ok = False  # the schema checks its range, [0, 1)
         if not ok:
             continue
         params = NeuronParams.from_yaml({**defaults, **override})
