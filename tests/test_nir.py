@@ -306,6 +306,10 @@ def test_what_nir_cannot_express_is_refused_by_layer(tmp_path):
     assert _refusal(tmp_path, doc).startswith("layer 'out': a bias with exponential synapses: netspec adds the bias")
     doc["layers"][2]["neuron"] = {"delay": "2 ms"}
     assert _refusal(tmp_path, doc).startswith("layer 'out': delay 2 ms: netspec does not write NIR Delay nodes")
+    doc["layers"][2]["neuron"] = {"initial": 0.5}
+    assert _refusal(tmp_path, doc).startswith("layer 'out': initial 0.5: NIR 1.0.8 neurons start at v = 0")
+    doc["layers"][2]["neuron"] = {"clamp": 3}
+    assert _refusal(tmp_path, doc).startswith("layer 'out': clamp 3: NIR 1.0.8 neurons start at v = 0")
     cat = spec_data("cat", (4,), [
         {"name": "a", "type": "dense", "units": 2, "kernel": dyadic((4, 2)), "activation": "relu", "normalization": {"lambda": 1.0}},
         {"name": "b", "type": "dense", "inputs": ["x"], "units": 2, "kernel": dyadic((4, 2)), "activation": "relu",

@@ -159,6 +159,10 @@ class _Graph:
         if steps_in(p.refractory, dt):
             self.approximation(layer, f"refractory period {p.refractory.text}", "NIR 1.0.8 neurons have no refractory period",
                                meta, REFRACTORY_KEY, float(p.refractory.value))
+        if p.initial_u or p.clamp:
+            what = f"initial {p.initial_u:g}" if p.initial_u else f"clamp {p.clamp}"
+            raise NetspecError(f"layer '{layer.name}': {what}: NIR 1.0.8 neurons start at v = 0 every run and always "
+                               "spike; remove it from a copy of the spec to write the graph")
         if steps_in(p.delay, dt):
             self.approximation(layer, f"delay {p.delay.text}", "netspec does not write NIR Delay nodes", meta, DELAY_KEY,
                                float(p.delay.value))
