@@ -170,3 +170,25 @@ def test_error_vs_operations_plot_draws_both_accountings(spec, tmp_path):
     rep = make_report(spec, _evaluation(spec, sim), labels, np.random.default_rng(2).random((40, 3)), data_source="d.npz")
     path = plots.error_vs_ops(rep, tmp_path / "e.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_membrane_readout_report_reads_the_membrane_at_every_step(spec):
+    """With v_steps (the membrane read-out) the error at step t is the argmax of the membranes at t, and the
+    report says so; the final prediction is the membrane's argmax (no output spikes)."""
+    rng = np.random.default_rng(3)
+    n, steps, classes = 30, 20, 3
+    v_steps = np.cumsum(rng.random((n, steps, classes)), axis=1)
+    base = _sim(n, steps, classes, seed=0)
+    sim = SimResult(counts=np.zeros((n, classes), np.int32), v_out=v_steps[:, -1], out_steps=np.zeros((n, steps, classes), np.int32),
+                    layer_spikes=base.layer_spikes, layer_ops=base.layer_ops, neuron_counts=None, seconds=0.5, v_steps=v_steps)
+    labels = rng.integers(0, 3, n)
+    rep = make_report(spec, _evaluation(spec, sim), labels, rng.random((n, classes)), data_source="d.npz",
+                      build_seconds=1.0, ann_seconds=0.1)
+    assert validation_errors(rep) == []
+    want = (v_steps.argmax(axis=2) != labels[:, None]).mean(axis=0)
+    np.testing.assert_allclose(rep["error_vs_time"]["error"], want)
+    assert rep["error_vs_time"]["rule"].startswith("membrane read-out")
+    assert rep["accuracy"]["snn_top1"] == pytest.approx(np.mean(v_steps[:, -1].argmax(axis=1) == labels))
+    assert "(membrane read-out)" in summary(rep)
+    merged = merge([sim, sim])
+    assert merged.v_steps.shape == (2 * n, steps, classes)

@@ -24,6 +24,7 @@ REPORT_VERSION = 1
 
 ERROR_RULE = ("argmax of the output spike counts accumulated up to the step, ties to the lowest index; "
               "a sample without an output spike yet is an error")
+MEMBRANE_RULE = "membrane read-out: argmax of the output membrane potentials at the end of the step, ties to the lowest index"
 
 
 @lru_cache(maxsize=1)
@@ -148,7 +149,7 @@ def make_report(spec, evaluation, labels: np.ndarray, ann_scores: np.ndarray, *,
             "ann_seconds": float(ann_seconds),
         },
         "error_vs_time": {
-            "rule": ERROR_RULE,
+            "rule": ERROR_RULE if sim.v_steps is None else MEMBRANE_RULE,
             "error": [float(e) for e in error],
             "ann_error": _num(1.0 - ann_top1),
         },
@@ -220,7 +221,8 @@ def summary(report: dict) -> str:
     rows = [("SNN accuracy", _pct(acc["snn_top1"]) + (f"   top-5 {_pct(acc['snn_top5'])}" if acc["snn_top5"] is not None else "")),
             ("ANN accuracy", _pct(acc["ann_top1"]) + (f"   top-5 {_pct(acc['ann_top5'])}" if acc["ann_top5"] is not None else "")),
             ("SNN-ANN agreement", _pct(acc["agreement"])),
-            ("error after T steps", _pct(report["error_vs_time"]["error"][-1]) + "   (counts only, no spike = error)")]
+            ("error after T steps", _pct(report["error_vs_time"]["error"][-1])
+             + ("   (counts only, no spike = error)" if report["error_vs_time"]["rule"] == ERROR_RULE else "   (membrane read-out)"))]
     if ops["ann_macs"]["total"]:
         rows.append(("operations/sample", f"SNN {_si(ops['snn_per_sample']['total'])}, ANN {_si(ops['ann_macs']['total'])} MACs"
                      + (f" (ratio {ops['ratio']:.3g})" if ops["ratio"] is not None else "") + "   netspec's accounting"))
