@@ -82,9 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", required=True, metavar="SPEC.yaml")
     e.add_argument("--calibration", default=None, metavar="DATA",
                    help="Keras models (required for them): .npz (x, x_train or x_norm) or MNIST IDX file/folder")
-    norm = e.add_mutually_exclusive_group()
-    norm.add_argument("--percentile", type=float, default=None, help=f"robust normalization percentile (default {ExportOptions.percentile:g})")
-    norm.add_argument("--normalization", choices=METHODS, default=None, help=f"how lambda is computed (default {ExportOptions.method})")
+    e.add_argument("--percentile", type=float, default=None,
+                   help=f"robust normalization percentile, for percentile and channel (default {ExportOptions.percentile:g})")
+    e.add_argument("--normalization", choices=METHODS, default=None,
+                   help=f"how lambda is computed: percentile, max, or channel (the percentile per output channel) (default {ExportOptions.method})")
     e.add_argument("--samples", type=int, default=None, metavar="N", help="calibration samples to use (default all)")
     e.add_argument("--input-encoding", choices=ENCODINGS, default=None, help=f"input encoding (default {ExportOptions.encoding})")
     e.add_argument("--duration", default=None, help=f"simulation duration per sample written to the spec (default '{ExportOptions.duration}')")
@@ -275,6 +276,8 @@ def _export_options(args):
     """The :class:`~netspec.export.ExportOptions` given on the command line; the others keep their defaults."""
     from .export import ExportOptions
 
+    if args.normalization == "max" and args.percentile is not None:
+        raise NetspecError("--percentile: not used by --normalization max (the maximum is the 100th percentile)", 2)
     given = {"method": args.normalization, "percentile": args.percentile, "samples": args.samples,
              "encoding": args.input_encoding, "duration": args.duration}
     return ExportOptions(args.calibration, **{key: value for key, value in given.items() if value is not None})

@@ -39,7 +39,10 @@ def _lam_text(spec: Spec, layer) -> str:
     """The layer's lambda; where it has one per branch (a concatenate, or what only re-indexes one),
     the branches' joined by '/'."""
     try:
-        return f"{spec.lam(layer):g}"
+        lam = spec.lam(layer)
+        if hasattr(lam, "size"):  # one per channel
+            return f"{lam.min():g}..{lam.max():g} ({lam.size} ch)"
+        return f"{lam:g}"
     except ValueError:
         source = layer
         while len(source.inputs) == 1:  # a relay of one input carries the factors of what it reads

@@ -181,8 +181,8 @@ def normalized(spec: Spec, acts: dict[str, np.ndarray]) -> dict[str, np.ndarray]
             continue
         elif layer.role is Role.RELAY and len(layer.inputs) > 1:
             rates[name] = preactivation(spec, layer, [rates[i] for i in layer.inputs])
-        else:
-            rates[name] = acts[name] / spec.lam(layer)
+        else:  # per element: per-channel factors, and max pooling over branches with different factors
+            rates[name] = acts[name] / spec.lam_per_neuron(layer).reshape(spec.shapes[name])
     return rates
 
 

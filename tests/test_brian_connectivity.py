@@ -174,7 +174,10 @@ def test_million_synapse_conv_builds_fast():
     assert seconds < 1.0, f"{pre.size:,} synapses took {seconds:.2f} s"
 
 
-def test_maxpool_over_branches_of_different_lambda_is_refused(tmp_path):
+def test_maxpool_over_branches_of_different_lambda(tmp_path):
+    """Branches joined on the channel axis: every pooling window lies in one channel of one branch, so
+    different lambdas are fine (the Inception case). Joined along the width, a window mixes both branches'
+    counts, which mean different activations: refused, naming the layer."""
     rng = np.random.default_rng(8)
     layers = [
         {"name": "a", "type": "conv2d", "filters": 1, "kernel_size": 1, "kernel": [[[[1.0]]]], "activation": "relu", "normalization": {"lambda": 1.0}},
@@ -184,8 +187,12 @@ def test_maxpool_over_branches_of_different_lambda_is_refused(tmp_path):
         {"name": "f", "type": "flatten"},
         {"name": "out", "type": "dense", "units": 1, "kernel": rng.normal(size=(2, 1)).tolist(), "activation": "softmax", "normalization": {"lambda": 1.0}},
     ]
-    spec = load_spec_data(spec_data("mix", (2, 2, 1), layers), tmp_path)
-    with pytest.raises(NetspecError, match="layer 'mp': max pooling over inputs with different lambdas"):
+    plan = make_plan(load_spec_data(spec_data("mix", (2, 2, 1), layers), tmp_path))
+    np.testing.assert_array_equal(plan.relays["mp"].lam, [1.0, 2.0])
+    layers[2]["axis"] = 1
+    layers[5]["kernel"] = [[0.5]]
+    spec = load_spec_data(spec_data("mix", (2, 1, 1), layers), tmp_path)
+    with pytest.raises(NetspecError, match="layer 'mp': a pooling window over neurons with different lambdas"):
         make_plan(spec)
 
 

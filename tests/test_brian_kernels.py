@@ -61,11 +61,14 @@ def _nets():
 NETS = _nets()
 
 
-def _spec(tmp_path, name, encoding="analog", steps=T):
+def _spec(tmp_path, name, encoding="analog", steps=T, timing=None):
     shape, layers = NETS[name]
     x = np.random.default_rng(2).uniform(0, 1, (5, *shape))
     extra = {"max_rate": "1000 Hz", "seed": 3} if encoding == "poisson" else None
-    return calibrated(spec_data(name, shape, layers, steps=steps, encoding=encoding, extra_input=extra), x, tmp_path), x
+    doc = spec_data(name, shape, layers, steps=steps, encoding=encoding, extra_input=extra)
+    if timing:
+        doc["simulation"]["timing"] = timing
+    return calibrated(doc, x, tmp_path), x
 
 
 def _same(a, b):
@@ -81,10 +84,11 @@ def _same(a, b):
             np.testing.assert_array_equal(a.neuron_counts[k], b.neuron_counts[k], err_msg=k)
 
 
+@pytest.mark.parametrize("timing", ["zero-latency", "one-step-per-layer"])
 @pytest.mark.parametrize("encoding", ["analog", "poisson"])
 @pytest.mark.parametrize("name", list(NETS))
-def test_kernel_equals_synapses(tmp_path, name, encoding):
-    spec, x = _spec(tmp_path, name, encoding)
+def test_kernel_equals_synapses(tmp_path, name, encoding, timing):
+    spec, x = _spec(tmp_path, name, encoding, timing=timing)
     k = simulate(build(spec, tmp_path / "k", BuildOptions(samples_per_run=5)), x, record_neurons=True)
     s = simulate(build(spec, tmp_path / "s", BuildOptions(samples_per_run=5, connectivity="synapses")), x,
                  record_neurons=True)
@@ -134,9 +138,10 @@ def test_float32_within_tolerance(tmp_path):
 
 
 @pytest.mark.cpp
-def test_standalone_kernel_equals_runtime_synapses(tmp_path):
+@pytest.mark.parametrize("timing", ["zero-latency", "one-step-per-layer"])
+def test_standalone_kernel_equals_runtime_synapses(tmp_path, timing):
     """Analog input (runtime and the binary draw different random numbers for poisson input)."""
-    spec, x = _spec(tmp_path, "zeropad-concat-add-maxpool")
+    spec, x = _spec(tmp_path, "zeropad-concat-add-maxpool", timing=timing)
     sa = simulate(build(spec, tmp_path / "sa", BuildOptions(standalone=True, samples_per_run=3)), x, results_dir=tmp_path / "r")
     rt = simulate(build(spec, tmp_path / "rt", BuildOptions(samples_per_run=2, connectivity="synapses")), x)
     assert sa.counts.sum() > 0

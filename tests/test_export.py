@@ -478,3 +478,32 @@ def test_nothing_is_written_before_the_lambdas_or_when_export_fails(tmp_path, ke
         export(tmp_path, model, x)
     assert str(e.value) == f"{tmp_path / 'net.yaml'}: internal error: the spec text to write is wrong (it reads back differently); nothing was written; please report this"
     assert files(tmp_path) == {"m.keras", "cal.npz"}
+
+
+def test_channel_method(tmp_path, keras, capsys):
+    """--normalization channel: the percentile per output channel of every hidden layer; the output keeps one
+    factor (its channels are the classes), written with the method it was computed by. (Last in the file: it
+    draws from the module's RNG, which the other tests' models depend on.)"""
+    model = randomize(keras, lenet(keras))
+    x = RNG.uniform(0, 1, (30, 12, 12, 1)).astype(np.float32)
+    model.save(tmp_path / "m.keras")
+    np.savez(tmp_path / "cal.npz", x=x)
+    rc = cli(["export", str(tmp_path / "m.keras"), "-o", str(tmp_path / "l.yaml"), "--calibration", str(tmp_path / "cal.npz"),
+              "--normalization", "channel", "--percentile", "99"])
+    assert rc == 0 and "99th percentile per channel" in capsys.readouterr().out
+    assert cli(["validate", str(tmp_path / "l.yaml")]) == 0
+    spec = load_spec(tmp_path / "l.yaml")
+    assert spec.source["normalization"] == {"method": "channel", "percentile": 99.0}
+    K = keras.Model(model.inputs, [model.get_layer(n).output for n in ("r1", "r2", "d1", "d2")])
+    r1, r2, d1, logits = (np.asarray(a) for a in K.predict(x, verbose=0))
+    for name, acts in (("c1", r1), ("c2", r2), ("d1", d1)):
+        norm = spec.layer(name).normalization
+        assert norm.per_channel and norm.method is None  # said once in source.normalization
+        chans = acts.reshape(-1, acts.shape[-1])
+        want = [percentile_of(chans[:, c], 99) if (chans[:, c] > 0).any() else None for c in range(chans.shape[1])]
+        top = max(w for w in want if w is not None)
+        assert norm.lam == pytest.approx([top if w is None else w for w in want], rel=1e-5)
+    out = spec.layer("d2").normalization
+    assert not out.per_channel and (out.method, out.percentile) == ("percentile", 99.0)
+    assert out.lam == pytest.approx(percentile_of(logits, 99, strict=False), rel=1e-5)
+    assert_reproduces(spec, model, x)

@@ -65,7 +65,7 @@ def test_the_cli_passes_what_it_was_given():
 
 
 @pytest.mark.parametrize("kw, message", [
-    ({"method": "mean"}, "--normalization: expected percentile or max, got 'mean'"),
+    ({"method": "mean"}, "--normalization: expected percentile, max or channel, got 'mean'"),
     ({"percentile": 0}, "--percentile: must be in (0, 100], got 0"),
     ({"percentile": 100.5}, "--percentile: must be in (0, 100], got 100.5"),
     ({"samples": 0}, "--samples: must be at least 1, got 0"),
@@ -123,3 +123,11 @@ def test_the_cli_does_not_load_the_exporter_to_show_its_defaults():
             "print(sorted(m for m in ('netspec.export.pipeline', 'numpy', 'netspec.spec') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_percentile_with_max_is_refused_and_channel_takes_it():
+    with pytest.raises(NetspecError, match="--percentile: not used by --normalization max"):
+        cli._export_options(export_args("--normalization", "max", "--percentile", "99"))
+    assert cli._export_options(export_args("--normalization", "channel", "--percentile", "99")) == \
+        ExportOptions("cal.npz", method="channel", percentile=99.0)
+    assert ExportOptions("c", method="channel").provenance == {"method": "channel", "percentile": 99.9}

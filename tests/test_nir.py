@@ -287,11 +287,27 @@ def _refusal(tmp_path, doc, approximate=False):
 
 
 def test_max_pool_lenet_is_refused_with_its_name(tmp_path, capsys):
-    assert main(["nir", str(ROOT / "specs" / "lenet-mnist.yaml"), "-o", str(tmp_path / "l.nir")]) == 1
+    import shutil
+
+    import yaml
+    # the shipped spec reads the output by membrane, starts at 0.5 and has lambda per channel (each refused
+    # first): a spike-count copy with one lambda per layer
+    doc = yaml.safe_load((ROOT / "specs" / "lenet-mnist.yaml").read_text())
+    del doc["simulation"]["readout"], doc["neuron"]["initial"]
+    for layer in doc["layers"]:
+        if isinstance(layer.get("normalization", {}).get("lambda"), list):
+            layer["normalization"]["lambda"] = max(layer["normalization"]["lambda"])
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "lenet-mnist.yaml").write_text(yaml.safe_dump(doc))
+    shutil.copy(ROOT / "specs" / "lenet-mnist.npz", src)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["nir", str(src / "lenet-mnist.yaml"), "-o", str(out / "l.nir")]) == 1
     err = capsys.readouterr().err
     assert err == ("netspec: error: layer 'pool1' (maxpool2d): NIR has no spiking max pooling (netspec passes the spikes of "
                    "each window's most active input); train the network with average pooling to write it as NIR\n")
-    assert not list(tmp_path.iterdir())
+    assert not list(out.iterdir())
 
 
 def test_what_nir_cannot_express_is_refused_by_layer(tmp_path):
@@ -306,6 +322,10 @@ def test_what_nir_cannot_express_is_refused_by_layer(tmp_path):
     assert _refusal(tmp_path, doc).startswith("layer 'out': a bias with exponential synapses: netspec adds the bias")
     doc["layers"][2]["neuron"] = {"delay": "2 ms"}
     assert _refusal(tmp_path, doc).startswith("layer 'out': delay 2 ms: netspec does not write NIR Delay nodes")
+    doc["layers"][2]["neuron"] = {"initial": 0.5}
+    assert _refusal(tmp_path, doc).startswith("layer 'out': initial 0.5: NIR 1.0.8 neurons start at v = 0")
+    doc["layers"][2]["neuron"] = {"clamp": 3}
+    assert _refusal(tmp_path, doc).startswith("layer 'out': clamp 3: NIR 1.0.8 neurons start at v = 0")
     cat = spec_data("cat", (4,), [
         {"name": "a", "type": "dense", "units": 2, "kernel": dyadic((4, 2)), "activation": "relu", "normalization": {"lambda": 1.0}},
         {"name": "b", "type": "dense", "inputs": ["x"], "units": 2, "kernel": dyadic((4, 2)), "activation": "relu",

@@ -172,3 +172,11 @@ def test_check_labels():
         check_labels(np.array([0, 3]), 3, "d.npz")
     with pytest.raises(NetspecError, match="no labels"):
         check_labels(None, 3, "d.npz")
+
+
+def test_error_at_budget_is_the_last_step_within_it():
+    err = np.array([1.0, 0.5, 0.2, 0.1])
+    cum = np.array([10.0, 20.0, 30.0, 40.0])
+    assert metrics.error_at_budget(err, cum, 30.0) == (0.2, 3)
+    assert metrics.error_at_budget(err, cum, 29.9) == (0.5, 2)
+    assert metrics.error_at_budget(err, cum, 9.0) == (None, None)

@@ -67,6 +67,20 @@ def test_report_figures_match_the_arrays_and_the_schema(spec, tmp_path):
     assert ops["snn_per_sample"]["total"] == pytest.approx(sum(ops["snn_per_sample"]["per_layer"].values()))
     assert ops["ann_macs"]["total"] == 28 * 28 * 4 + 81 * 4 * 6 + 54 * 3
     assert ops["ratio"] == pytest.approx(ops["snn_per_sample"]["total"] / ops["ann_macs"]["total"])
+    # the paper's accounting: the ANN at 2 per MAC + one per biased output neuron; the SNN's events only
+    paper = ops["paper"]
+    assert paper["ann_ops"]["total"] == 2 * ops["ann_macs"]["total"] + 10 * 10 * 4 + 3 * 3 * 6 + 3
+    assert paper["ann_ops"]["per_layer"]["fc"] == 2 * 54 * 3 + 3
+    assert "image" not in paper["snn_per_sample"]["per_layer"]
+    assert paper["snn_per_sample"]["total"] == pytest.approx(ops["snn_per_sample"]["total"] - 28 * 28 * 4)
+    cum = np.cumsum(sim.layer_ops["conv1"].mean(axis=0))
+    np.testing.assert_allclose(paper["snn_cumulative"], cum)
+    within = np.flatnonzero(cum <= paper["ann_ops"]["total"] / 2)
+    assert paper["half_ann"]["steps"] == within[-1] + 1
+    assert paper["half_ann"]["error"] == pytest.approx(err[within[-1]])
+    assert paper["ratio"] == pytest.approx(paper["snn_per_sample"]["total"] / paper["ann_ops"]["total"])
+    assert "paper" in paper["accounting"] and "strict" in ops["accounting"]
+    assert "paper's accounting" in summary(rep)
     assert rep["spikes"]["rate_hz"]["conv1"] == pytest.approx(sim.layer_spikes["conv1"].sum() / 40 / 400 / (20 * 1e-3))
     assert rep["per_sample"]["counts"] == sim.counts.tolist()
     assert rep["timing"]["samples_per_second"] == pytest.approx(20.0)
@@ -146,3 +160,35 @@ def test_evaluate_in_process_chunks_seeds_and_interrupt(spec):
     assert ev.partial and ev.requested == 25 and ev.indices.tolist() == list(range(20))
     assert ev.sim.counts[:, 0].tolist() == list(range(20))
     assert done == [10, 10, 20, 20]  # from inside the chunk, then when it is merged
+
+
+def test_error_vs_operations_plot_draws_both_accountings(spec, tmp_path):
+    pytest.importorskip("matplotlib")
+    from netspec.run import plots
+    sim = _sim(40, 20, 3, seed=0)
+    labels = np.random.default_rng(1).integers(0, 3, 40)
+    rep = make_report(spec, _evaluation(spec, sim), labels, np.random.default_rng(2).random((40, 3)), data_source="d.npz")
+    path = plots.error_vs_ops(rep, tmp_path / "e.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_membrane_readout_report_reads_the_membrane_at_every_step(spec):
+    """With v_steps (the membrane read-out) the error at step t is the argmax of the membranes at t, and the
+    report says so; the final prediction is the membrane's argmax (no output spikes)."""
+    rng = np.random.default_rng(3)
+    n, steps, classes = 30, 20, 3
+    v_steps = np.cumsum(rng.random((n, steps, classes)), axis=1)
+    base = _sim(n, steps, classes, seed=0)
+    sim = SimResult(counts=np.zeros((n, classes), np.int32), v_out=v_steps[:, -1], out_steps=np.zeros((n, steps, classes), np.int32),
+                    layer_spikes=base.layer_spikes, layer_ops=base.layer_ops, neuron_counts=None, seconds=0.5, v_steps=v_steps)
+    labels = rng.integers(0, 3, n)
+    rep = make_report(spec, _evaluation(spec, sim), labels, rng.random((n, classes)), data_source="d.npz",
+                      build_seconds=1.0, ann_seconds=0.1)
+    assert validation_errors(rep) == []
+    want = (v_steps.argmax(axis=2) != labels[:, None]).mean(axis=0)
+    np.testing.assert_allclose(rep["error_vs_time"]["error"], want)
+    assert rep["error_vs_time"]["rule"].startswith("membrane read-out")
+    assert rep["accuracy"]["snn_top1"] == pytest.approx(np.mean(v_steps[:, -1].argmax(axis=1) == labels))
+    assert "(membrane read-out)" in summary(rep)
+    merged = merge([sim, sim])
+    assert merged.v_steps.shape == (2 * n, steps, classes)

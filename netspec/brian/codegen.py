@@ -22,7 +22,7 @@ from ..errors import NetspecError
 from ..spec import Quantity
 from ..spec.units import DIMENSIONLESS, FREQUENCY, TIME, VOLTAGE, steps_in
 from .kernels import GEOMETRY
-from .plan import Plan, Population, Relay
+from .plan import MEMBRANE, SOFTMAX, Plan, Population, Relay
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _SPEC_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -30,6 +30,12 @@ _UNIT_OF_DIM = {TIME: "second", VOLTAGE: "volt", FREQUENCY: "hertz"}
 
 #: Scheduling inside the 'synapses' slot: relays of stage s elect, fire and reset before any projection.
 RELAY_ORDER_BASE = -100
+#: Zero-latency timing: the node at position k of the plan's order runs in the 'synapses' slot from order
+#: ``ZL_BASE * (k + 1)`` on: its incoming projections (``+ ZL_PROJ + j``), its state update (before them for
+#: delta synapses, after them for exponential ones, so that a charge enters in its own step), its threshold,
+#: then its spike counters. Resets of populations stay in the 'resets' slot (nothing reads a membrane later in
+#: the step; the max-pooling gates read the counts before the reset adds this step's spike).
+ZL_BASE, ZL_PROJ, ZL_UPDATE_EXP, ZL_SOFTMAX, ZL_THRESHOLD, ZL_COUNTER = 1000, 10, 950, 955, 960, 970
 #: The name under which ``network.py`` imports the runner (``runner.py``, copied next to it by the build).
 RUNNER_MODULE = "netspec_runner"
 
@@ -56,6 +62,14 @@ def qty(q: Quantity) -> str:
     if q.dim not in _UNIT_OF_DIM:
         raise NetspecError(f"quantity {q.value!r} of dimension {q.dim}: the builder has no unit for it")
     return f"{num(q.value)}*{_UNIT_OF_DIM[q.dim]}"
+
+
+def lam_text(lam: np.ndarray) -> str:
+    """Factors per neuron for a comment: the number when they are all equal, else their range."""
+    lam = np.asarray(lam, dtype=np.float64).ravel()
+    if lam.size and np.all(lam == lam[0]):
+        return num(lam[0])
+    return f"per channel, {num(lam.min())} to {num(lam.max())}"
 
 
 def show(q: Quantity) -> str:
@@ -91,6 +105,11 @@ def _population(plan: Plan, pop: Population) -> dict:
         eqs.append(("v = v_rest + u*(v_thr - v_rest) : volt", "membrane potential"))
     if plan_counted(plan, pop.name):
         eqs.append(("count : integer", "spikes in this sample (read by the max-pooling gates)"))
+    output = pop.name == plan.output
+    softmax = output and plan.readout == SOFTMAX
+    spiking = not (output and plan.readout == MEMBRANE)
+    if softmax:
+        eqs.append(("Z : 1", "sum over the outputs j of exp(u_j - u): this neuron's softmax is 1/Z"))
     reset_value = p.reset_value
     if p.reset == "subtract":
         reset = ["u -= 1"]
@@ -112,7 +131,7 @@ def _population(plan: Plan, pop: Population) -> dict:
         namespace += [("v_rest", qty(p.rest)), ("v_thr", qty(p.threshold))]
     if p.reset not in ("subtract", "zero"):
         namespace.append(("u_reset", num((reset_value - p.rest.value) / p.scale)))
-    sample_reset = ["u = 0"]
+    sample_reset = [f"u = {num(p.initial_u)}" if p.initial_u else "u = 0"]
     if exp:
         sample_reset.append("q = 0")
     if plan_counted(plan, pop.name):
@@ -123,8 +142,20 @@ def _population(plan: Plan, pop: Population) -> dict:
     if analog:
         sample_reset.append(f"I = TA_{name}(t, i)")
         namespace.append((f"TA_{name}", f"TA_{name}"))
+    threshold = "u >= 1"
+    if softmax:
+        threshold = "rand() < 1.0/Z"
+        reset, reset_text = [], "spiking softmax, no reset"
+    elif not spiking:
+        threshold, reset, reset_text = None, [], "membrane read-out, does not spike"
+    if p.clamp and threshold is not None:
+        threshold = f"({threshold}) and timestep(t, dt) % {int(plan.steps)} >= {int(p.clamp)}"
     model = "LIF" if lif else "IF"
     parts = [model, reset_text]
+    if p.initial_u:
+        parts.append(f"starts at {p.initial_u:g} of threshold")
+    if p.clamp and threshold is not None:
+        parts.append(f"clamped for the first {int(p.clamp)} steps")
     if ref_steps:
         parts.append(f"refractory {show(p.refractory)}")
     if exp:
@@ -137,11 +168,13 @@ def _population(plan: Plan, pop: Population) -> dict:
         "size": pop.size,
         "kind": pop.layer_type,
         "shape": "x".join(map(str, pop.shape)),
-        "lam": num(pop.lam),
+        "lam": lam_text(pop.lam),
         "what": ", ".join(parts),
         "equations": _align(eqs),
-        "threshold": "u >= 1",
+        "threshold": threshold,
         "reset": reset,
+        "softmax": _softmax(plan, pop, exp) if softmax else None,
+        "v_steps": output and not spiking,
         "method": "exact" if lif and not exp else "euler",
         "refractory": ref_steps + 1 if ref_steps > 0 else None,
         "ref_text": show(p.refractory),
@@ -151,8 +184,35 @@ def _population(plan: Plan, pop: Population) -> dict:
         "analog": analog,
         "drive": _drive(plan, pop) if analog else None,
         "has_bias": bool(np.any(pop.bias)) and not analog,
-        "output": pop.name == plan.output,
+        "output": output,
+        "schedule": _schedule(plan, pop.name, exp),
     }
+
+
+def _softmax(plan: Plan, pop: Population, exp: bool) -> dict:
+    """The spiking softmax: all-to-all synapses within the output that sum Z_i = sum_j exp(u_j - u_i) (so
+    softmax(u)_i = 1/Z_i without overflow), after the membranes integrated this step and before the threshold."""
+    base = _base(plan, pop.name)
+    n = pop.size
+    return {"var": f"Z_{ident(pop.name)}", "n": n,
+            "when": "thresholds" if base is None else "synapses",
+            "order": -1 if base is None else base + ZL_SOFTMAX}
+
+
+def _base(plan: Plan, name: str) -> int | None:
+    """Zero-latency timing: the first order of node ``name`` in the 'synapses' slot (None: one step per layer)."""
+    if not plan.spec.simulation.zero_latency:
+        return None
+    return ZL_BASE * (plan.order.index(name) + 1)
+
+
+def _schedule(plan: Plan, name: str, exp: bool = False) -> dict | None:
+    """Zero-latency timing: the orders of a population's state update and threshold (None: Brian2's default
+    slots, one step per layer)."""
+    base = _base(plan, name)
+    if base is None:
+        return None
+    return {"update_order": base + (ZL_UPDATE_EXP if exp else 0), "threshold_order": base + ZL_THRESHOLD}
 
 
 def plan_counted(plan: Plan, name: str) -> bool:
@@ -166,6 +226,9 @@ def _align(eqs: list[tuple[str, str]]) -> list[str]:
 
 def _projection(plan: Plan, proj) -> dict:
     target = plan.populations[proj.target]
+    base = _base(plan, proj.target)
+    if base is not None and proj.index >= ZL_UPDATE_EXP - ZL_PROJ:
+        raise NetspecError(f"layer '{proj.target}': too many input nodes ({proj.index + 1}) for zero-latency timing")
     p = target.params
     dt = plan.spec.simulation.dt.value
     delay = steps_in(p.delay, dt)
@@ -201,6 +264,7 @@ def _projection(plan: Plan, proj) -> dict:
         "delay": delay,
         "delay_text": show(p.delay),
         "namespace": namespace,
+        "order": None if base is None else base + ZL_PROJ + proj.index,
     }
 
 
@@ -217,7 +281,8 @@ def _drive(plan: Plan, pop: Population) -> list:
 
 def _relay(plan: Plan, relay: Relay) -> dict:
     name = ident(relay.name)
-    order = RELAY_ORDER_BASE + 10 * relay.stage
+    base = _base(plan, relay.name)
+    order = RELAY_ORDER_BASE + 10 * relay.stage if base is None else base
     elections = []
     for e in relay.elections:
         count = "(best_pre - 1)" if e.source in plan.relays else "count_pre"
@@ -236,7 +301,7 @@ def _relay(plan: Plan, relay: Relay) -> dict:
         "K": relay.members_max,
         "elections": elections,
         "order": order,
-        "lam": num(relay.lam),
+        "lam": lam_text(relay.lam),
     }
 
 
@@ -255,8 +320,11 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
     for n in plan.order:
         fan = plan.fanout[n]
         uniform = bool(fan.size == 0 or np.all(fan == fan[0]))
+        base = _base(plan, n)
+        spiking = not (n == plan.output and plan.readout == MEMBRANE)
         node = {"name": ident(n), "var": f"L_{ident(n)}", "kind": kinds[n], "size": plan.size(n),
-                "fanout": int(fan[0]) if uniform and fan.size else 0, "uniform": uniform, "row": None}
+                "fanout": int(fan[0]) if uniform and fan.size else 0, "uniform": uniform and spiking, "row": None,
+                "counter_order": None if base is None else base + ZL_COUNTER, "spiking": spiking}
         if not uniform:
             node["row"], rows = rows, rows + 1
         nodes.append(node)
@@ -270,6 +338,7 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
             "p_scale": num(inp.max_rate.value * spec.simulation.dt.value / inp.range[1]),
             "max_rate": qty(inp.max_rate),
             "counted": plan.input_name in plan.counted,
+            "threshold_order": None if _base(plan, plan.input_name) is None else _base(plan, plan.input_name) + ZL_THRESHOLD,
         }
     out = plan.populations[plan.output]
     return {
@@ -281,6 +350,7 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
         "standalone": bool(options.standalone),
         "threads": int(options.threads),
         "float32": bool(options.float32),
+        "zero_latency": bool(spec.simulation.zero_latency),
         "connectivity": plan.connectivity,
         "samples_per_run": int(options.samples_per_run),
         "steps": int(plan.steps),
@@ -290,15 +360,17 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
         "input_shape": list(map(int, inp.shape)),
         "input_size": plan.input_size,
         "encoding": inp.encoding,
-        "input_lam": num(spec.lam(spec.input_layer)),
+        "input_lam": lam_text(spec.lam_per_neuron(spec.input_layer)),
         "poisson": poisson,
         "populations": pops,
         "projections": projections,
         "relays": relays,
         "nodes": nodes,
-        "counted_nodes": [n for n in nodes if not n["uniform"]],
+        "counted_nodes": [n for n in nodes if not n["uniform"] and n["spiking"]],
+        "readout": plan.readout,
         "drives": [p for p in pops if p["analog"]],
-        "output": {"name": ident(out.name), "var": f"L_{ident(out.name)}", "size": out.size},
+        "output": {"name": ident(out.name), "var": f"L_{ident(out.name)}", "size": out.size,
+                   "spiking": plan.readout != MEMBRANE},
     }
 
 

@@ -13,7 +13,8 @@
 
 Every projection carries normalized weights ``W * lambda_source / lambda_target``, where
 ``lambda_source`` is the factor of the population the spikes come from (for a concatenation, each branch
-its own), and every population a normalized bias ``b / lambda``.
+its own), and every population a normalized bias ``b / lambda``. Factors may be per channel: every node
+keeps one per neuron, a weight takes its source neuron's and its target neuron's.
 
 Poisson input neurons fire with probability ``max_rate * dt * x / high`` per step and their spikes carry
 ``W * lambda_0 / lambda`` (``lambda_0`` the input layer's factor, default 1), as in the paper: the input
@@ -40,6 +41,11 @@ from .kernels import Piece
 KERNEL, SYNAPSES = "kernel", "synapses"
 CONNECTIVITY = (KERNEL, SYNAPSES)
 
+#: Read-outs of the output layer (simulation.readout): spike count, membrane potential (the output does not
+#: spike), the paper's spiking softmax (no reset; each step a neuron fires with probability softmax(u)_i).
+SPIKE_COUNT, MEMBRANE, SOFTMAX = "spike_count", "membrane", "softmax"
+READOUTS = (SPIKE_COUNT, MEMBRANE, SOFTMAX)
+
 #: Node kinds: what emits the spikes a projection carries.
 POPULATION, RELAY, POISSON, ANALOG = "population", "relay", "poisson", "analog"
 
@@ -51,7 +57,7 @@ class Node:
     name: str
     kind: str
     size: int
-    lam: float
+    lam: np.ndarray  # per neuron
 
 
 @dataclass
@@ -102,7 +108,7 @@ class Population:
     layer_type: str
     shape: tuple[int, ...]
     params: NeuronParams
-    lam: float
+    lam: np.ndarray  # per neuron (one value per channel, tiled)
     bias: np.ndarray
     drive: list[Piece] | None = None
     inputs: list[Projection] = field(default_factory=list)
@@ -118,7 +124,7 @@ class Relay:
 
     name: str
     shape: tuple[int, ...]
-    lam: float
+    lam: np.ndarray  # per gate: the factor of its window's channel
     elections: list[Election] = field(default_factory=list)
     stage: int = 1
     members_max: int = 1  # most members of any window (keys are below this)
@@ -145,6 +151,11 @@ class Plan:
     fanout: dict[str, np.ndarray]  # node -> outgoing synapses per neuron (projections only)
     counted: set[str]  # nodes whose neurons keep a per-sample spike count (members of max-pool windows)
     connectivity: str = KERNEL
+
+    @property
+    def readout(self) -> str:
+        """How the output is read: :data:`SPIKE_COUNT`, :data:`MEMBRANE` or :data:`SOFTMAX`."""
+        return self.spec.simulation.read_by
 
     @property
     def kinds(self) -> dict[str, str]:
@@ -321,13 +332,16 @@ def make_plan(spec: Spec, steps: int | None = None, connectivity: str = KERNEL) 
     if connectivity not in CONNECTIVITY:
         raise NetspecError(f"build: connectivity must be one of {', '.join(CONNECTIVITY)}, not {connectivity!r}", 2)
     dt = spec.simulation.dt.value
-    if spec.simulation.readout not in (None, "spike_count"):
-        raise NetspecError(f"simulation.readout: the builder reads out by spike count, not {spec.simulation.readout!r}")
+    if spec.simulation.read_by not in READOUTS:
+        raise NetspecError(f"simulation.readout: expected one of {', '.join(READOUTS)}, not {spec.simulation.readout!r}")
     out_name = spec.order[-1]
     out_layer = spec.layer(out_name)
     if out_layer.role is not Role.POPULATION:
         raise NetspecError(f"layer '{out_name}': the output layer must have neurons (it is {out_layer.type}); "
                            "end the network with a dense, convolution, pooling-average or add layer")
+    if spec.simulation.read_by == MEMBRANE and steps_in(spec.neurons[out_name].refractory, dt) > 0:
+        raise NetspecError(f"layer '{out_name}': with readout membrane the output layer does not spike, so its "
+                           "refractory period means nothing; remove it")
     inp = spec.input_layer
     encoding = spec.input.encoding
     input_size = int(np.prod(spec.input.shape))
@@ -335,7 +349,7 @@ def make_plan(spec: Spec, steps: int | None = None, connectivity: str = KERNEL) 
     populations: dict[str, Population] = {}
     relays: dict[str, Relay] = {}
     order: list[str] = [inp.name] if encoding == "poisson" else []
-    lams: dict[str, float] = {inp.name: spec.lam(inp)}
+    lams: dict[str, np.ndarray] = {inp.name: spec.lam_per_neuron(inp)}  # per neuron of every node
 
     for name in spec.order:
         layer = spec.layer(name)
@@ -346,7 +360,7 @@ def make_plan(spec: Spec, steps: int | None = None, connectivity: str = KERNEL) 
         elif spec.is_population(layer):
             params = spec.neurons[name]
             _check_params(spec, name, params)
-            lam = spec.lam(layer)
+            lam = spec.lam_per_neuron(layer)
             pop = Population(name, layer.type, tuple(spec.shapes[name]), params, lam, np.zeros(int(np.prod(spec.shapes[name]))))
             # unrolled synapses: the option, and projections with a delay (a kernel scatter has no spike queue)
             unrolled = connectivity == SYNAPSES or steps_in(params.delay, dt) > 0
@@ -399,9 +413,20 @@ def _attach(pop: Population, parts, kparts, lams: dict[str, float], input_name: 
     """Normalize the composed projections of ``pop`` and group them by source node (analog input: drive, always
     in kernel form). ``parts`` are unrolled, ``kparts`` in kernel form; ``unrolled`` says which become
     projections. ``dt`` (exponential synapses): weights become charges ``(w*dt)/tau_syn``."""
-    def norm(w, node):
-        w = (w * lams[node]) / pop.lam
+    def charge(w):
         return (w * dt) / pop.params.tau_syn.value if dt is not None else w
+
+    def norm(w, node, pre, post):
+        return charge((w * lams[node][pre]) / pop.lam[post])
+
+    def knorm(piece: Piece, node):
+        c_in = piece.geom["C"]
+        lam_in = np.ones(c_in)
+        valid = piece.pos >= 0
+        lam_in[piece.pos[valid] % c_in] = lams[node][valid]
+        used = np.zeros(c_in, dtype=bool)
+        used[piece.pos[valid] % c_in] = True
+        return Piece(piece.mode, piece.geom, charge(_scaled(pop.name, piece, lam_in, pop.lam, used)), piece.pos)
 
     rank = list(lams).index
     by_source: dict[str, list] = {}
@@ -413,7 +438,7 @@ def _attach(pop: Population, parts, kparts, lams: dict[str, float], input_name: 
     analog = input_name if encoding == "analog" else None
     if analog in kby_source:
         # the input's normalized activation is x/lambda_0 and its weights W*lambda_0/lambda: per unit of x, W/lambda
-        pop.drive = [Piece(p.mode, p.geom, p.w / pop.lam, p.pos) for p, _ in kby_source[analog]]
+        pop.drive = [Piece(p.mode, p.geom, _scaled(pop.name, p, None, pop.lam), p.pos) for p, _ in kby_source[analog]]
     if unrolled:
         for node, pieces in sorted(by_source.items(), key=lambda kv: rank(kv[0])):
             if node == analog:
@@ -422,7 +447,8 @@ def _attach(pop: Population, parts, kparts, lams: dict[str, float], input_name: 
             post = np.concatenate([p[1] for p in pieces])
             w = np.concatenate([p[2] for p in pieces])
             order = np.argsort(pre, kind="stable")
-            proj = Projection(node, pop.name, pre[order], post[order], norm(w, node)[order], count=int(pre.size))
+            pre, post, w = pre[order], post[order], w[order]
+            proj = Projection(node, pop.name, pre, post, norm(w, node, pre, post), count=int(pre.size))
             proj.fanout = np.bincount(pre, minlength=int(np.prod(pop_shape_of(node, kparts, kby_source))))
             pop.inputs.append(proj)
     else:
@@ -432,11 +458,35 @@ def _attach(pop: Population, parts, kparts, lams: dict[str, float], input_name: 
                 continue
             fan = np.sum([f for _, f in pieces], axis=0)
             proj = Projection(node, pop.name, empty, empty, np.zeros(0), count=int(fan.sum()),
-                              pieces=[Piece(p.mode, p.geom, norm(p.w, node), p.pos) for p, _ in pieces])
+                              pieces=[knorm(p, node) for p, _ in pieces])
             proj.fanout = fan
             pop.inputs.append(proj)
     for k, proj in enumerate(pop.inputs):
         proj.index = k
+
+
+def _scaled(name: str, piece: Piece, lam_in: np.ndarray | None, lam_out: np.ndarray,
+            used: np.ndarray | None = None) -> np.ndarray:
+    """A piece's weights times ``lam_in`` of their input channel (None: 1) over the target's factor of their
+    output channel (``lam_out`` per target neuron, channels-last over the piece's [OH, OW, channels]), in the
+    order of operations of the unrolled weights ``(w * lam_in) / lam_out``. ``used``: the input channels the
+    piece's source node feeds (average pooling: only their ratios must agree; None: all)."""
+    g = piece.geom
+    lam_in = np.ones(g["C"]) if lam_in is None else lam_in
+    channels = {kern.FULL: g["F"], kern.DEPTH: g["C"] * g["F"]}.get(piece.mode, g["C"])
+    lam_out = lam_out.reshape(-1, channels)[0]
+    if piece.mode == kern.FULL:
+        w = piece.w.reshape(g["KH"], g["KW"], g["C"], g["F"])
+        return ((w * lam_in[:, None]) / lam_out[None, :]).ravel()
+    if piece.mode == kern.DEPTH:
+        w = piece.w.reshape(g["KH"], g["KW"], g["C"], g["F"])
+        return ((w * lam_in[:, None]) / lam_out.reshape(g["C"], g["F"])).ravel()
+    if used is not None and used.any():
+        lam_in, lam_out = lam_in[used], lam_out[used]
+    if not (np.all(lam_in == lam_in[0]) and np.all(lam_out == lam_out[0])) and \
+            not np.all(lam_in / lam_out == lam_in[0] / lam_out[0]):
+        raise NetspecError(f"layer '{name}': average pooling needs the same lambda_in/lambda_out in every channel")
+    return (piece.w * lam_in[0]) / lam_out[0]
 
 
 def pop_shape_of(node, kparts, kby_source) -> int:
@@ -450,10 +500,6 @@ def _relay(spec: Spec, name: str, cache, lams: dict[str, float], relays: dict[st
     pre, post = conn.pool_windows(spec.shapes[src_layer], layer.pool_size, layer.stride, layer.pad)
     parts = _compose(spec, src_layer, pre, post, np.zeros(pre.size), cache)
     sources = sorted({p[0] for p in parts}, key=list(lams).index)
-    node_lams = {lams[s] for s in sources}
-    if len(node_lams) != 1:
-        raise NetspecError(f"layer '{name}': max pooling over inputs with different lambdas "
-                           f"({', '.join(f'{s}: {lams[s]:g}' for s in sources)}) cannot be compared by spike counts")
     if spec.input.encoding == "analog" and spec.input_layer.name in sources:
         raise NetspecError(f"layer '{name}': max pooling cannot read the analog input (use poisson encoding)")
     # rank the members of every window: by source (in order), then by source index
@@ -466,8 +512,18 @@ def _relay(spec: Spec, name: str, cache, lams: dict[str, float], relays: dict[st
     first = np.repeat(starts, np.diff(np.r_[starts, sorted_post.size]))
     keys = np.empty(order.size, dtype=np.int64)
     keys[order] = np.arange(order.size) - first
+    # counts are compared within a window, so its members must share one lambda (one channel of one branch)
+    member_lam = np.concatenate([lams[p[0]][p[1]] for p in parts])
+    size = int(np.prod(spec.shapes[name]))
+    lo = np.full(size, np.inf)
+    hi = np.full(size, -np.inf)
+    np.minimum.at(lo, all_post, member_lam)
+    np.maximum.at(hi, all_post, member_lam)
+    if np.any(lo[np.isfinite(lo)] != hi[np.isfinite(lo)]):
+        raise NetspecError(f"layer '{name}': a pooling window over neurons with different lambdas cannot be compared "
+                           "by spike counts")
     stage = 1 + max([relays[s].stage for s in sources if s in relays], default=0)
-    relay = Relay(name, tuple(spec.shapes[name]), node_lams.pop(), stage=stage,
+    relay = Relay(name, tuple(spec.shapes[name]), np.where(np.isfinite(lo), lo, 1.0), stage=stage,
                   members_max=int(keys.max()) + 1 if keys.size else 1)
     for index, source in enumerate(sources):
         sel = rank == index

@@ -85,6 +85,9 @@ class Model:
     make_network : callable
         ``make_network(values, n_samples, arrays, record_neurons)``: the Brian2 ``Network`` for
         ``n_samples`` samples, its recorders (name -> monitor) and its input TimedArrays (name -> TimedArray).
+    readout : str
+        ``'spike_count'``, ``'softmax'`` (both record the output's spikes) or ``'membrane'`` (the output does
+        not spike; its membrane is recorded every step).
     """
 
     script: str
@@ -103,6 +106,7 @@ class Model:
     sizes: Mapping[str, int]
     input_values: Callable[[np.ndarray, Arrays], dict[str, np.ndarray]]
     make_network: Callable[..., tuple[Network, dict[str, Any], dict[str, TimedArray]]]
+    readout: str = "spike_count"
 
     @property
     def folder(self) -> Path:
@@ -284,10 +288,10 @@ class UnsupportedTarget(ValueError):
 
 
 def kernel_projection(name: str, source: Any, target: Any, var: str, refractory: bool, pieces: Sequence[Piece],
-                      a: Arrays, clock: Any) -> Any:
+                      a: Arrays, clock: Any, order: int = 0) -> Any:
     """A projection simulated from its kernels: a one-element ``NeuronGroup`` named ``name`` whose operation
     ``<name>_pre`` (slot 'synapses', order 0: where Brian2 runs the pathway of ``Synapses`` named ``name``)
-    calls ``scatter_<name>(t)``. For every neuron of ``source`` that spiked this step, in ascending index,
+    calls ``scatter_<name>(t)`` (``order``: another place in the slot, for zero-latency timing). For every neuron of ``source`` that spiked this step, in ascending index,
     and every piece in order, it adds the neuron's kernel slice to ``var`` of its targets in ``target``
     (only where ``not_refractory`` when ``refractory``): the additions of Brian2's synapses, in their order.
     Implementations: numpy (runtime) and C++ (standalone), the arrays as static arrays of the function."""
@@ -345,7 +349,7 @@ def kernel_projection(name: str, source: Any, target: Any, var: str, refractory:
             namespace[f"_{name}_{k}_w"] = w[k]
         func.implementations.add_implementation("cpp", code, name=fname, namespace=namespace)
     group = NeuronGroup(1, "dummy : 1", clock=clock, name=name, namespace={fname: func})
-    group.run_regularly(f"dummy = {fname}(t)", when="synapses", order=0, name=name + "_pre", clock=clock)
+    group.run_regularly(f"dummy = {fname}(t)", when="synapses", order=order, name=name + "_pre", clock=clock)
     return group
 
 
@@ -406,7 +410,8 @@ def summarize(model: Model, raw: Mapping[str, np.ndarray], n: int) -> Results:
     model : Model
         The network.
     raw : mapping of str to ndarray
-        ``out_i``, ``out_t`` (output spikes: neuron, time in seconds), ``v`` (output membrane at every
+        ``out_i``, ``out_t`` (output spikes: neuron, time in seconds; absent for a non-spiking output),
+        ``v_steps`` (the membrane read-out's output membrane at the end of every step), ``v`` (output membrane at every
         sample start, the end state of the previous sample), ``rate_<layer>`` (population rate per step, for
         layers in ``model.uniform_fanout``), ``spikes`` and ``ops`` (the counter group's rows per step, when
         ``model.counted``).
@@ -417,21 +422,28 @@ def summarize(model: Model, raw: Mapping[str, np.ndarray], n: int) -> Results:
     -------
     dict of str to ndarray
         ``counts`` int32 [n, n_out], ``v_out`` float64 [n, n_out], ``out_steps`` uint16 [n, T, n_out], and
-        per layer ``spikes_<layer>`` and ``ops_<layer>`` int64 [n, T].
+        per layer ``spikes_<layer>`` and ``ops_<layer>`` int64 [n, T]; with the membrane read-out also
+        ``v_steps`` float64 [n, T, n_out].
     """
     steps, dt = model.steps, model.dt
-    step = np.rint(raw["out_t"] / dt).astype(np.int64)
-    keep = step < n * steps
     out_steps = np.zeros((n, steps, model.n_out), dtype=np.uint16)
-    np.add.at(out_steps, (step[keep] // steps, step[keep] % steps, raw["out_i"][keep].astype(np.int64)), 1)
+    if "out_t" in raw:  # a spiking output
+        step = np.rint(raw["out_t"] / dt).astype(np.int64)
+        keep = step < n * steps
+        np.add.at(out_steps, (step[keep] // steps, step[keep] % steps, raw["out_i"][keep].astype(np.int64)), 1)
     v = np.asarray(raw["v"], dtype=np.float64).reshape(-1, model.n_out)
     results = {"counts": out_steps.sum(axis=1, dtype=np.int32), "v_out": v[1:n + 1], "out_steps": out_steps}
+    if "v_steps" in raw:  # membrane read-out: the output membrane at the end of every step
+        v_steps = np.asarray(raw["v_steps"], dtype=np.float64).reshape(-1, model.n_out)[:n * steps]
+        results["v_steps"] = v_steps.reshape(n, steps, model.n_out)
     counted = list(model.counted)
     if counted:
         spikes = np.asarray(raw["spikes"], dtype=np.int64).reshape(-1, len(counted))[:n * steps]
         ops = np.asarray(raw["ops"], dtype=np.int64).reshape(-1, len(counted))[:n * steps]
     for name in model.layers:
-        if name in model.uniform_fanout:  # rate = spikes / (neurons * dt)
+        if name not in model.uniform_fanout and name not in counted:  # a non-spiking output
+            results["spikes_" + name] = results["ops_" + name] = np.zeros((n, steps), dtype=np.int64)
+        elif name in model.uniform_fanout:  # rate = spikes / (neurons * dt)
             count = np.rint(np.asarray(raw["rate_" + name])[:n * steps] * model.sizes[name] * dt).astype(np.int64)
             results["spikes_" + name] = count.reshape(n, steps)
             results["ops_" + name] = count.reshape(n, steps) * model.uniform_fanout[name]
@@ -508,7 +520,11 @@ def run_runtime(model: Model, x: np.ndarray, seed_value: int | None = None, *, t
             seed(chunk_seed(seed_value, index))
         net, rec, _ = model.make_network(model.input_values(chunk, a), n, a, record_neurons)
         net.run(run_length(model, n), namespace={})
-        raw = {"out_i": rec["out"].i[:], "out_t": rec["out"].t_[:], "v": rec["v"].u_[:].T}
+        raw = {"v": rec["v"].u_[:].T}
+        if "out" in rec:
+            raw.update(out_i=rec["out"].i[:], out_t=rec["out"].t_[:])
+        if "v_steps" in rec:
+            raw["v_steps"] = rec["v_steps"].u_[:].T
         raw.update({"rate_" + name: rec["rate_" + name].rate_[:] for name in model.uniform_fanout})
         if model.counted:
             raw.update(spikes=rec["counters"].spikes[:].T, ops=rec["counters"].ops[:].T)
@@ -551,7 +567,11 @@ def compile_standalone(model: Model) -> None:
     net, rec, inputs = model.make_network(values, model.samples_per_run, a)
     net.run(run_length(model, model.samples_per_run), namespace={})
     device.build(directory=str(cpp_dir), compile=True, run=False, clean=False, with_output=False)
-    recorded = {"out_i": rec["out"].variables["i"], "out_t": rec["out"].variables["t"], "v": rec["v"].variables["u"]}
+    recorded = {"v": rec["v"].variables["u"]}
+    if "out" in rec:
+        recorded.update(out_i=rec["out"].variables["i"], out_t=rec["out"].variables["t"])
+    if "v_steps" in rec:
+        recorded["v_steps"] = rec["v_steps"].variables["u"]
     recorded.update({"rate_" + name: rec["rate_" + name].variables["rate"] for name in model.uniform_fanout})
     if model.counted:
         recorded.update(spikes=rec["counters"].variables["spikes"], ops=rec["counters"].variables["ops"])

@@ -47,6 +47,8 @@ class SimResult:
         Per-neuron spike counts per sample (channels-last order), only with ``record_neurons``.
     seconds : float
         Wall time of the simulation.
+    v_steps : float [N, T, n_out] | None
+        The membrane read-out only: the output membrane at the end of every step (the output does not spike).
     """
 
     counts: np.ndarray
@@ -56,6 +58,7 @@ class SimResult:
     layer_ops: dict[str, np.ndarray]
     neuron_counts: dict[str, np.ndarray] | None
     seconds: float
+    v_steps: np.ndarray | None = None
 
     def predictions(self) -> np.ndarray:
         """Class per sample: most output spikes; ties broken by the higher membrane, then the lowest index
@@ -167,4 +170,5 @@ def _result(build: Build, raw: dict | None, n: int, record_neurons: bool, second
         layer_ops={k: raw["ops_" + k] for k in order},
         neuron_counts={k: raw["neurons_" + k] for k in order} if record_neurons else None,
         seconds=seconds,
+        v_steps=raw.get("v_steps"),
     )

@@ -8,6 +8,12 @@ Which layers get a λ and from which values:
   integrates them), whatever its activation (softmax or linear; a relu output uses its non-zero values);
 * method ``percentile``: λ = the p-th percentile of those values (numpy's linear interpolation);
   ``max``: their maximum (p = 100);
+* method ``channel``: one λ per output channel (the last axis; a dense layer's units), the p-th
+  percentile of that channel's values. A channel silent on every calibration sample gets the largest λ
+  of its layer's other channels. Three layers keep one λ for all channels: the output (its channels are the
+  classes, compared by spike count, so they must share one scale: the layer's p-th percentile), and
+  average pooling (global or not), which take their input's λ per channel (an average is at most its
+  inputs' maximum; a pool must rescale every channel alike, rule NS513);
 * no λ of their own: max pooling, flatten and zero padding carry their input's; concatenate has one per
   branch; the input layer gets 1 (the analog input current is W·x+b with x as given).
 * a hidden linear layer (a residual branch into an add) has no neurons; it gets the λ of the add it
@@ -21,6 +27,7 @@ that is refused with a message, see ``MAX_KEPT``.)
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from typing import Callable
@@ -145,6 +152,8 @@ def compute_lambdas(
     names = lambda_layers(spec)
     n = x.shape[0]
     out = spec.order[-1]
+    if method == "channel":
+        return _channel_lambdas(spec, x, p, progress)
     keeps = {name: math.ceil((1.0 - p / 100.0) * n * int(np.prod(spec.shapes[name]))) + 4 for name in names}
     if sum(keeps.values()) > MAX_KEPT:
         raise NetspecError(
@@ -163,22 +172,29 @@ def compute_lambdas(
         del acts
         if progress is not None:
             progress(min(n, start + batch), n)
-    computed = {}
-    for name in names:
-        tail = tails[name]
-        if tail.count == 0:
-            what = "non-negative logit" if name == out else "non-zero activation"
-            raise NetspecError(
-                f"layer '{name}' has no {what} on the {n} calibration sample(s), so its lambda cannot be computed; "
-                "use more (or more typical) calibration data"
-            )
-        lam = tail.percentile(p)
-        if not lam > 0:  # only logits can be zero here
-            raise NetspecError(
-                f"layer '{name}': the {p:g}th percentile of its non-negative logits on the calibration data is 0, "
-                "so its lambda cannot be computed; use a higher percentile or other calibration data"
-            )
-        computed[name] = Normalization(lam, method, float(percentile) if method == "percentile" else None, n)
+    computed = {name: _lambda(spec, name, tails[name], p, n, out, method, percentile) for name in names}
+    return _assign(spec, computed)
+
+
+def _lambda(spec: Spec, name: str, tail: "TopValues", p: float, n: int, out: str, method: str, percentile: float):
+    """The Normalization of ``name`` from the values ``tail`` kept of it."""
+    if tail.count == 0:
+        what = "non-negative logit" if name == out else "non-zero activation"
+        raise NetspecError(
+            f"layer '{name}' has no {what} on the {n} calibration sample(s), so its lambda cannot be computed; "
+            "use more (or more typical) calibration data"
+        )
+    lam = tail.percentile(p)
+    if not lam > 0:  # only logits can be zero here
+        raise NetspecError(
+            f"layer '{name}': the {p:g}th percentile of its non-negative logits on the calibration data is 0, "
+            "so its lambda cannot be computed; use a higher percentile or other calibration data"
+        )
+    return Normalization(lam, method, float(percentile) if method != "max" else None, n)
+
+
+def _assign(spec: Spec, computed: dict[str, Normalization]) -> dict[str, Normalization]:
+    """Every layer with a λ of its own, from the computed ones (see the module docstring)."""
     norms = {}
     for layer in spec.layers:
         if not layer.own_lambda:
@@ -190,6 +206,70 @@ def compute_lambdas(
         else:
             norms[layer.name] = computed[layer.name]
     return norms
+
+
+def _channel_lambdas(spec: Spec, x: np.ndarray, p: float, progress) -> dict[str, Normalization]:
+    """Method ``channel``: one λ per output channel of every hidden layer with neurons (see the module
+    docstring for the output and average pooling)."""
+    from ..spec.layers import AvgPool2D, GlobalAvgPool2D
+
+    n = x.shape[0]
+    out = spec.order[-1]
+    names = [name for name in lambda_layers(spec) if not isinstance(spec.layer(name), (AvgPool2D, GlobalAvgPool2D))]
+    chans = {name: 1 if name == out else int(spec.shapes[name][-1]) for name in names}
+    size = {name: int(np.prod(spec.shapes[name])) for name in names}
+    keeps = {name: math.ceil((1.0 - p / 100.0) * n * size[name] / chans[name]) + 4 for name in names}
+    if sum(keeps[k] * chans[k] for k in names) > MAX_KEPT:
+        raise NetspecError(
+            f"--percentile {p:g} on {n} samples would hold too many activation values in memory "
+            f"(the top {100 - p:g} % of every channel); use fewer --samples or a percentile closer to 100")
+    tails = {name: [TopValues(keeps[name]) for _ in range(chans[name])] for name in names}
+    per_sample = sum(int(np.prod(s)) for s in spec.shapes.values())
+    batch = int(min(512, max(1, _BATCH_ELEMENTS // max(1, per_sample))))
+    for start in range(0, n, batch):
+        acts = forward(spec, x[start:start + batch], logits=True)
+        for name in names:
+            a = acts[name].reshape(-1, chans[name])
+            relu_out = spec.layer(name).activation == "relu"
+            for c, tail in enumerate(tails[name]):
+                v = a[:, c]
+                tail.add(v[v >= 0] if name == out and not relu_out else v[v > 0])
+        del acts
+        if progress is not None:
+            progress(min(n, start + batch), n)
+    computed: dict[str, Normalization] = {}
+    for name in spec.order:
+        layer = spec.layer(name)
+        if name == out and name in names:
+            computed[name] = _lambda(spec, name, tails[name][0], p, n, out, "percentile", p)
+        elif name in names:
+            lam = [tail.percentile(p) if tail.count else 0.0 for tail in tails[name]]
+            if not any(lam):
+                raise NetspecError(f"layer '{name}' has no non-zero activation on the {n} calibration sample(s), so its "
+                                   "lambda cannot be computed; use more (or more typical) calibration data")
+            top = max(lam)
+            computed[name] = Normalization(tuple(v if v > 0 else top for v in lam), "channel", p, n)
+        elif spec.is_population(layer):  # average pooling: its input's factor per channel
+            lam_in = spec_lam_in(spec, layer, computed)
+            computed[name] = Normalization(lam_in if name != out else float(max(lam_in)), "channel", p, n)
+    return _assign(spec, computed)
+
+
+def spec_lam_in(spec: Spec, layer, computed: dict[str, Normalization]) -> tuple[float, ...]:
+    """The λ per channel of the input of a pooling layer, from the factors computed so far (through index-only
+    layers; a concatenation joins its branches' channels)."""
+    from ..spec.model import lam_per_neuron
+    from ..spec.layers import Normalization as N
+
+    def get(name):
+        lay = spec.layer(name)
+        if name in computed:
+            return dataclasses.replace(lay, normalization=N(computed[name].lam))
+        return lay
+
+    src = layer.inputs[0]
+    per = lam_per_neuron(get(src), get, spec.shapes)
+    return tuple(float(v) for v in per.reshape(-1, spec.shapes[src][-1])[0])
 
 
 def stderr_progress(label: str) -> Callable[[int, int], None]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import NetspecError
 
 #: Normalization methods the exporter computes (see :mod:`netspec.export.normalize`).
-METHODS = ("percentile", "max")
+METHODS = ("percentile", "max", "channel")
 #: Input encodings the exporter writes.
 ENCODINGS = ("analog", "poisson")
 
@@ -25,10 +25,11 @@ class ExportOptions:
     calibration : str | Path
         Calibration data (see :func:`netspec.datasets.load_dataset`; labels are not needed). From an
         npz the first of ``x_norm``, ``x_train``, ``x``, ``x_test``; from an MNIST folder the train files.
-    method : {"percentile", "max"}
-        λ of a layer: the ``percentile``-th percentile of its non-zero activations, or their maximum.
+    method : {"percentile", "max", "channel"}
+        λ of a layer: the ``percentile``-th percentile of its non-zero activations, their maximum, or
+        (``channel``) the ``percentile``-th percentile per output channel.
     percentile : float
-        p in (0, 100] for ``method="percentile"`` (ignored by ``max``).
+        p in (0, 100] for ``method="percentile"`` and ``"channel"`` (ignored by ``max``).
     samples : int | None
         Use the first ``samples`` calibration samples (None: all).
     encoding : {"analog", "poisson"}
@@ -57,8 +58,8 @@ class ExportOptions:
         from ..spec.units import TIME
 
         if self.method not in METHODS:
-            raise NetspecError(f"--normalization: expected {' or '.join(METHODS)}, got {self.method!r}", 2)
-        if self.method == "percentile" and not (0 < self.percentile <= 100):
+            raise NetspecError(f"--normalization: expected {', '.join(METHODS[:-1])} or {METHODS[-1]}, got {self.method!r}", 2)
+        if self.method in ("percentile", "channel") and not (0 < self.percentile <= 100):
             raise NetspecError(f"--percentile: must be in (0, 100], got {self.percentile:g}", 2)
         if self.samples is not None and self.samples < 1:
             raise NetspecError(f"--samples: must be at least 1, got {self.samples}", 2)
@@ -74,8 +75,10 @@ class ExportOptions:
     @property
     def provenance(self) -> dict:
         """How the λs are computed, as the spec's ``source.normalization`` records it once for all layers."""
-        return {"method": self.method, **({"percentile": float(self.percentile)} if self.method == "percentile" else {})}
+        return {"method": self.method, **({"percentile": float(self.percentile)} if self.method != "max" else {})}
 
     def describe(self) -> str:
         """The method in words: ``the 99.9th percentile`` or ``the maximum``."""
+        if self.method == "channel":
+            return f"the {self.percentile:g}th percentile per channel"
         return f"the {self.percentile:g}th percentile" if self.method == "percentile" else "the maximum"

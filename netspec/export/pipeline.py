@@ -94,7 +94,8 @@ class ExportResult:
 
     def summary(self) -> str:
         """One line for the command line."""
-        lams = ", ".join(f"{name} {lam:.4g}" for name, lam in self.lambdas.items())
+        lams = ", ".join(f"{name} {lam:.4g}" if np.ndim(lam) == 0 else f"{name} {min(lam):.4g}..{max(lam):.4g}"
+                         for name, lam in self.lambdas.items())
         return (f"wrote {self.spec_path} and {self.weights_path.name}: {self.layers} layers, lambda "
                 f"({self.options.describe()} over {self.samples} samples): {lams}")
 

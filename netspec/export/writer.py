@@ -71,7 +71,7 @@ def normalization_entry(norm: Normalization, provenance: Mapping[str, Any], samp
     """A layer's ``normalization``: its ``lambda``, and how it was obtained only where that differs from
     what the spec's ``source`` says once for all layers (``provenance``: ``source.normalization``;
     ``samples``: ``source.calibration.samples``)."""
-    entry: dict[str, Any] = {"lambda": norm.lam}
+    entry: dict[str, Any] = {"lambda": list(norm.lam) if norm.per_channel else norm.lam}
     how = {key: value for key, value in (("method", norm.method), ("percentile", norm.percentile)) if value is not None}
     if how and how != dict(provenance):
         entry.update(how)

@@ -159,6 +159,10 @@ class _Graph:
         if steps_in(p.refractory, dt):
             self.approximation(layer, f"refractory period {p.refractory.text}", "NIR 1.0.8 neurons have no refractory period",
                                meta, REFRACTORY_KEY, float(p.refractory.value))
+        if p.initial_u or p.clamp:
+            what = f"initial {p.initial_u:g}" if p.initial_u else f"clamp {p.clamp}"
+            raise NetspecError(f"layer '{layer.name}': {what}: NIR 1.0.8 neurons start at v = 0 every run and always "
+                               "spike; remove it from a copy of the spec to write the graph")
         if steps_in(p.delay, dt):
             self.approximation(layer, f"delay {p.delay.text}", "netspec does not write NIR Delay nodes", meta, DELAY_KEY,
                                float(p.delay.value))
@@ -399,6 +403,9 @@ def build_graph(spec: Spec, *, approximate: bool = False):
     :class:`Written` summary (``path`` empty). Raises :class:`NetspecError` naming the layer NIR cannot express."""
     if spec.simulation.readout not in (None, "spike_count"):
         raise NetspecError(f"simulation.readout: NIR carries spikes; a read-out by {spec.simulation.readout!r} cannot be written")
+    for layer in spec.layers:
+        if layer.normalization is not None and layer.normalization.per_channel:
+            raise NetspecError(f"layer '{layer.name}': lambda per channel cannot be written to NIR yet (give one number)")
     g = _Graph(spec, approximate)
     for name in spec.order:
         layer = spec.layer(name)

@@ -127,6 +127,7 @@ def merge(parts: list, sim_type=None):
         layer_ops=cat_dict("layer_ops"),
         neuron_counts=cat_dict("neuron_counts"),
         seconds=float(sum(p.seconds for p in parts)),
+        v_steps=None if first.v_steps is None else cat("v_steps"),
     )
 
 

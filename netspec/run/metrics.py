@@ -88,6 +88,18 @@ def error_vs_time(out_steps: np.ndarray, labels: np.ndarray, block: int = 1024) 
     return 1.0 - correct / n
 
 
+def membrane_error_vs_time(v_steps: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The error rate after every time step for the membrane read-out: ``v_steps`` [N, T, C] is the output
+    membrane at the end of every step; the class at step t is its argmax (ties to the lowest index).
+    Returns float64 [T]."""
+    v_steps = np.asarray(v_steps)
+    n, steps = v_steps.shape[:2]
+    if n == 0:
+        return np.full(steps, np.nan)
+    wrong = np.argmax(v_steps, axis=2) != np.asarray(labels)[:, None]  # [N, T]
+    return wrong.mean(axis=0)
+
+
 def ann_macs(spec) -> dict[str, int]:
     """Multiply-accumulates per sample of the ANN, per layer: the unrolled connections
     (``layer.connections(in_shapes)``) of every layer that computes a weighted sum or an average
@@ -155,3 +167,40 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     if a.size < 2 or a.std() == 0 or b.std() == 0:
         return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
+
+
+# -- the paper's accounting (Rueckauer et al. 2017, as their SNN Toolbox counts) ---------------------------
+#: The two accountings of operations, as the report names and documents them.
+ACCOUNTING_NETSPEC = ("netspec (strict): the ANN costs 1 operation per multiply-accumulate; the SNN costs its "
+                      "synaptic events (spikes x fan-out) plus, for analog input, the multiply-accumulates of the "
+                      "input current once per sample")
+ACCOUNTING_PAPER = ("paper (Rueckauer et al. 2017, SNN Toolbox): the ANN costs 2 operations per multiply-accumulate "
+                    "plus 1 per bias addition; the SNN costs its synaptic events (spikes x fan-out) only, the analog "
+                    "input current not counted")
+
+
+def ann_paper_ops(spec) -> dict[str, int]:
+    """The paper's ANN operations per sample, per layer: 2 per multiply-accumulate (:func:`ann_macs`) plus one
+    addition per output neuron of every layer with a bias."""
+    out = {name: 2 * n for name, n in ann_macs(spec).items()}
+    for name in spec.order:
+        if spec.array(name, "bias") is not None:
+            out[name] = out.get(name, 0) + int(np.prod(spec.shapes[name]))
+    return out
+
+
+def snn_paper_ops(spec, layer_ops: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The paper's SNN operations per sample and step by source layer: the synaptic events of the simulation
+    (spikes x fan-out); the analog input's current is not counted (poisson input spikes are events)."""
+    return dict(layer_ops)
+
+
+def error_at_budget(error: np.ndarray, cumulative_ops: np.ndarray, budget: float) -> tuple[float | None, int | None]:
+    """The error at the last step whose mean accumulated operations stay within ``budget``, and that step
+    (1-based: the number of steps simulated); (None, None) when even the first step costs more."""
+    error = np.asarray(error, dtype=np.float64)
+    within = np.flatnonzero(np.asarray(cumulative_ops, dtype=np.float64) <= budget)
+    if within.size == 0:
+        return None, None
+    t = int(within[-1])
+    return float(error[t]), t + 1

@@ -1,8 +1,8 @@
 """Figures of a run, as the paper draws them (PNG, matplotlib's Agg backend, imported only when asked).
 
 - ``error_vs_time.png``: SNN error after every time step, the ANN error as a horizontal line;
-- ``error_vs_ops.png``: the same error against the SNN's accumulated synaptic operations, as a fraction of
-  the ANN's multiply-accumulates;
+- ``error_vs_ops.png``: the same error against the SNN's accumulated operations per sample, in the paper's
+  accounting and in netspec's, each with the ANN's point (its operations, its error);
 - ``correlation.png``: per spiking layer, λ-normalized ANN activations against SNN rates (counts / T) on a
   few samples, with the Pearson r;
 - ``output_raster.png``: the output layer's spikes over time for one sample.
@@ -67,28 +67,44 @@ def error_vs_time(report: dict, path: Path) -> Path:
 
 
 def error_vs_ops(report: dict, path: Path) -> Path | None:
-    """Error (%) against SNN operations / ANN MACs (log x); None when the ANN has no MACs."""
-    macs = report["operations"]["ann_macs"]["total"]
+    """Error (%) against operations per sample (log x), in both accountings of the report: the paper's (SNN
+    synaptic events; the ANN at 2 per MAC + biases) and netspec's (SNN events + analog input current; the ANN
+    at 1 per MAC), each SNN curve with its ANN's point. None when the ANN has no MACs."""
+    ops = report["operations"]
+    macs = ops["ann_macs"]["total"]
     if not macs:
         return None
     plt = require_matplotlib()
-    x = np.asarray(report["operations"]["snn_cumulative"]) / macs
     err = 100 * np.asarray(report["error_vs_time"]["error"])
-    keep = x > 0
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(x[keep], err[keep], color="C0", label="SNN")
     ann = report["error_vs_time"]["ann_error"]
-    if ann is not None:
-        ax.axhline(100 * ann, color="C3", ls="--", label=f"ANN ({100 * ann:.2f} %)")
-    ax.axvline(1.0, color="0.5", ls=":", label="ANN MACs")
-    if keep.any():
+    paper = ops["paper"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    any_positive = False
+    for cum, ann_ops, color, label in ((paper["snn_cumulative"], paper["ann_ops"]["total"], "C0", "paper's accounting"),
+                                       (ops["snn_cumulative"], macs, "C1", "netspec's accounting")):
+        x = np.asarray(cum, dtype=np.float64)
+        keep = x > 0
+        any_positive |= bool(keep.any())
+        ax.plot(x[keep], err[keep], color=color, label=f"SNN, {label}")
+        if ann is not None:
+            ax.plot([ann_ops], [100 * ann], marker="*", ms=12, color=color, ls="none",
+                    label=f"ANN, {label} ({ann_ops:.3g} ops, {100 * ann:.2f} %)")
+    half = paper["half_ann"]
+    if half["steps"]:
+        ax.axvline(0.5 * paper["ann_ops"]["total"], color="C0", ls=":", lw=1,
+                   label=f"half the ANN's (paper): {_pct_text(half['error'])} at step {half['steps']}")
+    if any_positive:
         ax.set_xscale("log")
-    ax.set_xlabel("SNN synaptic operations / ANN MACs (cumulative, per sample)")
+    ax.set_xlabel("operations per sample (SNN: cumulative)")
     _error_axis(ax, err)
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    ax.legend(fontsize=7)
     ax.set_title(f"{report['config']['spec']['name']}: error vs operations")
     return _save(fig, plt, path)
+
+
+def _pct_text(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f} %"
 
 
 def activation_pairs(spec, x: np.ndarray, neuron_counts: dict, steps: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:

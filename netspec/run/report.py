@@ -24,6 +24,7 @@ REPORT_VERSION = 1
 
 ERROR_RULE = ("argmax of the output spike counts accumulated up to the step, ties to the lowest index; "
               "a sample without an output spike yet is an error")
+MEMBRANE_RULE = "membrane read-out: argmax of the output membrane potentials at the end of the step, ties to the lowest index"
 
 
 @lru_cache(maxsize=1)
@@ -90,6 +91,15 @@ def make_report(spec, evaluation, labels: np.ndarray, ann_scores: np.ndarray, *,
     ann_top1 = metrics.top_k_accuracy(ann_order, labels, 1)
 
     macs = metrics.ann_macs(spec)
+    paper_ann = metrics.ann_paper_ops(spec)
+    paper_ann_total = int(sum(paper_ann.values()))
+    paper_steps = metrics.snn_paper_ops(spec, sim.layer_ops)
+    paper_ops = metrics.per_sample_means(paper_steps)
+    paper_total = float(sum(paper_ops.values()))
+    paper_cum = metrics.cumulative_mean(paper_steps, steps)
+    error = (metrics.error_vs_time(sim.out_steps, labels) if sim.v_steps is None
+             else metrics.membrane_error_vs_time(sim.v_steps, labels))
+    half_error, half_steps = metrics.error_at_budget(error, paper_cum, 0.5 * paper_ann_total)
     ops_steps = metrics.operations_per_step(spec, sim.layer_ops, n, steps)
     ops = metrics.per_sample_means(ops_steps)
     ops_total = float(sum(ops.values()))
@@ -139,8 +149,8 @@ def make_report(spec, evaluation, labels: np.ndarray, ann_scores: np.ndarray, *,
             "ann_seconds": float(ann_seconds),
         },
         "error_vs_time": {
-            "rule": ERROR_RULE,
-            "error": [float(e) for e in metrics.error_vs_time(sim.out_steps, labels)],
+            "rule": ERROR_RULE if sim.v_steps is None else MEMBRANE_RULE,
+            "error": [float(e) for e in error],
             "ann_error": _num(1.0 - ann_top1),
         },
         "operations": {
@@ -148,6 +158,15 @@ def make_report(spec, evaluation, labels: np.ndarray, ann_scores: np.ndarray, *,
             "snn_per_sample": {"total": ops_total, "per_layer": ops},
             "snn_cumulative": [float(v) for v in metrics.cumulative_mean(ops_steps, steps)],
             "ratio": ops_total / macs_total if macs_total else None,
+            "accounting": metrics.ACCOUNTING_NETSPEC,
+            "paper": {
+                "accounting": metrics.ACCOUNTING_PAPER,
+                "ann_ops": {"total": paper_ann_total, "per_layer": paper_ann},
+                "snn_per_sample": {"total": paper_total, "per_layer": paper_ops},
+                "snn_cumulative": [float(v) for v in paper_cum],
+                "ratio": paper_total / paper_ann_total if paper_ann_total else None,
+                "half_ann": {"error": None if half_error is None else _num(half_error), "steps": half_steps},
+            },
         },
         "spikes": {
             "per_sample": {"total": float(sum(spikes.values())), "per_layer": spikes},
@@ -202,10 +221,17 @@ def summary(report: dict) -> str:
     rows = [("SNN accuracy", _pct(acc["snn_top1"]) + (f"   top-5 {_pct(acc['snn_top5'])}" if acc["snn_top5"] is not None else "")),
             ("ANN accuracy", _pct(acc["ann_top1"]) + (f"   top-5 {_pct(acc['ann_top5'])}" if acc["ann_top5"] is not None else "")),
             ("SNN-ANN agreement", _pct(acc["agreement"])),
-            ("error after T steps", _pct(report["error_vs_time"]["error"][-1]) + "   (counts only, no spike = error)")]
+            ("error after T steps", _pct(report["error_vs_time"]["error"][-1])
+             + ("   (counts only, no spike = error)" if report["error_vs_time"]["rule"] == ERROR_RULE else "   (membrane read-out)"))]
     if ops["ann_macs"]["total"]:
         rows.append(("operations/sample", f"SNN {_si(ops['snn_per_sample']['total'])}, ANN {_si(ops['ann_macs']['total'])} MACs"
-                     + (f" (ratio {ops['ratio']:.3g})" if ops["ratio"] is not None else "")))
+                     + (f" (ratio {ops['ratio']:.3g})" if ops["ratio"] is not None else "") + "   netspec's accounting"))
+        paper = ops["paper"]
+        half = paper["half_ann"]
+        rows.append(("paper's accounting", f"SNN {_si(paper['snn_per_sample']['total'])}, ANN {_si(paper['ann_ops']['total'])} ops"
+                     + (f" (ratio {paper['ratio']:.3g})" if paper["ratio"] is not None else "")
+                     + (f"; at half the ANN's: error {_pct(half['error'])} after {half['steps']} steps" if half["steps"] else
+                        "; half the ANN's is spent before the first step ends")))
     build = cfg["build"]
     rows.append(("build", f"{tim['build_seconds']:.1f} s" + ("" if build["rebuilt"] else " (up to date)") + f"   {build['dir']}"))
     rate = tim["samples_per_second"]

@@ -65,6 +65,9 @@ CODES: Mapping[str, str] = {
     "NS508": "parameter does not apply to the chosen model",
     "NS509": "input range or rate invalid",
     "NS510": "input encoding does not fit the first layers",
+    "NS511": "per-channel lambda does not match the layer's channels",
+    "NS512": "a channel read by a layer has several lambdas",
+    "NS513": "average pooling rescales channels differently",
     # resources (estimated before anything is allocated; see netspec/spec/resources.py)
     "NS601": "more time steps per sample than the limit (--max-steps)",
     "NS602": "estimated memory above the limit (--max-memory)",

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .layers import Layer, Role, Shape, TensorRef
+from .layers import Concatenate, Flatten, Layer, Role, Shape, TensorRef
 from .units import Quantity, parse_quantity, steps_in
 
 #: Neuron parameter defaults (the paper's IF neuron, dimensionless, reset by subtraction).
@@ -23,6 +23,8 @@ NEURON_DEFAULTS: Mapping[str, Any] = {
     "refractory": "0 ms",
     "synapse": "delta",
     "delay": "0 ms",
+    "initial": 0.0,
+    "clamp": 0,
 }
 
 
@@ -43,6 +45,13 @@ class NeuronParams:
     delay: Quantity
     tau_m: Quantity | None = None
     tau_syn: Quantity | None = None
+    initial: Quantity | None = None  # membrane at the start of every sample, normalized (0 rest, 1 threshold)
+    clamp: int = 0  # time steps at the start of every sample in which the layer integrates but does not spike
+
+    @property
+    def initial_u(self) -> float:
+        """The normalized membrane at the start of every sample (0: rest, 1: threshold)."""
+        return 0.0 if self.initial is None else float(self.initial.value)
 
     @property
     def scale(self) -> float:
@@ -67,6 +76,8 @@ class NeuronParams:
                 values[key] = value
             elif key == "reset" and value in ("subtract", "zero"):
                 values[key] = value
+            elif key == "clamp":
+                values[key] = int(value)
             else:
                 values[key] = parse_quantity(value)
         return cls(**values)
@@ -91,7 +102,18 @@ class InputSpec:
 class Simulation:
     dt: Quantity
     duration: Quantity
-    readout: str | None = None  # as written; None means the default, spike_count
+    readout: str | None = None  # as written; None means the default, spike_count (or membrane, softmax)
+    timing: str | None = None  # as written; None means the default, zero-latency
+
+    @property
+    def zero_latency(self) -> bool:
+        """Whether a spike reaches the next layer within its own time step (the default)."""
+        return self.timing in (None, "zero-latency")
+
+    @property
+    def read_by(self) -> str:
+        """The read-out: ``spike_count`` (the default), ``membrane`` or ``softmax``."""
+        return self.readout or "spike_count"
 
     @property
     def steps(self) -> int:
@@ -181,18 +203,24 @@ class Spec:
         name = layer if isinstance(layer, str) else layer.name
         return self.arrays.get(f"{name}.{field_name}")
 
-    def lam(self, layer: Layer | str) -> float:
-        """Normalization factor of a layer's output. Layers without their own (maxpool, flatten,
+    def lam(self, layer: Layer | str) -> float | np.ndarray:
+        """Normalization factor of a layer's output: a float, or float64 [C] with one per output channel
+        (it broadcasts over a channels-last activation). Layers without their own (maxpool, flatten,
         zeropad) carry their input's; the input layer's default is 1. Concatenate has one factor per
-        branch: ask for the branches."""
+        branch: ask for the branches, or :meth:`lam_per_neuron`."""
         layer = self.layer(layer) if isinstance(layer, str) else layer
         if layer.normalization is not None:
-            return layer.normalization.lam
+            lam = layer.normalization.lam
+            return np.asarray(lam, dtype=np.float64) if isinstance(lam, tuple) else lam
         if layer.role is Role.SOURCE:
             return 1.0
         if layer.role is Role.RELAY and len(layer.inputs) > 1:
             raise ValueError(f"layer '{layer.name}' ({layer.type}) has one factor per branch")
         return self.lam(layer.inputs[0])
+
+    def lam_per_neuron(self, layer: Layer | str) -> np.ndarray:
+        """The factor of every element of a layer's output, flat channels-last: float64 [size]."""
+        return lam_per_neuron(self.layer(layer) if isinstance(layer, str) else layer, self.layer, self.shapes)
 
     def neuron_count(self) -> int:
         """Spiking neurons of the SNN (hidden linear layers have none)."""
@@ -217,8 +245,39 @@ class Spec:
         sim: dict[str, Any] = {"dt": self.simulation.dt.text, "duration": self.simulation.duration.text}
         if self.simulation.readout is not None:
             sim["readout"] = self.simulation.readout
+        if self.simulation.timing is not None:
+            sim["timing"] = self.simulation.timing
         out["simulation"] = sim
         if self.neuron_defaults:
             out["neuron"] = dict(self.neuron_defaults)
         out["layers"] = [layer.to_yaml() for layer in self.layers]
         return out
+
+
+def own_lam(layer: Layer) -> float | np.ndarray:
+    """A layer's own factor (float, or float64 [C] per channel); 1 for an input without one."""
+    if layer.normalization is None:
+        return 1.0
+    lam = layer.normalization.lam
+    return np.asarray(lam, dtype=np.float64) if isinstance(lam, tuple) else lam
+
+
+def lam_per_neuron(layer: Layer, get_layer, shapes: Mapping[str, Shape]) -> np.ndarray:
+    """The factor of every element of ``layer``'s output, flat channels-last (float64 [size]); ``get_layer``
+    maps a name to its layer. Index-only layers and max pooling carry their inputs' factors element by
+    element (a concatenation joins its branches'); each channel of zero padding and max pooling carries its
+    input channel's factor (the first element's: rule_channel_lambdas checks that a channel has one)."""
+    shape = tuple(shapes[layer.name])
+    size = int(np.prod(shape))
+    if layer.normalization is None and layer.role in (Role.RELAY, Role.GATE):
+        parts = [lam_per_neuron(get_layer(i), get_layer, shapes).reshape(shapes[i]) for i in layer.inputs]
+        if isinstance(layer, Concatenate):
+            return np.concatenate(parts, axis=layer.resolved_axis(len(shape))).ravel()
+        if isinstance(layer, Flatten):
+            return parts[0].ravel()
+        chans = parts[0].reshape(-1, parts[0].shape[-1])[0]
+        return np.tile(chans, size // shape[-1])
+    lam = own_lam(layer)
+    if np.ndim(lam) == 0:
+        return np.full(size, float(lam))
+    return np.tile(lam, size // lam.size)

@@ -6,9 +6,11 @@ import difflib
 import math
 from typing import Any, Callable
 
+import numpy as np
+
 from .context import Context
-from .layers import LAYER_TYPES, Analog, Role, ShapeError
-from .model import NEURON_DEFAULTS, NeuronParams, hidden_linear
+from .layers import LAYER_TYPES, Analog, AvgPool2D, GlobalAvgPool2D, Role, ShapeError, ZeroPad2D
+from .model import NEURON_DEFAULTS, NeuronParams, hidden_linear, lam_per_neuron
 from .resources import check_indices, check_memory, check_steps, estimate
 from .tensors import rule_tensors
 from .units import (DIMENSIONLESS, FREQUENCY, TIME, VOLTAGE, Quantity, QuantityError, dimension_word, parse_quantity,
@@ -217,7 +219,8 @@ def rule_input(ctx: Context) -> None:
         if lo < 0:
             ctx.rep.add("NS509", f"poisson encoding needs non-negative inputs, range starts at {lo}", ("input", "range"))
     else:
-        for key in ("max_rate", "seed"):
+        softmax = (ctx.data.get("simulation") or {}).get("readout") == "softmax"
+        for key in ("max_rate",) if softmax else ("max_rate", "seed"):
             if key in inp:
                 ctx.rep.add("NS508", f"{key} applies to poisson encoding only; this input is analog", ("input", key))
 
@@ -284,6 +287,8 @@ def rule_neurons(ctx: Context) -> None:
             elif merged[model_key] != value and needs in merged and (needs in override or name == "defaults"):
                 ctx.rep.add("NS508", f"{needs} applies to {model_key} '{value}' only, this is '{merged[model_key]}'", where(needs, override, lpath))
                 ok = False
+        if check("initial", merged["initial"], where("initial", override, lpath), (DIMENSIONLESS,)) is None:
+            ok = False  # the schema checks its range, [0, 1)
         if not ok:
             continue
         params = NeuronParams.from_yaml({**defaults, **override})
@@ -368,8 +373,57 @@ def rule_normalization(ctx: Context) -> None:
     # lambda > 0 is in the schema too; this catches specs built in memory
     for layer in ctx.layers:
         lam = None if layer.normalization is None else layer.normalization.lam
-        if lam is not None and not (lam > 0 and math.isfinite(lam)):
-            ctx.rep.add("NS503", f"lambda must be a finite number > 0, got {lam}", ctx.lpath(layer.name, "normalization", "lambda"))
+        for k, v in enumerate(lam if isinstance(lam, tuple) else () if lam is None else (lam,)):
+            if not (v > 0 and math.isfinite(v)):
+                where = ("normalization", "lambda") + ((k,) if isinstance(lam, tuple) else ())
+                ctx.rep.add("NS503", f"lambda must be a finite number > 0, got {v}", ctx.lpath(layer.name, *where))
+                break
+
+
+def rule_channel_lambdas(ctx: Context) -> None:
+    """Per-channel factors: one per output channel; within one channel a single factor wherever a kernel,
+    a pooling window or a gate reads it (a concatenation along a spatial axis of branches with different
+    factors has none); average pooling rescales every channel alike (its kernel holds one weight per window)."""
+    if ctx.order is None or any(n not in ctx.shapes for n in ctx.order):
+        return
+    for layer in ctx.layers:
+        lam = None if layer.normalization is None else layer.normalization.lam
+        if isinstance(lam, tuple) and layer.name in ctx.shapes:
+            channels = ctx.shapes[layer.name][-1]
+            if len(lam) != channels:
+                ctx.rep.add("NS511", f"lambda has {len(lam)} values, the layer has {channels} channels "
+                            "(give one number, or one per channel)", ctx.lpath(layer.name, "normalization", "lambda"))
+                return
+    if not any(l.normalization is not None and l.normalization.per_channel for l in ctx.layers):
+        return
+    per = {}
+
+    def lams(name):
+        if name not in per:
+            per[name] = lam_per_neuron(ctx.layer(name), ctx.layer, ctx.shapes)
+        return per[name]
+
+    for name in ctx.order:
+        layer = ctx.layer(name)
+        if layer.role is Role.SOURCE or (layer.role is Role.RELAY and not isinstance(layer, ZeroPad2D)):
+            continue
+        for src in layer.inputs:
+            shape = ctx.shapes[src]
+            if len(shape) < 2:
+                continue
+            grid = lams(src).reshape(-1, shape[-1])
+            if np.any(grid != grid[0]):
+                ctx.rep.add("NS512", f"'{src}', which this layer reads, has channels that do not have one lambda each "
+                            "(a concatenation along a spatial axis of branches with different lambdas)", ctx.lpath(name, "inputs"))
+                return
+        if isinstance(layer, (AvgPool2D, GlobalAvgPool2D)):
+            src = layer.inputs[0]
+            c = ctx.shapes[src][-1]
+            ratio = lams(src).reshape(-1, c)[0] / lams(name).reshape(-1, c)[0]
+            if not np.allclose(ratio, ratio[0], rtol=0, atol=0):
+                ctx.rep.add("NS513", f"average pooling needs the same lambda_in/lambda_out in every channel "
+                            f"(here from {ratio.min():g} to {ratio.max():g}); give it its input's lambdas",
+                            ctx.lpath(name, "normalization", "lambda"))
 
 
 #: The rules in the order they run.
@@ -389,4 +443,5 @@ RULES: tuple[Callable[[Context], None], ...] = (
     rule_resources,
     rule_tensors,
     rule_normalization,
+    rule_channel_lambdas,
 )

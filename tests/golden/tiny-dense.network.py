@@ -10,9 +10,11 @@ normalized, u = 0 at rest and 1 at threshold; an incoming spike makes u jump by 
 at the start of each sample, so one run simulates 100 samples back to back; each sample lasts
 100 steps of dt = 1 ms.
 
-One time step: every membrane integrates its drive I (du/dt = I/dt, whose Euler step adds exactly I), a
-neuron with u >= 1 spikes and its spike reaches the next layer in the same step, after that layer's
-threshold test (so every layer adds one step of latency), then spiking neurons reset. A refractory
+One time step (zero-latency timing): the layers are updated one after another in the spec's order; each
+receives the spikes its inputs fired earlier in this step, integrates its drive I (du/dt = I/dt, whose
+Euler step adds exactly I), and a neuron with u >= 1 spikes, in time for the next layer's threshold test of
+this same step (the input reaches the output in the first step); spiking neurons reset at the end of the
+step. All of it runs in Brian2's 'synapses' slot, ordered by layer; resets stay in the 'resets' slot. A refractory
 period keeps a neuron from integrating and firing for that long after the step of its spike. Exponential
 synapses add a charge q that decays with tau_syn and enters the membrane at q per step (forward Euler,
 which delivers exactly the spike's weight in total). The output is read by spike count, ties broken by
@@ -88,6 +90,11 @@ def make_network(values, n_samples, a, record_neurons=False):
         u = 0
         I = TA_hidden(t, i)
         ''', clock=sample_clock, when='start', order=-1, name='R_hidden')
+    # zero-latency: integrate and fire at this layer's place in the step (its inputs have fired already)
+    L_hidden.state_updater.when = 'synapses'
+    L_hidden.state_updater.order = 1000
+    L_hidden.thresholder['spike'].when = 'synapses'
+    L_hidden.thresholder['spike'].order = 1960
     objects.append(L_hidden)
 
     # -- layer 'out': dense [2], 2 neurons; IF, reset by subtraction; lambda 0.9
@@ -99,13 +106,18 @@ def make_network(values, n_samples, a, record_neurons=False):
     L_out.run_regularly('''
         u = 0
         ''', clock=sample_clock, when='start', order=-1, name='R_out')
+    # zero-latency: integrate and fire at this layer's place in the step (its inputs have fired already)
+    L_out.state_updater.when = 'synapses'
+    L_out.state_updater.order = 2000
+    L_out.thresholder['spike'].when = 'synapses'
+    L_out.thresholder['spike'].order = 2960
     objects.append(L_out)
 
     # -- projections (normalized weights W * lambda_source / lambda_target; for exponential synapses the
     # charge (W * lambda_source / lambda_target)*dt/tau_syn)
     # hidden -> out: 6 connections, from kernels: [1x1x3] -> [1x1], 1x1 window, stride 1x1, filters 2
     S_out_0 = runner.kernel_projection('S_out_0', L_hidden, L_out, 'u', False,
-        [['full', 1, 1, 3, 1, 1, 1, 1, 1, 1, 0, 0, 2]], a, clock)
+        [['full', 1, 1, 3, 1, 1, 1, 1, 1, 1, 0, 0, 2]], a, clock, order=2010)
     objects.append(S_out_0)
 
     # -- spikes and synaptic operations per time step, for every layer. Where all neurons of a layer have

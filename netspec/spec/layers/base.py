@@ -77,19 +77,25 @@ class TensorRef:
 
 @dataclass(frozen=True)
 class Normalization:
-    """The layer's factor lambda and how it was obtained."""
+    """The layer's factor lambda (a float, or a tuple with one per output channel) and how it was obtained."""
 
-    lam: float
+    lam: float | tuple[float, ...]
     method: str | None = None
     percentile: float | None = None
     samples: int | None = None
 
     @classmethod
     def from_yaml(cls, raw: dict) -> "Normalization":
-        return cls(float(raw["lambda"]), raw.get("method"), raw.get("percentile"), raw.get("samples"))
+        lam = raw["lambda"]
+        lam = tuple(float(v) for v in lam) if isinstance(lam, (list, tuple)) else float(lam)
+        return cls(lam, raw.get("method"), raw.get("percentile"), raw.get("samples"))
+
+    @property
+    def per_channel(self) -> bool:
+        return isinstance(self.lam, tuple)
 
     def to_yaml(self) -> dict:
-        out: dict = {"lambda": self.lam}
+        out: dict = {"lambda": list(self.lam) if self.per_channel else self.lam}
         for key in ("method", "percentile", "samples"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
