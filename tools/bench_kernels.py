@@ -21,19 +21,28 @@ from netspec.brian.plan import make_plan
 from netspec.spec import load_spec_data
 
 
-def vgg(shape, blocks, dense, classes, rng):
+def vgg(shape, blocks, dense, classes, rng, tensors=None):
+    """A VGG-style spec document with He-initialized random weights and lambda 1. With ``tensors`` (a dict),
+    the weights go there under ``layer/kernel`` and the document names them (for a sidecar .npz, see
+    tools/bench_sim.py); without it they are written inline (slow to load for large nets)."""
+    def put(name, arr):
+        if tensors is None:
+            return arr.tolist()
+        tensors[f"{name}/kernel"] = arr
+        return f"{name}/kernel"
+
     layers, c = [{"name": "x", "type": "input"}], shape[2]
     for b, filters in enumerate(blocks):
         for k, f in enumerate(filters):
             layers.append({"name": f"c{b}_{k}", "type": "conv2d", "filters": f, "kernel_size": 3, "padding": "same",
-                           "kernel": rng.normal(0, (2 / (9 * c)) ** 0.5, (3, 3, c, f)).astype(np.float32).tolist(),
+                           "kernel": put(f"c{b}_{k}", rng.normal(0, (2 / (9 * c)) ** 0.5, (3, 3, c, f)).astype(np.float32)),
                            "activation": "relu", "normalization": {"lambda": 1.0}})
             c = f
         layers.append({"name": f"p{b}", "type": "maxpool2d", "pool_size": 2})
     layers.append({"name": "f", "type": "flatten"})
     n = (shape[0] >> len(blocks)) * (shape[1] >> len(blocks)) * c
     for k, units in enumerate([*dense, classes]):
-        layers.append({"name": f"d{k}", "type": "dense", "units": units, "kernel": rng.normal(0, (2 / n) ** 0.5, (n, units)).astype(np.float32).tolist(),
+        layers.append({"name": f"d{k}", "type": "dense", "units": units, "kernel": put(f"d{k}", rng.normal(0, (2 / n) ** 0.5, (n, units)).astype(np.float32)),
                        "activation": "relu" if k < len(dense) else "softmax", "normalization": {"lambda": 1.0}})
         n = units
     return {"netspec": 1, "name": "vgg", "input": {"shape": list(shape), "range": [0.0, 1.0], "encoding": "analog"},

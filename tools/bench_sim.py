@@ -5,9 +5,13 @@
     PYTHONPATH=. python tools/bench_sim.py vgg16 --samples 3 --unrolled-samples 0
 
 Networks: ``lenet`` is specs/lenet-mnist.yaml on data/mnist-1k; ``vgg`` the random-weight VGG-style MNIST
-net of tools/bench_kernels.py (conv 32-32-pool-64-64-pool, dense 256, 10) and ``vgg16`` VGG-16 for 32x32x3
-(random weights, He-initialized, lambda 1; random images in [0, 1]), both on random inputs. T = 100, analog
-input, standalone, float64, one worker, one thread.
+net of tools/bench_kernels.py (conv 32-32-pool-64-64-pool, dense 256, 10) on data/mnist-1k; ``vgg16`` VGG-16
+for 32x32x3 on uniform random images in [0, 1]; ``dense-vgg`` / ``dense-lenet`` only dense layers (MNIST ->
+a spiking layer of 3136 / 512 neurons -> 256, 10 / 128, 10), for the dense projections alone. The random
+nets are written once, like `netspec export` writes a spec: He-initialized weights in a sidecar .npz named
+with its sha256, lambda per layer the 99.9th percentile of the reference activations on a few hundred
+calibration inputs (so they fire like a converted net, not saturated). T = 100, analog input, standalone,
+float64, one worker, one thread. The load average is printed with every result.
 
 Every (network, connectivity) runs in its own process, so that its peak memory (the process and the compiler
 it waits for: ``ru_maxrss`` of ``wait4``) is its own. Printed per mode: generation time (plan, arrays,
@@ -33,36 +37,75 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 
-def _spec(net: str, base: Path):
-    from netspec.spec import Limits, load_spec, load_spec_data
+#: calibration: lambda = this percentile of each layer's non-zero reference activations (as `netspec export`)
+PERCENTILE = 99.9
+CALIBRATION = {"vgg": 300, "vgg16": 100, "dense-vgg": 300, "dense-lenet": 300}
 
-    if net == "lenet":
-        return load_spec(ROOT / "specs" / "lenet-mnist.yaml", Limits(max_memory=None))
+
+def _mnist(n: int) -> np.ndarray:
+    from netspec.datasets import load_dataset
+
+    return load_dataset(ROOT / "data" / "mnist-1k", require_labels=False, limit=n).x
+
+
+def _doc(net: str, tensors: dict) -> dict:
     from bench_kernels import vgg
 
     rng = np.random.default_rng(0)
     if net == "vgg":
-        data = vgg((28, 28, 1), [[32, 32], [64, 64]], [256], 10, rng)
-    else:
-        data = vgg((32, 32, 3), [[64, 64], [128, 128], [256] * 3, [512] * 3, [512] * 3], [4096, 4096], 10, rng)
-    return load_spec_data(data, base, limits=Limits(max_memory=None))
+        return vgg((28, 28, 1), [[32, 32], [64, 64]], [256], 10, rng, tensors)
+    if net == "vgg16":
+        return vgg((32, 32, 3), [[64, 64], [128, 128], [256] * 3, [512] * 3, [512] * 3], [4096, 4096], 10, rng, tensors)
+    # dense only (for Synapses against the kernel scatter on dense projections): MNIST -> flatten -> a spiking
+    # layer of the size of VGG's (7*7*64) or LeNet's (4*4*32) flattened features -> its dense layers
+    return vgg((28, 28, 1), [], [3136, 256] if net == "dense-vgg" else [512, 128], 10, rng, tensors)
 
 
-def _inputs(net: str, spec, n: int) -> np.ndarray:
+def _inputs(net: str, shape, n: int, seed: int = 1) -> np.ndarray:
+    """MNIST images for the 28x28x1 nets (fire like a real digit), uniform random images for VGG-16."""
+    if net != "vgg16":
+        return _mnist(n)
+    return np.random.default_rng(seed).uniform(0, 1, (n, *shape)).astype(np.float32)
+
+
+def prepare(net: str, folder: Path) -> tuple[Path, dict]:
+    """The spec file of ``net``: lenet's shipped spec, or a random-weight net written like `netspec export`
+    writes one (weights in a sidecar .npz named with its sha256, lambda per layer = the 99.9th percentile of
+    the reference activations on calibration inputs, so that layers fire like a converted net's)."""
     if net == "lenet":
-        from netspec.datasets import load_dataset
+        return ROOT / "specs" / "lenet-mnist.yaml", {}
+    import yaml
 
-        return load_dataset(ROOT / "data" / "mnist-1k", require_labels=False, limit=n).x
-    return np.random.default_rng(1).uniform(0, 1, (n, *spec.input.shape)).astype(np.float32)
+    from netspec.export.writer import write_npz
+    from netspec.export.normalize import compute_lambdas
+    from netspec.spec import Limits, load_spec
+
+    t0 = time.perf_counter()
+    tensors: dict = {}
+    doc = _doc(net, tensors)
+    doc["weights"] = {"file": f"{net}.npz", "sha256": write_npz(folder / f"{net}.npz", tensors)}
+    path = folder / f"{net}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    spec = load_spec(path, Limits(max_memory=None))
+    x = _inputs(net, spec.input.shape, CALIBRATION[net], seed=2)
+    norms = compute_lambdas(spec, x, method="percentile", percentile=PERCENTILE)
+    for entry in doc["layers"]:
+        if entry["name"] in norms:
+            entry["normalization"] = {"lambda": float(norms[entry["name"]].lam)}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    info = {"params": int(sum(a.size for a in tensors.values())), "prepare_s": time.perf_counter() - t0,
+            "lambdas": {k: float(v.lam) for k, v in norms.items()}}
+    return path, info
 
 
-def one(net: str, mode: str, samples: int) -> dict:
+def one(net: str, spec_path: Path, mode: str, samples: int) -> dict:
     """In this process: generate, compile and simulate ``samples`` samples; the figures as a dict."""
     from netspec.brian import BuildOptions, build, simulate
+    from netspec.spec import Limits, load_spec
 
     base = Path(tempfile.mkdtemp(prefix=f"bench-{net}-{mode}-"))
     t0 = time.perf_counter()
-    spec = _spec(net, base)
+    spec = load_spec(spec_path, Limits(max_memory=None))
     load = time.perf_counter() - t0
     opts = dict(steps=100, connectivity=mode)
     t0 = time.perf_counter()
@@ -71,7 +114,7 @@ def one(net: str, mode: str, samples: int) -> dict:
     t0 = time.perf_counter()
     built = build(spec, base / "sa", BuildOptions(standalone=True, **opts))
     standalone = time.perf_counter() - t0
-    x = _inputs(net, spec, samples)
+    x = _inputs(net, spec.input.shape, samples)
     t0 = time.perf_counter()
     res = simulate(built, x, results_dir=base / "r")
     wall = time.perf_counter() - t0
@@ -85,21 +128,33 @@ def one(net: str, mode: str, samples: int) -> dict:
             "connections": sum(built.synapses.values()), "counts": res.counts.tolist()}
 
 
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("net", choices=("lenet", "vgg", "vgg16"))
+    ap.add_argument("net", choices=("lenet", "vgg", "vgg16", "dense-vgg", "dense-lenet"))
     ap.add_argument("--samples", type=int, default=200, help="samples for the kernel build")
     ap.add_argument("--unrolled-samples", type=int, default=20, help="samples for the unrolled build (0: skip it)")
     ap.add_argument("--one", choices=("kernel", "synapses"), help=argparse.SUPPRESS)
+    ap.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.net, args.one, args.samples)))
+        print(json.dumps(one(args.net, args.spec, args.one, args.samples)))
         return 0
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-{args.net}-spec-"))
+    print(f"load average {_loadavg()} (1/5/15 min) at start")
+    spec_path, info = prepare(args.net, folder)
+    if info:
+        print(f"{args.net}: {info['params']:,} random weights in {spec_path.with_suffix('.npz').name}, lambdas "
+              f"(99.9th percentile, {CALIBRATION[args.net]} inputs) in {info['prepare_s']:.1f} s: "
+              + ", ".join(f"{k} {v:.3g}" for k, v in info["lambdas"].items()))
     rows = {}
     for mode, n in (("kernel", args.samples), ("synapses", args.unrolled_samples)):
         if n <= 0:
             continue
-        proc = subprocess.Popen([sys.executable, __file__, args.net, "--one", mode, "--samples", str(n)],
+        proc = subprocess.Popen([sys.executable, __file__, args.net, "--one", mode, "--samples", str(n), "--spec", str(spec_path)],
                                 stdout=subprocess.PIPE, text=True)
         out = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
@@ -110,10 +165,10 @@ def main() -> int:
         row["peak_mb"] = usage.ru_maxrss / 1024
         rows[mode] = row
         print(f"{args.net} {mode:8s}: {row['samples']} samples, {row['samples_per_s']:.2f} samples/s, "
-              f"generate {row['generate_s']:.1f} s (spec {row['load_s']:.1f} s), compile {row['compile_s']:.1f} s, "
+              f"generate {row['generate_s']:.1f} s (spec load {row['load_s']:.1f} s), compile {row['compile_s']:.1f} s, "
               f"peak {row['peak_mb']:.0f} MB, {row['connections']:,} connections, "
               f"{sum(row['events_per_sample'].values()) / 1e6:.2f} M events/sample, "
-              f"{row['ns_per_event'] or float('nan'):.2f} ns/event")
+              f"{row['ns_per_event'] or float('nan'):.2f} ns/event; load average {_loadavg()}")
         for layer, ev in row["events_per_sample"].items():
             print(f"    {layer:10s} {row['spikes_per_sample'][layer]:12,.0f} spikes {ev:14,.0f} events/sample")
     if len(rows) == 2:
