@@ -9,9 +9,8 @@ import pytest
 
 from netspec.brian import connectivity as conn
 from netspec.brian.plan import make_plan
-from netspec.errors import NetspecError
 from netspec.reference import preactivation
-from netspec.spec import load_spec_data
+from netspec.spec import SpecError, load_spec_data
 from test_brian_support import calibrated, spec_data
 
 
@@ -177,7 +176,8 @@ def test_million_synapse_conv_builds_fast():
 def test_maxpool_over_branches_of_different_lambda(tmp_path):
     """Branches joined on the channel axis: every pooling window lies in one channel of one branch, so
     different lambdas are fine (the Inception case). Joined along the width, a window mixes both branches'
-    counts, which mean different activations: refused, naming the layer."""
+    counts, which mean different activations: refused by validation (NS512), naming the layer, before any
+    build."""
     rng = np.random.default_rng(8)
     layers = [
         {"name": "a", "type": "conv2d", "filters": 1, "kernel_size": 1, "kernel": [[[[1.0]]]], "activation": "relu", "normalization": {"lambda": 1.0}},
@@ -191,9 +191,9 @@ def test_maxpool_over_branches_of_different_lambda(tmp_path):
     np.testing.assert_array_equal(plan.relays["mp"].lam, [1.0, 2.0])
     layers[2]["axis"] = 1
     layers[5]["kernel"] = [[0.5]]
-    spec = load_spec_data(spec_data("mix", (2, 1, 1), layers), tmp_path)
-    with pytest.raises(NetspecError, match="layer 'mp': a pooling window over neurons with different lambdas"):
-        make_plan(spec)
+    with pytest.raises(SpecError, match=r"NS512: layer 'mp' \(layers\[4\]\)\.inputs: 'cat', which this layer reads, has "
+                                         "channels that do not have one lambda each"):
+        load_spec_data(spec_data("mix", (2, 1, 1), layers), tmp_path)
 
 
 def _spec_with(tmp_path, shape, layer):

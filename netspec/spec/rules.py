@@ -394,8 +394,9 @@ def rule_channel_lambdas(ctx: Context) -> None:
                 ctx.rep.add("NS511", f"lambda has {len(lam)} values, the layer has {channels} channels "
                             "(give one number, or one per channel)", ctx.lpath(layer.name, "normalization", "lambda"))
                 return
-    if not any(l.normalization is not None and l.normalization.per_channel for l in ctx.layers):
-        return
+    # with one factor per layer, only a max-pool gate can see two factors within a channel (branches of
+    # different lambdas concatenated along a spatial axis): its counts are compared within a channel
+    per_channel = any(l.normalization is not None and l.normalization.per_channel for l in ctx.layers)
     per = {}
 
     def lams(name):
@@ -406,6 +407,8 @@ def rule_channel_lambdas(ctx: Context) -> None:
     for name in ctx.order:
         layer = ctx.layer(name)
         if layer.role is Role.SOURCE or (layer.role is Role.RELAY and not isinstance(layer, ZeroPad2D)):
+            continue
+        if not per_channel and layer.role is not Role.GATE:
             continue
         for src in layer.inputs:
             shape = ctx.shapes[src]
