@@ -262,7 +262,9 @@ def test_run_memory_estimate_includes_the_data_and_is_checked_before_loading(con
     _npz_with_header(t / "big.npz", "x", (100000, 10, 10, 1), data=b"\0" * (100000 * 100 * 4))
     rc, out, err = _cli(["run", t / "small-conv.yaml", "--data", t / "big.npz", "--max-memory", "20M",
                          "--build-dir", t / "build"], capsys)
-    _one_line_error(rc, err, "big.npz: a run of 200 steps per sample on 557 neurons, 400 synapses and 427 kernel values needs about 162 MiB")
+    # 40 MB of data, 200 steps x 100,000 samples of output counts (uint16) and of spikes and operations of the 4
+    # recorded layers (int64 each): the per-step records dominate
+    _one_line_error(rc, err, "big.npz: a run of 200 steps per sample on 557 neurons, 400 synapses and 427 kernel values needs about 1.35 GiB")
     assert "above the memory limit of 20 MiB" in err and out == "" and not (t / "build").exists()
 
 

@@ -164,6 +164,8 @@ class Estimate:
     kernel_values: int = 0
     kernel_indices: int = 0
     heaviest_projection: tuple[str, int] = ("", 0)
+    #: layers whose spikes and operations a run records at every step (populations and max-pool gates)
+    recorded_layers: int = 0
 
     @property
     def network_bytes(self) -> int:
@@ -182,10 +184,12 @@ class Estimate:
 
     def run_bytes(self, samples: int, steps: int | None = None, input_bytes: int | None = None) -> int:
         """Memory of a run over ``samples`` samples: the network, the data (float32, or ``input_bytes`` when
-        known from the file) and the per-step output counts a run records (uint16, [samples, steps, outputs])."""
+        known from the file), the per-step output counts a run records (uint16, [samples, steps, outputs]) and
+        the per-step spikes and operations of every recorded layer (two int64 [samples, steps] each)."""
         steps = self.steps if steps is None else steps
         data = samples * self.inputs * 4 if input_bytes is None else input_bytes
-        return self.network_bytes + data + samples * (steps or 0) * self.outputs * 2
+        per_step = samples * (steps or 0) * (self.outputs * 2 + self.recorded_layers * 16)
+        return self.network_bytes + data + per_step
 
 
 def estimate(layers: Iterable[Layer], shapes: Mapping[str, Shape], output: str, steps: int | None,
@@ -195,7 +199,7 @@ def estimate(layers: Iterable[Layer], shapes: Mapping[str, Shape], output: str, 
     a synaptic delay (their projections stay unrolled synapses)."""
     if connectivity not in CONNECTIVITIES:
         raise ValueError(f"connectivity must be one of {', '.join(CONNECTIVITIES)}, not {connectivity!r}")
-    neurons = synapses = inputs = values = indices = 0
+    neurons = synapses = inputs = values = indices = recorded = 0
     big_layer, big_proj, heaviest = ("", 0), ("", 0), ("", 0)
     for layer in layers:
         shape = shapes[layer.name]
@@ -208,6 +212,7 @@ def estimate(layers: Iterable[Layer], shapes: Mapping[str, Shape], output: str, 
         s = layer_synapses(layer, in_shapes, connectivity, late)
         v, i = layer_kernel(layer, in_shapes, shape, connectivity, late)
         neurons += n
+        recorded += n > 0
         synapses += s
         values += v
         indices += i
@@ -219,7 +224,7 @@ def estimate(layers: Iterable[Layer], shapes: Mapping[str, Shape], output: str, 
         if cost > heaviest[1]:
             heaviest = (layer.name, cost)
     return Estimate(neurons, synapses, inputs, math.prod(shapes[output]), steps, big_layer, big_proj, values, indices,
-                    heaviest)
+                    heaviest, recorded)
 
 
 def check_steps(steps: int, limits: Limits) -> str | None:
