@@ -436,16 +436,23 @@ def _size_error(p: Path, h: _IdxHeader, have: int) -> NetspecError:
     )
 
 
+def _checked_idx_header(p: Path, stream, gz: bool):
+    """The IDX header of ``p``; an uncompressed file's size must be what the header promises (a gzipped
+    file's is checked as it is read)."""
+    h = _idx_header(p, stream)
+    if not gz:
+        have = p.stat().st_size - h.size
+        if have != h.data_bytes:
+            raise _size_error(p, h, have)
+    return h
+
+
 def _idx_info(images: Path, limit: int | None) -> DataInfo:
     """Headers of an IDX images file (and its labels file): sizes checked against the files' sizes."""
     _regular(images)
     stream, fh, gz = _open(images)
     with fh, stream:
-        h = _idx_header(images, stream)
-    if not gz:
-        have = images.stat().st_size - h.size
-        if have != h.data_bytes:
-            raise _size_error(images, h, have)
+        h = _checked_idx_header(images, stream, gz)
     rows = h.dims[0] if limit is None else min(limit, h.dims[0])
     shape = h.dims[1:] + ((1,) if len(h.dims) == 3 else ())
     values = rows * math.prod(h.dims[1:])
@@ -477,11 +484,7 @@ def _read_idx(p: Path, limit: int | None) -> tuple[np.ndarray, int]:
     _regular(p)
     stream, fh, gz = _open(p)
     with fh, stream:
-        h = _idx_header(p, stream)
-        if not gz:
-            have = p.stat().st_size - h.size
-            if have != h.data_bytes:
-                raise _size_error(p, h, have)
+        h = _checked_idx_header(p, stream, gz)
         rows = h.dims[0] if limit is None else min(limit, h.dims[0])
         row_values = math.prod(h.dims[1:])
         if gz:  # in pieces: never ask for more than a MiB at once, stop one byte past what the header says

@@ -21,6 +21,7 @@ import pytest
 from netspec.brian import BuildOptions, build, check_build, simulate
 from netspec.errors import NetspecError
 from netspec.spec import load_spec
+from process_support import descendants
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "specs" / "tiny-dense.yaml"
@@ -155,27 +156,11 @@ def _wait_for_compiler(proc, timeout=120) -> set[int]:
     while time.monotonic() - t0 < timeout:
         if proc.poll() is not None:
             raise AssertionError(proc.communicate())
-        family = _descendants(proc.pid)
+        family = descendants(proc.pid)
         if any(_comm(p) == "make" for p in family):
             return family
         time.sleep(0.05)
     raise AssertionError("make did not start")
-
-
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = set(), [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.add(c)
-            todo.append(c)
-    return out
 
 
 def _children(pid: int) -> set[int]:
@@ -309,7 +294,7 @@ def test_sigterm_keeps_finished_samples_and_kill_9_leaves_no_worker(tmp_path):
 
     proc = _netspec(*args, "--workers", "2", env=env)
     _wait_line(proc, "samples")
-    workers = _descendants(proc.pid) - _children(proc.pid)  # the workers are children of the fork server
+    workers = descendants(proc.pid) - _children(proc.pid)  # the workers are children of the fork server
     assert len(workers) >= 2
     proc.kill()
     proc.stdout.close()

@@ -12,7 +12,7 @@ from netspec.brian import BuildOptions, build, simulate
 from netspec.brian import kernels, plan
 from netspec.errors import NetspecError
 from netspec.spec import LAYER_TYPES
-from test_brian_support import calibrated, spec_data
+from test_brian_support import assert_same_results, calibrated, spec_data
 
 T = 30
 
@@ -71,19 +71,6 @@ def _spec(tmp_path, name, encoding="analog", steps=T, timing=None):
     return calibrated(doc, x, tmp_path), x
 
 
-def _same(a, b):
-    np.testing.assert_array_equal(a.counts, b.counts)
-    np.testing.assert_array_equal(a.out_steps, b.out_steps)
-    np.testing.assert_array_equal(a.v_out, b.v_out)
-    assert a.layer_spikes.keys() == b.layer_spikes.keys()
-    for k in a.layer_spikes:
-        np.testing.assert_array_equal(a.layer_spikes[k], b.layer_spikes[k], err_msg=k)
-        np.testing.assert_array_equal(a.layer_ops[k], b.layer_ops[k], err_msg=k)
-    if a.neuron_counts:
-        for k in a.neuron_counts:
-            np.testing.assert_array_equal(a.neuron_counts[k], b.neuron_counts[k], err_msg=k)
-
-
 @pytest.mark.parametrize("timing", ["zero-latency", "one-step-per-layer"])
 @pytest.mark.parametrize("encoding", ["analog", "poisson"])
 @pytest.mark.parametrize("name", list(NETS))
@@ -93,7 +80,7 @@ def test_kernel_equals_synapses(tmp_path, name, encoding, timing):
     s = simulate(build(spec, tmp_path / "s", BuildOptions(samples_per_run=5, connectivity="synapses")), x,
                  record_neurons=True)
     assert all(v.sum() > 0 for v in k.neuron_counts.values()), "a silent layer would prove little"
-    _same(k, s)
+    assert_same_results(k, s)
 
 
 def test_split_into_runs_does_not_matter(tmp_path):
@@ -102,7 +89,7 @@ def test_split_into_runs_does_not_matter(tmp_path):
     spec, x = _spec(tmp_path, "zeropad-concat-add-maxpool")
     a = simulate(build(spec, tmp_path / "a", BuildOptions(samples_per_run=5)), x)
     b = simulate(build(spec, tmp_path / "b", BuildOptions(samples_per_run=2)), x)
-    _same(a, b)
+    assert_same_results(a, b)
 
 
 def test_plan_holds_no_per_connection_arrays(tmp_path):
@@ -145,7 +132,7 @@ def test_standalone_kernel_equals_runtime_synapses(tmp_path, timing):
     sa = simulate(build(spec, tmp_path / "sa", BuildOptions(standalone=True, samples_per_run=3)), x, results_dir=tmp_path / "r")
     rt = simulate(build(spec, tmp_path / "rt", BuildOptions(samples_per_run=2, connectivity="synapses")), x)
     assert sa.counts.sum() > 0
-    _same(sa, rt)
+    assert_same_results(sa, rt)
 
 
 def test_cython_target_with_kernel_projections_is_one_clear_error(tmp_path):
@@ -176,4 +163,4 @@ def test_standalone_openmp_threads_give_the_same_counts(tmp_path):
     two = simulate(build(spec, tmp_path / "two", BuildOptions(standalone=True, samples_per_run=5, threads=2)), x,
                    results_dir=tmp_path / "r2")
     assert one.counts.sum() > 0
-    _same(one, two)
+    assert_same_results(one, two)

@@ -12,7 +12,7 @@ from netspec.brian import BuildOptions, build, simulate
 from netspec.errors import NetspecError
 from netspec.run import metrics
 from netspec.spec import SpecError, load_spec_data
-from test_brian_support import spec_data
+from test_brian_support import assert_same_results, spec_data
 
 X = np.array([[1.0, 0.5], [0.25, 1.0], [0.5, 0.75]])
 TIMINGS = ("zero-latency", "one-step-per-layer")
@@ -41,20 +41,11 @@ def _run(doc, path, connectivity="kernel", x=X, seed=None, standalone=False, **k
     return simulate(built, x, seed=seed, **kw)
 
 
-def _same(a, b):
-    np.testing.assert_array_equal(a.out_steps, b.out_steps)
-    np.testing.assert_array_equal(a.v_out, b.v_out)
-    for k in a.layer_spikes:
-        np.testing.assert_array_equal(a.layer_spikes[k], b.layer_spikes[k])
-    if a.v_steps is not None:
-        np.testing.assert_array_equal(a.v_steps, b.v_steps)
-
-
 @pytest.mark.parametrize("timing", TIMINGS)
 def test_membrane_readout_answers_from_the_first_step(tmp_path, timing):
     depth, steps = 3, 12
     sims = [_run(_chain(depth, steps, "membrane", timing), tmp_path, c) for c in ("kernel", "synapses")]
-    _same(*sims)
+    assert_same_results(*sims)
     sim = sims[0]
     assert sim.v_steps.shape == (3, steps, 2) and not sim.counts.any() and not sim.layer_spikes["d2"].any()
     # one step per layer: d0 fires in step 0, d1 in step 1, whose spike the output membrane integrates in step 1
@@ -78,7 +69,7 @@ def test_initial_potential_brings_the_first_spike_sooner(tmp_path, timing):
     # half the threshold on the one layer, by a per-layer override of a default of 0
     half = [_run(_chain(1, 8, timing=timing, neuron={"initial": 0.0}, layer_neuron={0: {"initial": 0.5}}),
                  tmp_path / "half", c, x=x) for c in ("kernel", "synapses")]
-    _same(*half)
+    assert_same_results(*half)
     # drive 0.5 from 0: spikes at steps 1, 3, 5, 7; from 0.5: at steps 0, 2, 4, 6
     np.testing.assert_array_equal(np.flatnonzero(rest.out_steps[0, :, 0]), [1, 3, 5, 7])
     np.testing.assert_array_equal(np.flatnonzero(half[0].out_steps[0, :, 0]), [0, 2, 4, 6])
@@ -92,7 +83,7 @@ def test_clamped_layer_integrates_but_does_not_spike(tmp_path, timing):
     steps, clamp = 10, 3
     doc = _chain(3, steps, timing=timing, layer_neuron={1: {"clamp": clamp}})
     sims = [_run(doc, tmp_path, c, x=np.array([[1.0, 0.0], [0.0, 0.0]])) for c in ("kernel", "synapses")]
-    _same(*sims)
+    assert_same_results(*sims)
     sim = sims[0]
     lag = 0 if timing == "zero-latency" else 1  # d1 -> d2 in one-step-per-layer
     d0_lag = 0 if timing == "zero-latency" else 1  # x -> d0 is the drive; d0 -> d1 adds a step
@@ -116,10 +107,10 @@ def test_spiking_softmax(tmp_path, timing):
     steps = 40
     doc = _chain(2, steps, "softmax", timing, seed=7)
     sims = [_run(doc, tmp_path, c) for c in ("kernel", "synapses")]
-    _same(*sims)  # the same random numbers in both connectivity modes
+    assert_same_results(*sims)  # the same random numbers in both connectivity modes
     sim = sims[0]
     again = _run(doc, tmp_path, "kernel")
-    _same(sim, again)  # reproducible with the spec's seed
+    assert_same_results(sim, again)  # reproducible with the spec's seed
     other = _run(doc, tmp_path, "kernel", seed=8)
     assert not np.array_equal(other.out_steps, sim.out_steps)
     # no reset: the output membranes integrate the full drive, x * (steps - lag)
@@ -160,7 +151,7 @@ def test_deterministic_readouts_standalone_match_runtime(tmp_path, timing):
     doc = _chain(3, 10, "membrane", timing, neuron={"initial": 0.25}, layer_neuron={1: {"clamp": 2}})
     runtime = _run(doc, tmp_path, "kernel")
     standalone = _run(doc, tmp_path, "kernel", standalone=True)
-    _same(runtime, standalone)
+    assert_same_results(runtime, standalone)
     assert standalone.v_steps[0, -1, 0] > 0
 
 
@@ -170,6 +161,6 @@ def test_softmax_in_the_binary_is_seeded_per_run(tmp_path):
     a = _run(doc, tmp_path, "kernel", standalone=True)
     b = _run(doc, tmp_path, "kernel", standalone=True)
     c = _run(doc, tmp_path, "kernel", standalone=True, seed=6)
-    _same(a, b)
+    assert_same_results(a, b)
     assert not np.array_equal(a.out_steps, c.out_steps)
     np.testing.assert_array_equal(a.predictions(), X.argmax(axis=1))

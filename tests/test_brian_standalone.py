@@ -13,7 +13,7 @@ import pytest
 
 from netspec.brian import BuildOptions, build, simulate
 from netspec.spec import load_spec_data
-from test_brian_support import calibrated, spec_data
+from test_brian_support import assert_same_results, calibrated, spec_data
 
 pytestmark = pytest.mark.cpp
 
@@ -58,16 +58,6 @@ def runtime(spec, tmp_path_factory):
     return build(spec, tmp_path_factory.mktemp("rt-build") / "b", BuildOptions(samples_per_run=3))
 
 
-def _same(a, b):
-    np.testing.assert_array_equal(a.counts, b.counts)
-    np.testing.assert_array_equal(a.out_steps, b.out_steps)
-    np.testing.assert_array_equal(a.v_out, b.v_out)
-    assert a.layer_spikes.keys() == b.layer_spikes.keys()
-    for k in a.layer_spikes:
-        np.testing.assert_array_equal(a.layer_spikes[k], b.layer_spikes[k])
-        np.testing.assert_array_equal(a.layer_ops[k], b.layer_ops[k])
-
-
 def test_standalone_matches_runtime(standalone, runtime, tmp_path):
     x = np.random.default_rng(5).uniform(0, 1, (5, 6, 6, 1))  # two runs of 3, the last one padded
     done = []
@@ -75,7 +65,7 @@ def test_standalone_matches_runtime(standalone, runtime, tmp_path):
     b = simulate(runtime, x)
     assert done == [3, 5]
     assert a.counts.sum() > 10 and all(v.sum() > 0 for v in a.layer_spikes.values())
-    _same(a, b)
+    assert_same_results(a, b)
     assert (tmp_path / "res" / "TA_c1.values").exists()
 
 
@@ -96,7 +86,7 @@ def test_new_inputs_reuse_the_binary(standalone, runtime, spec, tmp_path):
     second = simulate(again, x2, results_dir=tmp_path / "r2")
     assert _fingerprint(standalone.dir) == before  # no compiler ran: binary and object files untouched
     fresh = simulate(runtime, x2)  # what a fresh build gives on these inputs
-    _same(second, fresh)
+    assert_same_results(second, fresh)
 
 
 def test_threads_option_reaches_the_script(spec, tmp_path):

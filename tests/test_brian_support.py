@@ -83,3 +83,20 @@ def reference_rates(spec, x):
     """λ-normalized activations per layer, flattened per sample: [N, n]."""
     rates = normalized(spec, forward(spec, x))
     return {k: np.asarray(v).reshape(len(x), -1) for k, v in rates.items()}
+
+
+def assert_same_results(a, b):
+    """Two simulations gave the same results: counts, spikes per step, end membranes, every layer's spikes and
+    operations per step, and (where recorded) every neuron's count and the output membrane at every step."""
+    np.testing.assert_array_equal(a.counts, b.counts)
+    np.testing.assert_array_equal(a.out_steps, b.out_steps)
+    np.testing.assert_array_equal(a.v_out, b.v_out)
+    assert a.layer_spikes.keys() == b.layer_spikes.keys()
+    for k in a.layer_spikes:
+        np.testing.assert_array_equal(a.layer_spikes[k], b.layer_spikes[k], err_msg=k)
+        np.testing.assert_array_equal(a.layer_ops[k], b.layer_ops[k], err_msg=k)
+    if a.neuron_counts:
+        for k in a.neuron_counts:
+            np.testing.assert_array_equal(a.neuron_counts[k], b.neuron_counts[k], err_msg=k)
+    if a.v_steps is not None:
+        np.testing.assert_array_equal(a.v_steps, b.v_steps)

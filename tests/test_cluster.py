@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -31,6 +30,7 @@ from netspec.reference import predict  # noqa: E402
 from netspec.run import ann_outputs, evaluate, make_report, validation_errors  # noqa: E402
 from netspec.run import cluster as cluster_mod  # noqa: E402
 from netspec.run.evaluate import chunk_size_for  # noqa: E402
+from process_support import wait_for_finished_chunk  # noqa: E402
 from netspec.spec import load_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,14 +195,8 @@ def test_ctrl_c_cancels_the_chunks_and_keeps_the_finished_ones(local_cluster, ti
          "--build-dir", str(tiny_build), "--scheduler", local_cluster.scheduler_address],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        # the progress bar prints a line after 2 s, then every 30 s, counting the samples of running chunks
-        # too: wait for a count that only a finished chunk can give (one chunk runs per worker at a time)
-        chunk = chunk_size_for(n, 100)
-        while True:
-            line = proc.stderr.readline()
-            assert f"/{n} samples" in line, line + proc.stderr.read()
-            if int(re.search(rf"(\d+)/{n}", line).group(1)) > 2 * chunk:
-                break
+        # two single-thread workers run a chunk each: a count above two chunks means one has finished
+        wait_for_finished_chunk(proc.stderr, n, 2 * chunk_size_for(n, 100))
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:

@@ -3,7 +3,6 @@ from the recorded counts, the schema, 1 vs 2 workers, interruption, plots, and e
 from __future__ import annotations
 
 import json
-import re
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from netspec.cli import main
 from netspec.reference import predict
 from netspec.run import metrics, validation_errors
 from netspec.run.evaluate import chunk_size_for
+from process_support import wait_for_finished_chunk
 from netspec.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,15 +153,8 @@ def test_ctrl_c_keeps_finished_chunks(small_build, tmp_path):
         [sys.executable, "-m", "netspec", "run", str(SMALL), "--data", str(data), "--workers", "2", "--report", str(rep),
          "--build-dir", str(small_build)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        # the non-terminal progress bar prints a line after 2 s, then every 30 s; it counts the samples of
-        # running chunks too, so wait for a count that only a finished chunk can give (a machine under load
-        # may need more than one line for that)
-        chunk = chunk_size_for(6000, 100)
-        while True:
-            line = proc.stderr.readline()
-            assert "/6000 samples" in line, line
-            if int(re.search(r"(\d+)/6000", line).group(1)) > 2 * chunk:
-                break
+        # two workers run a chunk each: a count above two chunks means one has finished
+        wait_for_finished_chunk(proc.stderr, 6000, 2 * chunk_size_for(6000, 100))
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:

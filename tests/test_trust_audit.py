@@ -24,6 +24,7 @@ import pytest
 from netspec.brian import BuildOptions, build, check_build, simulate
 from netspec.errors import NetspecError
 from netspec.spec import load_spec
+from process_support import descendants
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "specs" / "tiny-dense.yaml"
@@ -36,22 +37,6 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="us
 def _netspec(*argv, env):
     return subprocess.Popen([sys.executable, "-m", "netspec", *map(str, argv)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
-
-
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = set(), [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.add(c)
-            todo.append(c)
-    return out
 
 
 def _alive(pid: int) -> bool:
@@ -74,7 +59,7 @@ def _wait_for_binary(proc, main: Path, timeout=120) -> int:
     while time.monotonic() - t0 < timeout:
         if proc.poll() is not None:
             raise AssertionError(proc.communicate())
-        for pid in _descendants(proc.pid):
+        for pid in descendants(proc.pid):
             if _exe(pid) == str(main):
                 return pid
         time.sleep(0.05)
@@ -139,7 +124,7 @@ def test_sigterm_during_start_up_stops_at_once(long_build, tmp_path):
         assert time.monotonic() - t0 < 10
         assert proc.returncode in (143, -signal.SIGTERM), (proc.returncode, err)
         assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
-        assert not _descendants(proc.pid)
+        assert not descendants(proc.pid)
     assert list(temp.iterdir()) == []
     assert not (tmp_path / "r.json").exists()  # nothing was simulated, so no report
 
