@@ -37,6 +37,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import NetspecError
+from ..hashing import file_sha256
 from ..spec import Spec
 from . import codegen
 from .plan import Plan, make_plan
@@ -208,19 +209,11 @@ def _content_files(folder: Path, standalone: bool) -> list[str]:
     return files
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _fingerprints(folder: Path, standalone: bool) -> dict[str, dict]:
     out = {}
     for rel in _content_files(folder, standalone):
         st = (folder / rel).stat()
-        out[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(folder / rel)}
+        out[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(folder / rel)}
     return out
 
 
@@ -250,7 +243,7 @@ def check_build(folder: str | Path, key: str | None = None, full: bool = False) 
             return f"{rel} changed since the build completed (size {rec.get('size')} -> {st.st_size} bytes)"
         if full or st.st_mtime_ns != rec.get("mtime_ns"):
             try:
-                digest = _sha256(path)
+                digest = file_sha256(path)
             except OSError as exc:
                 return f"{rel} cannot be read: {exc.strerror or exc}"
             if digest != rec.get("sha256"):
