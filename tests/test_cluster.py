@@ -342,6 +342,26 @@ def test_worker_build_once_and_refusal_of_other_versions(tmp_path, monkeypatch):
         cluster_mod.worker_build(tampered)
 
 
+def test_a_worker_on_another_cpu_builds_the_same_network(monkeypatch):
+    """A standalone build key includes the CPU (-march=native): a worker on another CPU checks the network
+    with the submitter's CPU, then keys its own build for its own CPU; other versions are still refused."""
+    import dataclasses
+    import importlib
+
+    build_mod = importlib.import_module("netspec.brian.build")  # the module (netspec.brian.build is also a function)
+    spec = load_spec(TINY)
+    options = BuildOptions(standalone=True)
+    monkeypatch.setattr(build_mod, "cpu_signature", lambda: "submitter cpu")
+    key = build_mod.build_key(spec, options)
+    pkg = cluster_mod.Package(key=key, spec_hash=build_mod.spec_hash(spec), spec_file=TINY.name, files={},
+                              options=options, versions={"netspec": "x", "brian2": "y"}, build_cpu="submitter cpu")
+    monkeypatch.setattr(build_mod, "cpu_signature", lambda: "worker cpu")
+    own = cluster_mod._own_key(pkg, spec)
+    assert own == build_mod.build_key(spec, options) and own != key
+    with pytest.raises(cluster_mod.NetspecError, match="build keys differ"):
+        cluster_mod._own_key(dataclasses.replace(pkg, key="f" * 64), spec)
+
+
 def test_without_distributed_the_option_says_what_to_install(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "distributed", None)
     x, y = _labelled(TINY, 5, seed=1)

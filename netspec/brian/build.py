@@ -136,7 +136,7 @@ def cpu_signature() -> str:
     return json.dumps(keep, sort_keys=True)
 
 
-def build_key(spec: Spec, options: BuildOptions) -> str:
+def build_key(spec: Spec, options: BuildOptions, cpu: str | None = None) -> str:
     import brian2
 
     blob = json.dumps({
@@ -146,7 +146,7 @@ def build_key(spec: Spec, options: BuildOptions) -> str:
         "builder": _builder_source_hash(),
         "spec": spec_hash(spec),
         "options": asdict(options),
-        "cpu": cpu_signature() if options.standalone else None,  # -march=native depends on it
+        "cpu": (cpu or cpu_signature()) if options.standalone else None,  # -march=native depends on it
     }, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -402,15 +402,18 @@ def _link(folder: Path, home: Path) -> None:
     os.replace(link, folder)
 
 
-def build(spec: Spec, out_dir: str | Path | None = None, options: BuildOptions = BuildOptions(), force: bool = False) -> Build:
+def build(spec: Spec, out_dir: str | Path | None = None, options: BuildOptions = BuildOptions(), force: bool = False,
+          cpu: str | None = None) -> Build:
     """Generate (and with ``options.standalone``, compile) the SNN of ``spec``; ``out_dir`` (default
     ``build/<spec name>``) becomes a link to it. An intact build with the same key is reused, unless ``force``;
-    a damaged or edited one is built again (the reason is printed on stderr)."""
+    a damaged or edited one is built again (the reason is printed on stderr). ``cpu`` (default: this machine's
+    :func:`cpu_signature`) names the CPU a standalone binary is for: a cluster worker gives the submitting
+    machine's when it runs that machine's binary (:func:`adopt`), after checking its CPU can."""
     t0 = time.perf_counter()
     _check_options(options)
     folder = Path(out_dir) if out_dir is not None else Path("build") / spec.name
     plan = make_plan(spec, options.steps, options.connectivity)
-    key = build_key(spec, options)
+    key = build_key(spec, options, cpu)
     populations, synapses, fanout = _summary(plan)
     store = _store(folder)
     home = store / key[:16]

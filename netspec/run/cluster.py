@@ -139,6 +139,9 @@ class Package:
         netspec and Brian2 versions of the submitting machine (for the error when a worker's differ).
     cpu : dict | None
         :func:`cpu_signature` of the machine that compiled the binary, when one is published.
+    build_cpu : str | None
+        :func:`netspec.brian.build.cpu_signature` of the submitting machine, which its build key includes for
+        standalone builds (a worker computes the key for it to check that it builds the same network).
     binary : str | None
         Name of the Dask ``Variable`` holding the packed build folder (:func:`pack_build`), or None.
     """
@@ -151,13 +154,14 @@ class Package:
     versions: dict
     cpu: dict | None = None
     binary: str | None = None
+    build_cpu: str | None = None
 
 
 def make_package(build, binary: str | None = None) -> Package:
     """The :class:`Package` of a build (reads the spec file and its weights file again)."""
     import brian2
 
-    from ..brian.build import spec_hash
+    from ..brian.build import cpu_signature as build_cpu, spec_hash
 
     spec = build.spec
     if spec.path is None:
@@ -168,7 +172,8 @@ def make_package(build, binary: str | None = None) -> Package:
         files[PurePosixPath(spec.weights.file).as_posix()] = _read(spec_path.parent / spec.weights.file)
     return Package(key=build.key, spec_hash=spec_hash(spec), spec_file=spec_path.name, files=files,
                    options=build.options, versions={"netspec": __version__, "brian2": str(brian2.__version__)},
-                   cpu=cpu_signature() if binary else None, binary=binary)
+                   cpu=cpu_signature() if binary else None, binary=binary,
+                   build_cpu=build_cpu() if build.options.standalone else None)
 
 
 def _read(path: Path) -> bytes:
@@ -371,21 +376,34 @@ def _load_package_spec(pkg: Package, folder: Path):
     return spec
 
 
-def _build_here(pkg: Package, spec, out: Path, here: dict):
+def _own_key(pkg: Package, spec) -> str:
+    """This worker's build key for ``pkg``, after checking that it builds the network the submitter built: the
+    key computed for the submitter's CPU must be the submitter's (else netspec or Brian2 differ)."""
     import brian2
 
-    from ..brian import build
-    from ..brian.build import adopt, build_key
+    from ..brian.build import build_key
 
-    if build_key(spec, pkg.options) != pkg.key:
+    if build_key(spec, pkg.options, pkg.build_cpu) != pkg.key:
         mine = {"netspec": __version__, "brian2": str(brian2.__version__)}
         raise NetspecError(
             f"this worker builds a different network than the submitting machine (build keys differ): worker has "
             f"netspec {mine['netspec']}, brian2 {mine['brian2']}; submitter has netspec {pkg.versions['netspec']}, "
             f"brian2 {pkg.versions['brian2']}; install the same netspec and Brian2 on every worker")
+    return build_key(spec, pkg.options)
+
+
+def _build_here(pkg: Package, spec, out: Path, here: dict):
+    from ..brian import build
+    from ..brian.build import adopt
+
+    own = _own_key(pkg, spec)
+    # a build of the submitter's binary is keyed for the submitter's CPU (this one was checked to run it)
+    cpu = None
     kind = "built"
-    if _folder_key(out) == pkg.key:
+    found = _folder_key(out)
+    if found in (own, pkg.key):
         kind = "cached"
+        cpu = pkg.build_cpu if found != own else None
     elif pkg.binary is not None and binary_runs_on(pkg.cpu, here):
         data = _fetch_binary(pkg.binary)
         if data is not None:
@@ -395,8 +413,8 @@ def _build_here(pkg: Package, spec, out: Path, here: dict):
                 adopt(received, out, pkg.key)
             finally:
                 shutil.rmtree(received, ignore_errors=True)
-            kind = "received"
-    built = build(spec, out, pkg.options)
+            kind, cpu = "received", pkg.build_cpu
+    built = build(spec, out, pkg.options, cpu=cpu)
     return built, ("built" if built.rebuilt else kind)
 
 
