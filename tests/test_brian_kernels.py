@@ -55,6 +55,19 @@ def _nets():
         {"name": "f", "type": "flatten"},
         {"name": "out", "type": "dense", "units": 3, "kernel": _r(rng, 3 * 3 * 2, 3), "activation": "softmax"},
     ])
+    # overlapping windows (9 members), and a max-pool over a max-pool and a convolution (two elections, one
+    # of them from gates)
+    nets["maxpool-overlap-stacked"] = ((7, 7, 1), [
+        {"name": "c1", "type": "conv2d", "filters": 2, "kernel_size": 3, "padding": "same", "kernel": _r(rng, 3, 3, 1, 2, shift=0.3),
+         "activation": "relu"},
+        {"name": "mp1", "type": "maxpool2d", "pool_size": 3, "strides": 1},
+        {"name": "c2", "type": "conv2d", "inputs": ["c1"], "filters": 2, "kernel_size": 3, "kernel": _r(rng, 3, 3, 2, 2, shift=0.3),
+         "activation": "relu"},
+        {"name": "cat", "type": "concatenate", "inputs": ["mp1", "c2"]},
+        {"name": "mp2", "type": "maxpool2d", "pool_size": 2},
+        {"name": "f", "type": "flatten"},
+        {"name": "out", "type": "dense", "units": 3, "kernel": _r(rng, 2 * 2 * 4, 3), "activation": "softmax"},
+    ])
     return nets
 
 
@@ -132,6 +145,16 @@ def test_standalone_kernel_equals_runtime_synapses(tmp_path, timing):
     sa = simulate(build(spec, tmp_path / "sa", BuildOptions(standalone=True, samples_per_run=3)), x, results_dir=tmp_path / "r")
     rt = simulate(build(spec, tmp_path / "rt", BuildOptions(samples_per_run=2, connectivity="synapses")), x)
     assert sa.counts.sum() > 0
+    assert_same_results(sa, rt)
+
+
+@pytest.mark.cpp
+def test_standalone_elections_of_overlapping_and_stacked_pools(tmp_path):
+    """The C++ max-pooling elections and spike counters: overlapping windows and a gate of gates."""
+    spec, x = _spec(tmp_path, "maxpool-overlap-stacked")
+    sa = simulate(build(spec, tmp_path / "sa", BuildOptions(standalone=True, samples_per_run=3)), x, results_dir=tmp_path / "r")
+    rt = simulate(build(spec, tmp_path / "rt", BuildOptions(samples_per_run=5, connectivity="synapses")), x)
+    assert all(v.sum() > 0 for v in sa.layer_spikes.values())
     assert_same_results(sa, rt)
 
 

@@ -26,7 +26,8 @@ def _masked(text: str) -> str:
 
 def test_one_step_per_layer_generates_the_code_of_before(tmp_path):
     """The golden file is the script netspec generated for tiny-dense before timing existed; only the spec's
-    hash (it now says `timing`) differs."""
+    hash (it now says `timing`) differs, and one comment line: under kernel connectivity the spike counters
+    sum fan-outs in one operation instead of a synapse per neuron (tiny-dense has no such counters)."""
     doc = yaml.safe_load((ROOT / "specs" / "tiny-dense.yaml").read_text())
     doc["simulation"]["timing"] = "one-step-per-layer"
     built = build(load_spec_data(doc, ROOT / "specs"), tmp_path / "tiny")

@@ -291,6 +291,7 @@ def _relay(plan: Plan, relay: Relay) -> dict:
             "source": f"L_{ident(e.source)}",
             "source_name": e.source,
             "count": int(e.pre.size),
+            "relay_source": e.source in plan.relays,
             "on_pre": f"cand_post = clip(int({count} >= best_post)*(K - key + K*int(key == winner_post)), cand_post, inf)",
         })
     return {

@@ -287,6 +287,17 @@ class UnsupportedTarget(ValueError):
     """A code generation target that a part of the network has no implementation for."""
 
 
+def _check_target(what: str) -> None:
+    """Refuse runtime targets other than numpy: ``what`` (a kernel-form operation) has no other implementation."""
+    from brian2 import get_device, prefs
+    from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
+
+    if not isinstance(get_device(), CPPStandaloneDevice) and prefs.codegen.target != "numpy":
+        raise UnsupportedTarget(
+            f"runtime target {prefs.codegen.target!r}: {what} has numpy and C++ (standalone) "
+            "implementations only; use --target numpy, the standalone binary, or a build with --connectivity synapses")
+
+
 def kernel_projection(name: str, source: Any, target: Any, var: str, refractory: bool, pieces: Sequence[Piece],
                       a: Arrays, clock: Any, order: int = 0) -> Any:
     """A projection simulated from its kernels: a one-element ``NeuronGroup`` named ``name`` whose operation
@@ -295,14 +306,11 @@ def kernel_projection(name: str, source: Any, target: Any, var: str, refractory:
     and every piece in order, it adds the neuron's kernel slice to ``var`` of its targets in ``target``
     (only where ``not_refractory`` when ``refractory``): the additions of Brian2's synapses, in their order.
     Implementations: numpy (runtime) and C++ (standalone), the arrays as static arrays of the function."""
-    from brian2 import Function, NeuronGroup, get_device, prefs, second
+    from brian2 import Function, NeuronGroup, get_device, second
     from brian2.codegen.generators.cpp_generator import c_data_type
     from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
 
-    if not isinstance(get_device(), CPPStandaloneDevice) and prefs.codegen.target != "numpy":
-        raise UnsupportedTarget(
-            f"runtime target {prefs.codegen.target!r}: the kernel projection {name} has numpy and C++ (standalone) "
-            "implementations only; use --target numpy, the standalone binary, or a build with --connectivity synapses")
+    _check_target(f"the kernel projection {name}")
 
     tv = target.variables[var]
     ss = source.variables["_spikespace"]
@@ -351,6 +359,133 @@ def kernel_projection(name: str, source: Any, target: Any, var: str, refractory:
     group = NeuronGroup(1, "dummy : 1", clock=clock, name=name, namespace={fname: func})
     group.run_regularly(f"dummy = {fname}(t)", when="synapses", order=order, name=name + "_pre", clock=clock)
     return group
+
+
+def _array(var: Any) -> str:
+    """The C++ name of a Brian2 array variable in standalone code."""
+    from brian2 import get_device
+
+    return "brian::" + get_device().get_array_name(var)
+
+
+def pool_election(name: str, source: Any, gate: Any, relay_source: bool, members: int, a: Arrays, clock: Any,
+                  order: int) -> Any:
+    """The max-pooling election of the members in ``source`` for their gates in ``gate``, without synapses.
+
+    A one-element ``NeuronGroup`` named ``name`` whose operation ``<name>_pre`` (slot 'synapses', ``order``:
+    where Brian2 runs the pathway of the ``Synapses`` named ``name``) calls ``elect_<name>(t)``. For every
+    neuron of ``source`` that spiked this step and every window it belongs to (``a['<name>_i/_j/_key']``), it
+    computes the bid ``int(count >= best)*(K - key + K*int(key == winner))`` (``count``: the member's spikes
+    in this sample before this step; ``best - 1`` for a gate of gates) and keeps the largest bid in ``cand``
+    of the window: what the ``on_pre`` of those synapses does (a maximum, so the order of the spikes is
+    irrelevant). ``members``: K, the most members of a window."""
+    from brian2 import Function, NeuronGroup, get_device, second
+    from brian2.codegen.generators.cpp_generator import c_data_type
+    from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
+
+    _check_target(f"the max-pooling election {name}")
+    pre = np.asarray(a[f"{name}_i"], dtype=np.int64)
+    order_ = np.argsort(pre, kind="stable")
+    offsets = np.zeros(source.N + 1, dtype=np.int32)
+    np.cumsum(np.bincount(pre, minlength=source.N), out=offsets[1:])
+    window = np.ascontiguousarray(np.asarray(a[f"{name}_j"])[order_], dtype=np.int32)
+    key = np.ascontiguousarray(np.asarray(a[f"{name}_key"])[order_], dtype=np.float64)
+    ss = source.variables["_spikespace"]
+    count = source.variables["best" if relay_source else "count"]
+    best, winner, cand = (gate.variables[v] for v in ("best", "winner", "cand"))
+    k_ = float(members)
+    fname = "elect_" + name
+
+    def elect(t):
+        space = ss.get_value()
+        spikes = space[:space[-1]]
+        if spikes.size:
+            first, last = offsets[spikes], offsets[spikes + 1]
+            member = np.repeat(spikes, last - first)
+            m = np.arange(len(member)) - np.repeat(np.cumsum(last - first) - (last - first), last - first) + \
+                np.repeat(first, last - first)
+            c = count.get_value()[member] - (1 if relay_source else 0)
+            j, kk = window[m], key[m]
+            bid = (c >= best.get_value()[j]) * (k_ - kk + k_ * (kk == winner.get_value()[j]))
+            np.maximum.at(cand.get_value(), j, bid.astype(cand.dtype))
+        return 0.0
+
+    func = Function(elect, arg_units=[second], return_unit=1, arg_types=["float"], return_type="float",
+                    stateless=False, auto_vectorise=False)
+    if isinstance(get_device(), CPPStandaloneDevice):
+        ct = c_data_type(cand.dtype)
+        minus = " - 1" if relay_source else ""
+        code = (f"// {name}: a spike of {source.name} bids for its max-pooling windows in {gate.name}\n"
+                f"double {fname}(double t) {{\n"
+                f"    const int32_t* _ss = {_array(ss)};\n"
+                f"    const {c_data_type(count.dtype)}* _count = {_array(count)};\n"
+                f"    const {ct}* _best = {_array(best)};\n"
+                f"    const {ct}* _winner = {_array(winner)};\n"
+                f"    {ct}* _cand = {_array(cand)};\n"
+                f"    const int32_t* _off = _namespace_{name}_off;\n"
+                f"    const int32_t* _win = _namespace_{name}_win;\n"
+                f"    const double* _key = _namespace_{name}_key;\n"
+                f"    const int32_t _n = _ss[{int(source.N)}];\n"
+                f"    for (int32_t _k = 0; _k < _n; _k++) {{\n"
+                f"        const int32_t _s = _ss[_k];\n"
+                f"        const double _c = _count[_s]{minus};\n"
+                f"        for (int32_t _m = _off[_s]; _m < _off[_s + 1]; _m++) {{\n"
+                f"            const int32_t _j = _win[_m];\n"
+                f"            const double _w = _winner[_j], _key_m = _key[_m];\n"
+                f"            const {ct} _bid = (_c >= _best[_j]) ? {k_!r} - _key_m + {k_!r} * (_key_m == _w) : 0.0;\n"
+                f"            if (_bid > _cand[_j]) _cand[_j] = _bid;\n"
+                f"        }}\n    }}\n    return 0.0;\n}}\n")
+        func.implementations.add_implementation("cpp", code, name=fname, namespace={
+            f"_{name}_off": offsets, f"_{name}_win": window, f"_{name}_key": key})
+    group = NeuronGroup(1, "dummy : 1", clock=clock, name=name, namespace={fname: func})
+    group.run_regularly(f"dummy = {fname}(t)", when="synapses", order=order, name=name + "_pre", clock=clock)
+    return group
+
+
+def spike_counters(group: Any, layers: Sequence[Any], a: Arrays, clock: Any) -> None:
+    """Count, every step, the spikes and synaptic operations of ``layers`` into the rows of ``group``
+    (``spikes`` and ``ops``, integer), without synapses: an operation of ``group`` at the end of the step
+    (before any monitor there) calls ``spikes_<group>(i)`` and ``ops_<group>(i)``, which read row ``i``'s
+    layer's spikes of this step and sum their fan-outs ``a['F_<layer>']`` (the layer's name without ``L_``)."""
+    from brian2 import Function, get_device
+    from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
+
+    _check_target(f"the spike counters {group.name}")
+    spaces = [layer.variables["_spikespace"] for layer in layers]
+    fanouts = [np.ascontiguousarray(a["F_" + layer.name[2:]], dtype=np.int32) for layer in layers]
+    fs, fo = f"spikes_{group.name}", f"ops_{group.name}"
+
+    def spikes(i):
+        return np.array([spaces[r].get_value()[-1] for r in np.asarray(i, dtype=np.int64)], dtype=np.int32)
+
+    def ops(i):
+        out = []
+        for r in np.asarray(i, dtype=np.int64):
+            space = spaces[r].get_value()
+            out.append(int(fanouts[r][space[:space[-1]]].sum(dtype=np.int64)))
+        return np.array(out, dtype=np.int32)
+
+    f_spikes = Function(spikes, arg_units=[1], return_unit=1, arg_types=["integer"], return_type="integer",
+                        stateless=False)
+    f_ops = Function(ops, arg_units=[1], return_unit=1, arg_types=["integer"], return_type="integer", stateless=False)
+    if isinstance(get_device(), CPPStandaloneDevice):
+        cases_s = "".join(f"        case {r}: return {_array(s)}[{int(layer.N)}];  // {layer.name}\n"
+                          for r, (s, layer) in enumerate(zip(spaces, layers)))
+        cases_o = "".join(f"        case {r}: _ss = {_array(s)}; _f = _namespace_F_{group.name}_{r}; "
+                          f"_n = {int(layer.N)}; break;  // {layer.name}\n"
+                          for r, (s, layer) in enumerate(zip(spaces, layers)))
+        f_spikes.implementations.add_implementation("cpp", (
+            f"// {fs}(i): spikes in this step of the layer of row i\n"
+            f"int32_t {fs}(int32_t i) {{\n    switch (i) {{\n{cases_s}    }}\n    return 0;\n}}\n"), name=fs)
+        f_ops.implementations.add_implementation("cpp", (
+            f"// {fo}(i): synaptic operations in this step of the layer of row i (the fan-outs of its spikes)\n"
+            f"int32_t {fo}(int32_t i) {{\n    const int32_t* _ss = 0; const int32_t* _f = 0; int32_t _n = 0;\n"
+            f"    switch (i) {{\n{cases_o}        default: return 0;\n    }}\n    int64_t _sum = 0;\n"
+            f"    for (int32_t _k = 0; _k < _ss[_n]; _k++) _sum += _f[_ss[_k]];\n    return (int32_t)_sum;\n}}\n"),
+            name=fo, namespace={f"_F_{group.name}_{r}": f for r, f in enumerate(fanouts)})
+    group.namespace.update({fs: f_spikes, fo: f_ops})
+    group.run_regularly(f"spikes = {fs}(i)\nops = {fo}(i)", when="end", order=-1, name=group.name + "_count",
+                        clock=clock)
 
 
 def kernel_drive(x: np.ndarray, pieces: Sequence[Piece], a: Arrays, prefix: str, n: int) -> np.ndarray:

@@ -110,7 +110,7 @@ def make_network(values, n_samples, a, record_neurons=False):
 
     # -- spikes and synaptic operations per time step, for every layer. Where all neurons of a layer have
     # the same fan-out, a PopulationRateMonitor counts the spikes (operations = spikes x fan-out); where
-    # fan-outs differ, each neuron has one synapse into a counter that adds its fan-out when it spikes.
+    # fan-outs differ, the counter group C sums the fan-outs of the layer's spikes at the end of every step.
     recorders = {
         'out': SpikeMonitor(L_out, name='M_out'),
         # output membrane at each sample's end, read at the next sample's start before the reset (so a run
