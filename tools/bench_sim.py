@@ -2,16 +2,19 @@
 
     PYTHONPATH=. python tools/bench_sim.py lenet --samples 1000 --unrolled-samples 1000
     PYTHONPATH=. python tools/bench_sim.py vgg --samples 200 --unrolled-samples 20
+    PYTHONPATH=. python tools/bench_sim.py vgg --samples 200 --unrolled-samples 20 --float32
     PYTHONPATH=. python tools/bench_sim.py vgg16 --samples 3 --unrolled-samples 0
 
 Networks: ``lenet`` is specs/lenet-mnist.yaml on data/mnist-1k; ``vgg`` the random-weight VGG-style MNIST
 net of tools/bench_kernels.py (conv 32-32-pool-64-64-pool, dense 256, 10) on data/mnist-1k; ``vgg16`` VGG-16
-for 32x32x3 on uniform random images in [0, 1]; ``dense-vgg`` / ``dense-lenet`` only dense layers (MNIST ->
+for 32x32x3 (13 conv layers, dense 512, 512, 10: the CIFAR-10 variant, 15.0 M parameters) on uniform random
+images in [0, 1]; ``vgg16-4096`` the same with ImageNet's dense 4096, 4096 (33.6 M); ``dense-vgg`` / ``dense-lenet`` only dense layers (MNIST ->
 a spiking layer of 3136 / 512 neurons -> 256, 10 / 128, 10), for the dense projections alone. The random
 nets are written once, like `netspec export` writes a spec: He-initialized weights in a sidecar .npz named
 with its sha256, lambda per layer the 99.9th percentile of the reference activations on a few hundred
 calibration inputs (so they fire like a converted net, not saturated). T = 100, analog input, standalone,
-float64, one worker, one thread. The load average is printed with every result.
+float64 (``--float32``: also a third build, kernel with float32 state, whose counts are compared with the
+float64 kernel build's), one worker, one thread. The load average is printed with every result.
 
 Every (network, connectivity) runs in its own process, so that its peak memory (the process and the compiler
 it waits for: ``ru_maxrss`` of ``wait4``) is its own. Printed per mode: generation time (plan, arrays,
@@ -39,7 +42,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 #: calibration: lambda = this percentile of each layer's non-zero reference activations (as `netspec export`)
 PERCENTILE = 99.9
-CALIBRATION = {"vgg": 300, "vgg16": 100, "dense-vgg": 300, "dense-lenet": 300}
+CALIBRATION = {"vgg": 300, "vgg16": 100, "vgg16-4096": 100, "dense-vgg": 300, "dense-lenet": 300}
+VGG16 = [[64, 64], [128, 128], [256] * 3, [512] * 3, [512] * 3]
 
 
 def _mnist(n: int) -> np.ndarray:
@@ -54,8 +58,8 @@ def _doc(net: str, tensors: dict) -> dict:
     rng = np.random.default_rng(0)
     if net == "vgg":
         return vgg((28, 28, 1), [[32, 32], [64, 64]], [256], 10, rng, tensors)
-    if net == "vgg16":
-        return vgg((32, 32, 3), [[64, 64], [128, 128], [256] * 3, [512] * 3, [512] * 3], [4096, 4096], 10, rng, tensors)
+    if net.startswith("vgg16"):
+        return vgg((32, 32, 3), VGG16, [4096, 4096] if net == "vgg16-4096" else [512, 512], 10, rng, tensors)
     # dense only (for Synapses against the kernel scatter on dense projections): MNIST -> flatten -> a spiking
     # layer of the size of VGG's (7*7*64) or LeNet's (4*4*32) flattened features -> its dense layers
     return vgg((28, 28, 1), [], [3136, 256] if net == "dense-vgg" else [512, 128], 10, rng, tensors)
@@ -63,7 +67,7 @@ def _doc(net: str, tensors: dict) -> dict:
 
 def _inputs(net: str, shape, n: int, seed: int = 1) -> np.ndarray:
     """MNIST images for the 28x28x1 nets (fire like a real digit), uniform random images for VGG-16."""
-    if net != "vgg16":
+    if not net.startswith("vgg16"):
         return _mnist(n)
     return np.random.default_rng(seed).uniform(0, 1, (n, *shape)).astype(np.float32)
 
@@ -99,7 +103,8 @@ def prepare(net: str, folder: Path) -> tuple[Path, dict]:
 
 
 def one(net: str, spec_path: Path, mode: str, samples: int) -> dict:
-    """In this process: generate, compile and simulate ``samples`` samples; the figures as a dict."""
+    """In this process: generate, compile and simulate ``samples`` samples; the figures as a dict. ``mode``:
+    ``kernel``, ``synapses`` or ``float32`` (kernel, float32 state)."""
     from netspec.brian import BuildOptions, build, simulate
     from netspec.spec import Limits, load_spec
 
@@ -107,7 +112,7 @@ def one(net: str, spec_path: Path, mode: str, samples: int) -> dict:
     t0 = time.perf_counter()
     spec = load_spec(spec_path, Limits(max_memory=None))
     load = time.perf_counter() - t0
-    opts = dict(steps=100, connectivity=mode)
+    opts = dict(steps=100, connectivity="kernel" if mode == "float32" else mode, float32=mode == "float32")
     t0 = time.perf_counter()
     build(spec, base / "gen", BuildOptions(**opts))  # generation only (runtime build folder)
     generate = time.perf_counter() - t0
@@ -128,16 +133,22 @@ def one(net: str, spec_path: Path, mode: str, samples: int) -> dict:
             "connections": sum(built.synapses.values()), "counts": res.counts.tolist()}
 
 
+def _disagree(a, b) -> float:
+    """Fraction of samples whose prediction (most spikes, ties to the lowest index) differs."""
+    return float(np.mean(np.argmax(np.array(a), axis=1) != np.argmax(np.array(b), axis=1)))
+
+
 def _loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("net", choices=("lenet", "vgg", "vgg16", "dense-vgg", "dense-lenet"))
+    ap.add_argument("net", choices=("lenet", "vgg", "vgg16", "vgg16-4096", "dense-vgg", "dense-lenet"))
     ap.add_argument("--samples", type=int, default=200, help="samples for the kernel build")
     ap.add_argument("--unrolled-samples", type=int, default=20, help="samples for the unrolled build (0: skip it)")
-    ap.add_argument("--one", choices=("kernel", "synapses"), help=argparse.SUPPRESS)
+    ap.add_argument("--float32", action="store_true", help="also a kernel build with float32 state")
+    ap.add_argument("--one", choices=("kernel", "synapses", "float32"), help=argparse.SUPPRESS)
     ap.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -151,7 +162,10 @@ def main() -> int:
               f"(99.9th percentile, {CALIBRATION[args.net]} inputs) in {info['prepare_s']:.1f} s: "
               + ", ".join(f"{k} {v:.3g}" for k, v in info["lambdas"].items()))
     rows = {}
-    for mode, n in (("kernel", args.samples), ("synapses", args.unrolled_samples)):
+    runs = [("kernel", args.samples), ("synapses", args.unrolled_samples)]
+    if args.float32:
+        runs.append(("float32", args.samples))
+    for mode, n in runs:
         if n <= 0:
             continue
         proc = subprocess.Popen([sys.executable, __file__, args.net, "--one", mode, "--samples", str(n), "--spec", str(spec_path)],
@@ -165,18 +179,29 @@ def main() -> int:
         row["peak_mb"] = usage.ru_maxrss / 1024
         rows[mode] = row
         print(f"{args.net} {mode:8s}: {row['samples']} samples, {row['samples_per_s']:.2f} samples/s, "
-              f"generate {row['generate_s']:.1f} s (spec load {row['load_s']:.1f} s), compile {row['compile_s']:.1f} s, "
+              f"build {row['generate_s'] + row['compile_s']:.1f} s (generate {row['generate_s']:.1f} s, compile "
+              f"{row['compile_s']:.1f} s; spec load {row['load_s']:.1f} s), "
               f"peak {row['peak_mb']:.0f} MB, {row['connections']:,} connections, "
               f"{sum(row['events_per_sample'].values()) / 1e6:.2f} M events/sample, "
               f"{row['ns_per_event'] or float('nan'):.2f} ns/event; load average {_loadavg()}")
         for layer, ev in row["events_per_sample"].items():
             print(f"    {layer:10s} {row['spikes_per_sample'][layer]:12,.0f} spikes {ev:14,.0f} events/sample")
-    if len(rows) == 2:
+    if "kernel" in rows and "synapses" in rows:
         k, s = rows["kernel"], rows["synapses"]
         n = min(k["samples"], s["samples"])
         same = k["counts"][:n] == s["counts"][:n]
         print(f"kernel / unrolled samples/s: {k['samples_per_s'] / s['samples_per_s']:.1f}x; "
               f"output counts of the first {n} samples {'identical' if same else 'DIFFER'}")
+    if "float32" in rows and "kernel" in rows:
+        f, k = rows["float32"], rows["kernel"]
+        n = min(k["samples"], f["samples"])
+        diff = np.abs(np.array(f["counts"][:n]) - np.array(k["counts"][:n]))
+        print(f"float32 / float64 kernel samples/s: {f['samples_per_s'] / k['samples_per_s']:.2f}x; output counts of "
+              f"{n} samples: max difference {diff.max()} spikes, {np.mean(diff.any(axis=1)) * 100:.1f} % of samples "
+              f"differ, predictions differ in {_disagree(f['counts'][:n], k['counts'][:n]) * 100:.1f} %")
+        if "synapses" in rows:
+            s = rows["synapses"]
+            print(f"float32 kernel / unrolled samples/s: {f['samples_per_s'] / s['samples_per_s']:.1f}x")
     return 0
 
 
