@@ -7,12 +7,14 @@ recompiling. A small poisson network checks the seeding of the binary's random n
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from netspec.brian import BuildOptions, build, simulate
-from netspec.spec import load_spec_data
+from netspec.errors import NetspecError
+from netspec.spec import load_spec, load_spec_data
 from test_brian_support import assert_same_results, calibrated, spec_data
 
 pytestmark = pytest.mark.cpp
@@ -109,3 +111,17 @@ def test_poisson_seeds_in_the_binary(tmp_path):
     assert not np.array_equal(a.layer_spikes["x"][0], a.layer_spikes["x"][2])
     rate = a.layer_spikes["x"].sum(axis=1) / 200
     assert np.all(np.abs(rate - 0.4 * 1.5) < 0.2)
+
+
+def test_a_failing_compiler_is_one_error_with_its_own_messages(tmp_path, monkeypatch):
+    """The project is compiled through netspec.mk (a precompiled header first): when the compiler fails, build
+    says so with the compiler's command and make's message, without a Python traceback, and leaves no build."""
+    monkeypatch.setenv("CXX", "false")  # make's $(CXX): a compiler that always fails
+    spec = load_spec(Path(__file__).parents[1] / "specs" / "tiny-dense.yaml")
+    with pytest.raises(NetspecError) as info:
+        build(spec, tmp_path / "b", BuildOptions(standalone=True))
+    text = str(info.value)
+    assert text.startswith("build: compiling the standalone project")
+    assert "false -c" in text and "netspec_pch.h" in text and "Error 1" in text
+    assert "Traceback" not in text and "Brian 2 encountered" not in text
+    assert not (tmp_path / "b").exists()

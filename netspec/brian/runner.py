@@ -707,7 +707,7 @@ def make(cpp_dir: Path) -> None:
     deps = cpp_dir / "make.deps"
     deps.write_text("# not generated: this project is compiled once\n")
     newest = max(f.stat().st_mtime for f in cpp_dir.rglob("*") if f.is_file())
-    os.utime(deps, (newest + 1, newest + 1))
+    os.utime(deps, (newest, newest))  # not older than any source: make does not regenerate it
     argv = [prefs.devices.cpp_standalone.make_cmd_unix, "-f", "netspec.mk",
             *prefs.devices.cpp_standalone.extra_make_args_unix]
     done = subprocess.run(argv, cwd=cpp_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
@@ -871,7 +871,11 @@ def main(model: Model, argv: Sequence[str] | None = None, description: str | Non
     parser.add_argument("--compile", action="store_true", help="generate and compile the standalone C++ project")
     args = parser.parse_args(argv)
     if args.compile:
-        compile_standalone(model)
+        try:
+            compile_standalone(model)
+        except RuntimeError as exc:  # the compiler's own messages, without a traceback
+            print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+            return 1
         return 0
     if not args.inputs or not args.out:
         parser.error("--inputs and --out are required")
