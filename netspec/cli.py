@@ -313,6 +313,9 @@ def _build(args) -> int:
 
 
 def _run(args) -> int:
+    from .workers import start_early
+
+    start_early(args.workers, args.scheduler)  # the workers' fork server imports Brian2 while this process does
     from .run import RunOptions, run_command
 
     options = RunOptions(data=args.data, limit=args.limit, duration=args.duration, standalone=args.standalone,

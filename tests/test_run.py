@@ -275,3 +275,21 @@ def test_run_passes_connectivity_and_threads(small_data, tmp_path, capsys):
     assert info["options"]["connectivity"] == "synapses" and info["options"]["threads"] == 2
     assert json.loads((tmp_path / "b0" / "build.json").read_text())["options"]["connectivity"] == "kernel"
     assert reps[0]["per_sample"]["counts"] == reps[1]["per_sample"]["counts"]
+
+
+@pytest.mark.parametrize("workers, scheduler, started", [(None, None, True), (2, None, True), (1, None, False),
+                                                         (None, "tcp://127.0.0.1:1", False)])
+def test_the_fork_server_starts_before_brian2_is_imported(workers, scheduler, started):
+    """`netspec run` starts its workers' fork server (which imports Brian2) before importing Brian2 itself, so
+    the two imports overlap; not when the run will have no local workers. Checked in a fresh interpreter."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one usable core: no worker processes")
+    code = ("import os, sys\n"
+            "from multiprocessing import forkserver\n"
+            "from netspec.workers import start_early\n"
+            f"start_early({workers!r}, {scheduler!r})\n"
+            "pid = forkserver._forkserver._forkserver_pid\n"
+            "print('brian2' in sys.modules, pid is not None and os.waitpid(pid, os.WNOHANG) == (0, 0))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", str(started)]

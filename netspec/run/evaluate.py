@@ -6,18 +6,17 @@ workers), every chunk is simulated by :func:`netspec.brian.simulate` with its ow
 merged back in sample order. Because the chunking and the seeds do not depend on K, one worker and K
 workers give identical spike counts.
 
-Workers are processes of the ``forkserver`` context (``spawn`` where there is none): the fork server
-imports Brian2 and the builder once (:func:`prepare_workers` starts it early, while the parent builds), so a
-worker starts in milliseconds instead of importing Brian2 again. Each worker runs in its own process group
+Workers are processes of the ``forkserver`` context (``spawn`` where there is none; see
+:mod:`netspec.workers`): the fork server imports Brian2 and the builder once (``netspec run`` starts it
+before it imports Brian2 itself, :func:`prepare_workers` before a build), so a worker starts in milliseconds
+instead of importing Brian2 again. Each worker runs in its own process group
 with SIGINT ignored: a Ctrl-C reaches the parent only, which terminates the workers (and the standalone
 binaries they run) and keeps the chunks that had finished; the evaluation is then marked partial. A worker
 that dies (killed, out of memory) stops the run with an error rather than leaving it waiting.
 """
 from __future__ import annotations
 
-import atexit
 import contextlib
-import multiprocessing
 import os
 import queue
 import shutil
@@ -34,6 +33,7 @@ import numpy as np
 
 from ..brian.runner import chunk_seed, die_with_parent
 from ..errors import NetspecError
+from ..workers import RESULTS_PREFIX, context, sigint_handler, start
 
 #: Upper bound on the samples of one chunk (keeps progress reports and interruptions fine-grained).
 MAX_CHUNK = 1000
@@ -131,30 +131,11 @@ def merge(parts: list, sim_type=None):
     )
 
 
-#: Modules the fork server imports once, so that workers forked from it start ready.
-PRELOAD = ["numpy", "brian2", "netspec.brian", "netspec.run.evaluate"]
-
-
-def _context():
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(PRELOAD)
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
 def prepare_workers(workers: int) -> None:
     """Start the fork server (which imports Brian2) now, in the background, when ``workers`` > 1, so that
     its start-up overlaps with whatever the caller does next (building)."""
     if workers > 1:
-        _start_helpers(_context())
-
-
-def _sigint_ignored():
-    """SIGINT ignored while inside (main thread only); for the instant it takes to start the fork server,
-    which inherits it, so that a Ctrl-C while it imports Brian2 prints no traceback of its own (the parent
-    handles the Ctrl-C)."""
-    return _sigint_handler(signal.SIG_IGN)
+        start(context())
 
 
 @contextlib.contextmanager
@@ -171,28 +152,6 @@ def _sigint_deferred():
         signal.signal(signal.SIGINT, previous)
     if received:
         raise KeyboardInterrupt
-
-
-def _own_temp_dir() -> None:
-    """multiprocessing's temp folder (the fork server's socket) as a ``netspec-run-<pid>-mp`` folder, removed at
-    exit, and by the next run after a ``kill -9`` (multiprocessing's own ``pymp-*`` folder would stay)."""
-    from multiprocessing import process
-
-    config = process.current_process()._config
-    if config.get("tempdir") is None:
-        folder = os.path.join(tempfile.gettempdir(), f"{RESULTS_PREFIX}{os.getpid()}-mp")
-        os.makedirs(folder, exist_ok=True)
-        config["tempdir"] = folder
-        atexit.register(shutil.rmtree, folder, True)
-
-
-def _start_helpers(ctx) -> None:
-    if ctx.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        _own_temp_dir()
-        with _sigint_ignored():
-            forkserver.ensure_running()
 
 
 # -- worker side ------------------------------------------------------------------------------------
@@ -302,10 +261,6 @@ def evaluate(build, x: np.ndarray, *, workers: int = 1, seed: int | None = None,
                       seed=seed, chunk_seconds=[float(p.seconds) for p in parts], cluster=cluster)
 
 
-#: Results folders of runs in the system temp folder: netspec-run-<pid>-*.
-RESULTS_PREFIX = "netspec-run-"
-
-
 def remove_stale_results() -> None:
     """Remove the results folders that runs killed before their clean-up left (their process is gone)."""
     base = tempfile.gettempdir()
@@ -331,20 +286,7 @@ def interruptible():
     """While inside, SIGINT raises KeyboardInterrupt (restored on exit; no-op outside the main thread).
     Brian2 installs its own SIGINT handler at import, which fails when SIGINT was ignored before (a
     background job); a Ctrl-C must always stop a run cleanly."""
-    return _sigint_handler(signal.default_int_handler)
-
-
-@contextlib.contextmanager
-def _sigint_handler(handler):
-    """``handler`` for SIGINT while inside, the previous one restored after; no-op outside the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    return sigint_handler(signal.default_int_handler)
 
 
 def _run_here(build, tasks, done, root, simulate_fn, progress) -> bool:
@@ -389,7 +331,7 @@ def _worker_main(build, root: str, tasks, results, parent: int | None = None) ->
 def _run_pool(build, tasks, done, root, workers, progress) -> bool:
     """Simulate ``tasks`` on ``workers`` processes; fill ``done``; True when interrupted. A worker that
     dies (killed, out of memory) or fails stops the run with an error instead of waiting for it forever."""
-    ctx = _context()
+    ctx = context()
     todo, messages = ctx.Queue(), ctx.Queue()
     for task in tasks:
         todo.put(task)
@@ -397,7 +339,7 @@ def _run_pool(build, tasks, done, root, workers, progress) -> bool:
         todo.put(None)
     procs = [ctx.Process(target=_worker_main, args=(build, root, todo, messages, os.getpid()), daemon=True,
                          name=f"netspec-run-{k}") for k in range(workers)]
-    _start_helpers(ctx)
+    start(ctx)
     sizes = {index: len(x) for index, x, _ in tasks}
     running: dict[int, int] = {}
     finished = 0
