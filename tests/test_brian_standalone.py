@@ -125,3 +125,18 @@ def test_a_failing_compiler_is_one_error_with_its_own_messages(tmp_path, monkeyp
     assert "false -c" in text and "netspec_pch.h" in text and "Error 1" in text
     assert "Traceback" not in text and "Brian 2 encountered" not in text
     assert not (tmp_path / "b").exists()
+
+
+def test_profiled_build_times_every_code_object(tmp_path):
+    """BuildOptions(profile=True): each run of the binary writes the seconds of every Brian2 code object to
+    profiling_info.txt in its results folder (tools/bench_sim.py --profile); a default build writes none.
+    Profiling does not change the results."""
+    spec = load_spec(Path(__file__).parents[1] / "specs" / "tiny-dense.yaml")
+    x = np.random.default_rng(0).uniform(0, 1, (4, *spec.input.shape))
+    plain = simulate(build(spec, tmp_path / "a", BuildOptions(standalone=True)), x, results_dir=tmp_path / "ra")
+    timed = simulate(build(spec, tmp_path / "b", BuildOptions(standalone=True, profile=True)), x, results_dir=tmp_path / "rb")
+    assert_same_results(plain, timed)
+    assert not (tmp_path / "ra" / "profiling_info.txt").exists()
+    rows = dict(line.split("\t") for line in (tmp_path / "rb" / "profiling_info.txt").read_text().splitlines())
+    assert "S_out_0_pre_codeobject" in rows and "L_hidden_stateupdater_codeobject" in rows
+    assert all(float(v) >= 0 for v in rows.values()) and sum(float(v) for v in rows.values()) > 0

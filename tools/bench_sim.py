@@ -15,6 +15,9 @@ with its sha256, lambda per layer the 99.9th percentile of the reference activat
 calibration inputs (so they fire like a converted net, not saturated). T = 100, analog input, standalone,
 float64 (``--float32``: also a third build, kernel with float32 state, whose counts are compared with the
 float64 kernel build's), one worker, one thread. The load average is printed with every result.
+``--profile`` builds with Brian2's profiling (every code object timed; the timers cost a few per cent, so
+take samples/s from a run without it) and prints, per layer, the time of its outgoing projections per
+synaptic event, and the share of each kind of code object (projections, thresholds, state updates, ...).
 
 Every (network, connectivity) runs in its own process, so that its peak memory (the process and the compiler
 it waits for: ``ru_maxrss`` of ``wait4``) is its own. Printed per mode: generation time (plan, arrays,
@@ -102,7 +105,26 @@ def prepare(net: str, folder: Path) -> tuple[Path, dict]:
     return path, info
 
 
-def one(net: str, spec_path: Path, mode: str, samples: int) -> dict:
+#: Kinds of Brian2 code objects by name, for the profile (first match wins)
+KINDS = (("projections", ("S_",)), ("max-pooling elections", ("E_",)), ("thresholds", ("_thresholder",)),
+         ("state updates", ("_stateupdater",)), ("resets", ("_resetter",)),
+         ("counters and monitors", ("C_", "counters", "M_", "P_")), ("other", ("",)))
+
+
+def _kind(codeobj: str) -> str:
+    for kind, marks in KINDS:
+        if any(codeobj.startswith(m) if m.endswith("_") else m in codeobj for m in marks):
+            return kind
+    return "other"
+
+
+def _read_profile(path: Path, into: dict) -> None:
+    for line in path.read_text().splitlines():
+        name, _, value = line.partition("\t")
+        into[name] = into.get(name, 0.0) + float(value)
+
+
+def one(net: str, spec_path: Path, mode: str, samples: int, profile: bool = False) -> dict:
     """In this process: generate, compile and simulate ``samples`` samples; the figures as a dict. ``mode``:
     ``kernel``, ``synapses`` or ``float32`` (kernel, float32 state)."""
     from netspec.brian import BuildOptions, build, simulate
@@ -112,7 +134,8 @@ def one(net: str, spec_path: Path, mode: str, samples: int) -> dict:
     t0 = time.perf_counter()
     spec = load_spec(spec_path, Limits(max_memory=None))
     load = time.perf_counter() - t0
-    opts = dict(steps=100, connectivity="kernel" if mode == "float32" else mode, float32=mode == "float32")
+    opts = dict(steps=100, connectivity="kernel" if mode == "float32" else mode, float32=mode == "float32",
+                profile=profile)
     t0 = time.perf_counter()
     build(spec, base / "gen", BuildOptions(**opts))  # generation only (runtime build folder)
     generate = time.perf_counter() - t0
@@ -120,8 +143,19 @@ def one(net: str, spec_path: Path, mode: str, samples: int) -> dict:
     built = build(spec, base / "sa", BuildOptions(standalone=True, **opts))
     standalone = time.perf_counter() - t0
     x = _inputs(net, spec.input.shape, samples)
+    times: dict = {}
     t0 = time.perf_counter()
-    res = simulate(built, x, results_dir=base / "r")
+    if profile:  # run by run: each run of the binary writes its own profiling_info.txt
+        from netspec.run.evaluate import merge
+
+        step = built.options.samples_per_run
+        parts = []
+        for s in range(0, len(x), step):
+            parts.append(simulate(built, x[s:s + step], results_dir=base / "r"))
+            _read_profile(base / "r" / "profiling_info.txt", times)
+        res = merge(parts)
+    else:
+        res = simulate(built, x, results_dir=base / "r")
     wall = time.perf_counter() - t0
     events = {k: float(v.sum()) / len(x) for k, v in res.layer_ops.items()}
     spikes = {k: float(v.sum()) / len(x) for k, v in res.layer_spikes.items()}
@@ -131,7 +165,27 @@ def one(net: str, spec_path: Path, mode: str, samples: int) -> dict:
             "events_per_sample": events, "spikes_per_sample": spikes,
             "ns_per_event": wall / len(x) / total * 1e9 if total else None,
             "connections": sum(built.synapses.values()), "counts": res.counts.tolist(), "v_out": res.v_out.tolist(),
-            "predictions": res.predictions().tolist()}
+            "predictions": res.predictions().tolist(), "profile": _profile(spec, opts["connectivity"], times, events, len(x))}
+
+
+def _profile(spec, connectivity: str, times: dict, events: dict, n: int) -> dict:
+    """Seconds per sample by kind of code object, and per layer the ns per event of its outgoing projections."""
+    if not times:
+        return {}
+    from netspec.brian.plan import make_plan
+
+    plan = make_plan(spec, connectivity=connectivity)
+    kinds: dict = {}
+    for name, seconds in times.items():
+        kinds[_kind(name)] = kinds.get(_kind(name), 0.0) + seconds / n
+    layer_s: dict = {}
+    for pop in plan.populations.values():
+        for proj in pop.inputs:
+            name = f"S_{proj.target}_{proj.index}_pre"
+            spent = sum(v for k, v in times.items() if k in (name + "_codeobject", name + "_push_spikes"))
+            layer_s[proj.source] = layer_s.get(proj.source, 0.0) + spent / n
+    ns = {k: layer_s[k] / events[k] * 1e9 for k in layer_s if events.get(k)}
+    return {"kinds": kinds, "ns_per_event": ns}
 
 
 def _disagree(a, b) -> float:
@@ -149,11 +203,12 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=200, help="samples for the kernel build")
     ap.add_argument("--unrolled-samples", type=int, default=20, help="samples for the unrolled build (0: skip it)")
     ap.add_argument("--float32", action="store_true", help="also a kernel build with float32 state")
+    ap.add_argument("--profile", action="store_true", help="time every code object (Brian2's profiling)")
     ap.add_argument("--one", choices=("kernel", "synapses", "float32"), help=argparse.SUPPRESS)
     ap.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.net, args.spec, args.one, args.samples)))
+        print(json.dumps(one(args.net, args.spec, args.one, args.samples, args.profile)))
         return 0
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{args.net}-spec-"))
     print(f"load average {_loadavg()} (1/5/15 min) at start")
@@ -169,8 +224,8 @@ def main() -> int:
     for mode, n in runs:
         if n <= 0:
             continue
-        proc = subprocess.Popen([sys.executable, __file__, args.net, "--one", mode, "--samples", str(n), "--spec", str(spec_path)],
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, __file__, args.net, "--one", mode, "--samples", str(n), "--spec", str(spec_path),
+                                 *(["--profile"] if args.profile else [])], stdout=subprocess.PIPE, text=True)
         out = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
         if status != 0:
@@ -185,8 +240,16 @@ def main() -> int:
               f"peak {row['peak_mb']:.0f} MB, {row['connections']:,} connections, "
               f"{sum(row['events_per_sample'].values()) / 1e6:.2f} M events/sample, "
               f"{row['ns_per_event'] or float('nan'):.2f} ns/event; load average {_loadavg()}")
+        prof = row["profile"]
         for layer, ev in row["events_per_sample"].items():
-            print(f"    {layer:10s} {row['spikes_per_sample'][layer]:12,.0f} spikes {ev:14,.0f} events/sample")
+            ns = prof.get("ns_per_event", {}).get(layer)
+            print(f"    {layer:10s} {row['spikes_per_sample'][layer]:12,.0f} spikes {ev:14,.0f} events/sample"
+                  + (f" {ns:8.2f} ns/event (profiled: its outgoing projections)" if ns is not None else ""))
+        if prof:
+            total = sum(prof["kinds"].values())
+            print("    profiled time per sample: " + ", ".join(
+                f"{k} {v * 1e3:.2f} ms ({v / total * 100:.0f} %)" for k, v in
+                sorted(prof["kinds"].items(), key=lambda kv: -kv[1])))
     if "kernel" in rows and "synapses" in rows:
         k, s = rows["kernel"], rows["synapses"]
         n = min(k["samples"], s["samples"])

@@ -60,6 +60,9 @@ class BuildOptions:
     samples_per_run: int = 100
     steps: int | None = None
     connectivity: str = "kernel"  # 'kernel' or 'synapses' (unrolled, one Brian2 synapse per connection)
+    #: Brian2's profiling: every code object is timed, and each run of the standalone binary writes the seconds
+    #: per code object to ``profiling_info.txt`` in its results folder (tools/bench_sim.py --profile reads it)
+    profile: bool = False
 
 
 @dataclass(frozen=True)

@@ -351,6 +351,7 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
         "standalone": bool(options.standalone),
         "threads": int(options.threads),
         "float32": bool(options.float32),
+        "profile": bool(options.profile),
         "zero_latency": bool(spec.simulation.zero_latency),
         "connectivity": plan.connectivity,
         "samples_per_run": int(options.samples_per_run),

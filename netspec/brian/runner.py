@@ -88,6 +88,9 @@ class Model:
     readout : str
         ``'spike_count'``, ``'softmax'`` (both record the output's spikes) or ``'membrane'`` (the output does
         not spike; its membrane is recorded every step).
+    profile : bool
+        Brian2's profiling: the standalone binary times every code object and writes the seconds per code
+        object to ``profiling_info.txt`` in its results folder.
     """
 
     script: str
@@ -107,6 +110,7 @@ class Model:
     input_values: Callable[[np.ndarray, Arrays], dict[str, np.ndarray]]
     make_network: Callable[..., tuple[Network, dict[str, Any], dict[str, TimedArray]]]
     readout: str = "spike_count"
+    profile: bool = False
 
     @property
     def folder(self) -> Path:
@@ -738,7 +742,7 @@ def compile_standalone(model: Model) -> None:
     values: dict[str, np.ndarray] = {name: np.zeros((model.samples_per_run, v.shape[1]), dtype=model.float_dtype)
                                      for name, v in model.input_values(np.zeros((1, *model.input_shape)), a).items()}
     net, rec, inputs = model.make_network(values, model.samples_per_run, a)
-    net.run(run_length(model, model.samples_per_run), namespace={})
+    net.run(run_length(model, model.samples_per_run), namespace={}, profile=model.profile)
     device.build(directory=str(cpp_dir), compile=False, run=False, clean=False, with_output=False)
     make(cpp_dir)
     recorded = {"v": rec["v"].variables["u"]}
