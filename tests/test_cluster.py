@@ -295,7 +295,7 @@ def test_scheduler_errors_are_one_line_and_quick(case, tmp_path, capsys, monkeyp
 
 
 def test_a_binary_runs_only_where_the_cpu_has_its_instructions():
-    here = cluster_mod.cpu_signature()
+    here = cluster_mod.cpu_compatibility()
     assert cluster_mod.binary_runs_on(here, here)
     assert not cluster_mod.binary_runs_on(None, here)
     other_arch = {**here, "machine": "riscv64"}
@@ -368,3 +368,21 @@ def test_without_distributed_the_option_says_what_to_install(monkeypatch, tmp_pa
     np.savez(tmp_path / "d.npz", x=x, y=y)
     rc, out, err = _run([TINY, "--data", tmp_path / "d.npz", "--scheduler", "tcp://127.0.0.1:8786"], capsys)
     assert rc == 2 and err.strip() == "netspec: error: --scheduler: needs Dask distributed; install it with: pip install 'netspec[dask]'"
+
+
+def test_the_cpu_is_read_once_for_both_questions(monkeypatch, tmp_path):
+    """netspec/cpuinfo.py reads /proc/cpuinfo for the build key's CPU identity and for binary compatibility;
+    where it cannot be read, the key falls back to the platform and the flags are unknown (None)."""
+    import importlib
+
+    from netspec import cpuinfo
+
+    build_mod = importlib.import_module("netspec.brian.build")  # the module, not the function
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("processor\t: 0\nvendor_id\t: X\nflags\t\t: b a c\n\nprocessor\t: 1\nvendor_id\t: Y\nflags\t\t: z\n")
+    monkeypatch.setattr(cpuinfo, "CPUINFO", fake)
+    assert cluster_mod.cpu_compatibility()["flags"] == ["a", "b", "c"]  # the first processor's, sorted
+    assert json.loads(build_mod.cpu_signature()) == {"vendor_id": "X", "flags": "b a c"}
+    monkeypatch.setattr(cpuinfo, "CPUINFO", tmp_path / "missing")
+    assert cluster_mod.cpu_compatibility()["flags"] is None
+    assert not build_mod.cpu_signature().startswith("{")

@@ -126,17 +126,13 @@ def cpu_signature() -> str:
     description where there is none, so that a binary is never reused on another kind of CPU."""
     import platform
 
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    from ..cpuinfo import cpuinfo_fields
+
+    fields = cpuinfo_fields()
+    if fields is None:
         return f"{platform.machine()} {platform.processor()}"
-    keep = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key in ("vendor_id", "cpu family", "model", "model name", "flags", "Features", "CPU implementer", "CPU part"):
-            keep.setdefault(key, value.strip())
-    return json.dumps(keep, sort_keys=True)
+    keys = ("vendor_id", "cpu family", "model", "model name", "flags", "Features", "CPU implementer", "CPU part")
+    return json.dumps({k: v for k, v in fields.items() if k in keys}, sort_keys=True)
 
 
 def build_key(spec: Spec, options: BuildOptions, cpu: str | None = None) -> str:

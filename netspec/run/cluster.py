@@ -138,7 +138,7 @@ class Package:
     versions : dict[str, str]
         netspec and Brian2 versions of the submitting machine (for the error when a worker's differ).
     cpu : dict | None
-        :func:`cpu_signature` of the machine that compiled the binary, when one is published.
+        :func:`cpu_compatibility` of the machine that compiled the binary, when one is published.
     build_cpu : str | None
         :func:`netspec.brian.build.cpu_signature` of the submitting machine, which its build key includes for
         standalone builds (a worker computes the key for it to check that it builds the same network).
@@ -172,7 +172,7 @@ def make_package(build, binary: str | None = None) -> Package:
         files[PurePosixPath(spec.weights.file).as_posix()] = _read(spec_path.parent / spec.weights.file)
     return Package(key=build.key, spec_hash=spec_hash(spec), spec_file=spec_path.name, files=files,
                    options=build.options, versions={"netspec": __version__, "brian2": str(brian2.__version__)},
-                   cpu=cpu_signature() if binary else None, binary=binary,
+                   cpu=cpu_compatibility() if binary else None, binary=binary,
                    build_cpu=build_cpu() if build.options.standalone else None)
 
 
@@ -183,17 +183,15 @@ def _read(path: Path) -> bytes:
         raise NetspecError(f"{path}: cannot read: {exc.strerror or exc}", 2) from None
 
 
-def cpu_signature() -> dict:
+def cpu_compatibility() -> dict:
     """What decides whether a compiled binary runs here: architecture, OS, C library and the CPU's
-    instruction-set flags (``/proc/cpuinfo``; None where unknown)."""
-    flags = None
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                flags = sorted(set(line.split(":", 1)[1].split()))
-                break
+    instruction-set flags (``/proc/cpuinfo``; None where unknown). Not the build key's CPU identity
+    (:func:`netspec.brian.build.cpu_signature`): a binary also runs on a newer CPU with more flags."""
+    from ..cpuinfo import cpuinfo_fields, instruction_sets
+
     libc, libc_version = platform.libc_ver()
-    return {"machine": platform.machine(), "system": platform.system(), "libc": [libc, libc_version], "flags": flags}
+    return {"machine": platform.machine(), "system": platform.system(), "libc": [libc, libc_version],
+            "flags": instruction_sets(cpuinfo_fields())}
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -342,7 +340,7 @@ def worker_build(pkg: Package):
     with _SETUP_LOCK:
         if pkg.key in _READY:
             return _READY[pkg.key], Setup("ready", time.perf_counter() - t0)
-        here = cpu_signature()
+        here = cpu_compatibility()
         cpu = hashlib.sha256(json.dumps(here, sort_keys=True).encode()).hexdigest()
         folder = cache_root() / f"{pkg.key[:20]}-{cpu[:8]}"
         try:
