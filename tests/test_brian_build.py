@@ -174,3 +174,24 @@ def test_predictions_break_ties_by_membrane_then_index():
     v = np.array([[0.9, 0.1, 0.4], [0.5, 0.7, 0.7], [0.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
     sim = SimResult(counts, v, np.zeros((4, 1, 3)), {}, {}, None, 0.0)
     assert sim.predictions().tolist() == [2, 1, 0, 1]
+
+
+def test_a_layer_whose_operations_could_wrap_its_counter_is_refused(tmp_path, monkeypatch):
+    """Layers whose neurons' fan-outs differ count their operations per step in a Brian2 integer (int32): a
+    layer that could exceed it (every neuron spiking) is refused before anything is written. The limit is
+    lowered here to the shipped small conv net's size; uniform fan-outs are counted without that counter."""
+    import importlib
+
+    build_mod = importlib.import_module("netspec.brian.build")  # the module, not the function
+    spec = load_spec(ROOT / "specs" / "small-conv.yaml")
+    plan = build_mod.make_plan(spec)
+    varying = {n: int(f.sum()) for n, f in plan.fanout.items() if f.size and not np.all(f == f[0])}
+    assert varying, "small-conv needs a layer whose fan-outs differ"
+    name, total = max(varying.items(), key=lambda kv: kv[1])
+    monkeypatch.setattr(build_mod, "COUNTER_MAX", total - 1)
+    with pytest.raises(NetspecError, match=rf"^build: layer '{name}': up to {total:,} synaptic operations per time "
+                                           r"step do not fit the per-step operation counter \(int32"):
+        build(spec, tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+    monkeypatch.setattr(build_mod, "COUNTER_MAX", total)
+    build(spec, tmp_path / "b")

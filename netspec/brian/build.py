@@ -187,6 +187,19 @@ def _summary(plan: Plan) -> tuple[dict[str, int], dict[str, int], dict[str, int]
     return populations, synapses, fanout
 
 
+#: The per-step operation counter of a layer whose neurons' fan-outs differ is a Brian2 ``integer`` (int32).
+COUNTER_MAX = 2**31 - 1
+
+
+def _check_counters(plan: Plan) -> None:
+    """Refuse a layer whose operations in one time step (all its neurons spiking) could wrap its counter."""
+    for name, fan in plan.fanout.items():
+        total = int(fan.sum())
+        if fan.size and not np.all(fan == fan[0]) and total > COUNTER_MAX:
+            raise NetspecError(f"build: layer '{name}': up to {total:,} synaptic operations per time step do not fit "
+                               f"the per-step operation counter (int32, at most {COUNTER_MAX:,})", 2)
+
+
 def _check_options(options: BuildOptions) -> None:
     if not isinstance(options.threads, int) or options.threads < 1:
         raise NetspecError(f"build: --threads must be at least 1, got {options.threads}", 2)
@@ -413,6 +426,7 @@ def build(spec: Spec, out_dir: str | Path | None = None, options: BuildOptions =
     folder = Path(out_dir) if out_dir is not None else Path("build") / spec.name
     plan = make_plan(spec, options.steps, options.connectivity)
     key = build_key(spec, options, cpu)
+    _check_counters(plan)
     populations, synapses, fanout = _summary(plan)
     store = _store(folder)
     home = store / key[:16]
