@@ -1,8 +1,13 @@
 """Helpers shared by the tests that drive netspec as a real process (no tests here): a process's
-descendants from /proc, and waiting on the progress bar until a chunk has surely finished."""
+descendants from /proc, waiting on the progress bar until a chunk has surely finished, and a run
+interrupted with Ctrl-C once one has."""
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -33,3 +38,19 @@ def wait_for_finished_chunk(stderr, total: int, running_at_most: int) -> str:
         assert f"/{total} samples" in line, line
         if int(re.search(rf"(\d+)/{total}", line).group(1)) > running_at_most:
             return line
+
+
+def interrupt_run_after_a_chunk(argv, total: int, running_at_most: int) -> tuple[int, str, str]:
+    """Start ``python -m netspec run *argv`` (unbuffered), send it SIGINT (Ctrl-C) once a chunk has finished
+    (:func:`wait_for_finished_chunk`), and return its exit status, stdout and stderr."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "netspec", "run", *map(str, argv)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_for_finished_chunk(proc.stderr, total, running_at_most)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out, err

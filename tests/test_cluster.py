@@ -30,7 +30,7 @@ from netspec.reference import predict  # noqa: E402
 from netspec.run import ann_outputs, evaluate, make_report, validation_errors  # noqa: E402
 from netspec.run import cluster as cluster_mod  # noqa: E402
 from netspec.run.evaluate import chunk_size_for  # noqa: E402
-from process_support import wait_for_finished_chunk  # noqa: E402
+from process_support import interrupt_run_after_a_chunk  # noqa: E402
 from netspec.spec import load_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,20 +189,11 @@ def test_ctrl_c_cancels_the_chunks_and_keeps_the_finished_ones(local_cluster, ti
     n = 200000
     data = _data(tmp_path, n, seed=5)
     rep = tmp_path / "partial.json"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "netspec", "run", str(TINY), "--data", str(data), "--report", str(rep),
-         "--build-dir", str(tiny_build), "--scheduler", local_cluster.scheduler_address],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        # two single-thread workers run a chunk each: a count above two chunks means one has finished
-        wait_for_finished_chunk(proc.stderr, n, 2 * chunk_size_for(n, 100))
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    # two single-thread workers run a chunk each: a count above two chunks means one has finished
+    rc, out, err = interrupt_run_after_a_chunk(
+        [TINY, "--data", data, "--report", rep, "--build-dir", tiny_build, "--scheduler", local_cluster.scheduler_address],
+        n, 2 * chunk_size_for(n, 100))
+    assert rc == 130, err
     assert "Traceback" not in err and "interrupted" in err
     report = json.loads(rep.read_text())
     assert report["partial"] is True and validation_errors(report) == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from netspec.cli import main
 from netspec.reference import predict
 from netspec.run import metrics, validation_errors
 from netspec.run.evaluate import chunk_size_for
-from process_support import wait_for_finished_chunk
+from process_support import interrupt_run_after_a_chunk
 from netspec.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,19 +147,11 @@ def test_ctrl_c_keeps_finished_chunks(small_build, tmp_path):
     data = tmp_path / "many.npz"
     np.savez(data, x=x, y=y)
     rep = tmp_path / "partial.json"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "netspec", "run", str(SMALL), "--data", str(data), "--workers", "2", "--report", str(rep),
-         "--build-dir", str(small_build)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        # two workers run a chunk each: a count above two chunks means one has finished
-        wait_for_finished_chunk(proc.stderr, 6000, 2 * chunk_size_for(6000, 100))
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    # two workers run a chunk each: a count above two chunks means one has finished
+    rc, out, err = interrupt_run_after_a_chunk(
+        [SMALL, "--data", data, "--workers", 2, "--report", rep, "--build-dir", small_build],
+        6000, 2 * chunk_size_for(6000, 100))
+    assert rc == 130, err
     assert "Traceback" not in err and "interrupted" in err
     report = json.loads(rep.read_text())
     assert report["partial"] is True
