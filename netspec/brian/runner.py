@@ -291,15 +291,37 @@ class UnsupportedTarget(ValueError):
     """A code generation target that a part of the network has no implementation for."""
 
 
+def _unsupported(target: str, what: str) -> UnsupportedTarget:
+    return UnsupportedTarget(
+        f"runtime target {target!r}: {what} has numpy and C++ (standalone) implementations only; use --target "
+        "numpy, the standalone binary, or a build with --connectivity synapses")
+
+
 def _check_target(what: str) -> None:
     """Refuse runtime targets other than numpy: ``what`` (a kernel-form operation) has no other implementation."""
     from brian2 import get_device, prefs
     from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
 
     if not isinstance(get_device(), CPPStandaloneDevice) and prefs.codegen.target != "numpy":
-        raise UnsupportedTarget(
-            f"runtime target {prefs.codegen.target!r}: {what} has numpy and C++ (standalone) "
-            "implementations only; use --target numpy, the standalone binary, or a build with --connectivity synapses")
+        raise _unsupported(prefs.codegen.target, what)
+
+
+def _array(var: Any) -> str:
+    """The C++ name of a Brian2 array variable in standalone code."""
+    from brian2 import get_device
+
+    return "brian::" + get_device().get_array_name(var)
+
+
+def _step_operation(name: str, fname: str, func: Any, clock: Any, order: int) -> Any:
+    """A one-element ``NeuronGroup`` named ``name`` whose operation ``<name>_pre`` calls ``fname(t)`` (the
+    ``Function`` ``func``) once per step in the 'synapses' slot at ``order``: where Brian2 runs the pathway of
+    ``Synapses`` named ``name``, so it takes that pathway's place in the schedule."""
+    from brian2 import NeuronGroup
+
+    group = NeuronGroup(1, "dummy : 1", clock=clock, name=name, namespace={fname: func})
+    group.run_regularly(f"dummy = {fname}(t)", when="synapses", order=order, name=name + "_pre", clock=clock)
+    return group
 
 
 def kernel_projection(name: str, source: Any, target: Any, var: str, refractory: bool, pieces: Sequence[Piece],
@@ -310,7 +332,7 @@ def kernel_projection(name: str, source: Any, target: Any, var: str, refractory:
     and every piece in order, it adds the neuron's kernel slice to ``var`` of its targets in ``target``
     (only where ``not_refractory`` when ``refractory``): the additions of Brian2's synapses, in their order.
     Implementations: numpy (runtime) and C++ (standalone), the arrays as static arrays of the function."""
-    from brian2 import Function, NeuronGroup, get_device, second
+    from brian2 import Function, get_device, second
     from brian2.codegen.generators.cpp_generator import c_data_type
     from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
 
@@ -346,12 +368,12 @@ def kernel_projection(name: str, source: Any, target: Any, var: str, refractory:
         lines = []
         if nr is not None:
             gate = "_nr"
-            lines.append(f"    const {c_data_type(nr.dtype)}* _nr = brian::{device.get_array_name(nr)};")
+            lines.append(f"    const {c_data_type(nr.dtype)}* _nr = {_array(nr)};")
         body = "".join(_piece_cpp(k, p, f"_namespace_{name}_{k}", "_tgt", gate) for k, p in enumerate(pieces))
         code = (f"// {name}: a spike of {source.name} adds its kernel slice to {var} of {target.name}\n"
                 f"double {fname}(double t) {{\n"
-                f"    const int32_t* _ss = brian::{device.get_array_name(ss)};\n"
-                f"    {ctype}* _tgt = brian::{device.get_array_name(tv)};\n" + "".join(l + "\n" for l in lines) +
+                f"    const int32_t* _ss = {_array(ss)};\n"
+                f"    {ctype}* _tgt = {_array(tv)};\n" + "".join(l + "\n" for l in lines) +
                 f"    const int32_t _n = _ss[{int(source.N)}];\n"
                 f"    for (int32_t _k = 0; _k < _n; _k++) {{\n"
                 f"        const int32_t _s = _ss[_k];\n{body}    }}\n    return 0.0;\n}}\n")
@@ -360,16 +382,7 @@ def kernel_projection(name: str, source: Any, target: Any, var: str, refractory:
             namespace[f"_{name}_{k}_pos"] = pos[k]
             namespace[f"_{name}_{k}_w"] = w[k]
         func.implementations.add_implementation("cpp", code, name=fname, namespace=namespace)
-    group = NeuronGroup(1, "dummy : 1", clock=clock, name=name, namespace={fname: func})
-    group.run_regularly(f"dummy = {fname}(t)", when="synapses", order=order, name=name + "_pre", clock=clock)
-    return group
-
-
-def _array(var: Any) -> str:
-    """The C++ name of a Brian2 array variable in standalone code."""
-    from brian2 import get_device
-
-    return "brian::" + get_device().get_array_name(var)
+    return _step_operation(name, fname, func, clock, order)
 
 
 def pool_election(name: str, source: Any, gate: Any, relay_source: bool, members: int, a: Arrays, clock: Any,
@@ -383,7 +396,7 @@ def pool_election(name: str, source: Any, gate: Any, relay_source: bool, members
     in this sample before this step; ``best - 1`` for a gate of gates) and keeps the largest bid in ``cand``
     of the window: what the ``on_pre`` of those synapses does (a maximum, so the order of the spikes is
     irrelevant). ``members``: K, the most members of a window."""
-    from brian2 import Function, NeuronGroup, get_device, second
+    from brian2 import Function, get_device, second
     from brian2.codegen.generators.cpp_generator import c_data_type
     from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
 
@@ -441,9 +454,7 @@ def pool_election(name: str, source: Any, gate: Any, relay_source: bool, members
                 f"        }}\n    }}\n    return 0.0;\n}}\n")
         func.implementations.add_implementation("cpp", code, name=fname, namespace={
             f"_{name}_off": offsets, f"_{name}_win": window, f"_{name}_key": key})
-    group = NeuronGroup(1, "dummy : 1", clock=clock, name=name, namespace={fname: func})
-    group.run_regularly(f"dummy = {fname}(t)", when="synapses", order=order, name=name + "_pre", clock=clock)
-    return group
+    return _step_operation(name, fname, func, clock, order)
 
 
 def spike_counters(group: Any, layers: Sequence[Any], a: Arrays, clock: Any) -> None:
@@ -648,9 +659,7 @@ def run_runtime(model: Model, x: np.ndarray, seed_value: int | None = None, *, t
     a = load_arrays(model)
     kernel = sorted(k[:-len("_0_pos")] for k in a if k.startswith("S_") and k.endswith("_0_pos"))
     if kernel and target != "numpy":  # checked before any Brian2 object exists
-        raise UnsupportedTarget(
-            f"runtime target {target!r}: the kernel projection {kernel[0]} has numpy and C++ (standalone) "
-            "implementations only; use --target numpy, the standalone binary, or a build with --connectivity synapses")
+        raise _unsupported(target, f"the kernel projection {kernel[0]}")
     _preferences(model, target)
     parts = []
     for index, start, chunk in chunks(x, model.samples_per_run):
