@@ -45,7 +45,7 @@ def start_early(workers: int | None, scheduler: str | None) -> None:
     """Start the fork server now unless the run will have no local workers: one worker asked for, a Dask
     scheduler, or a single usable core (an unused server costs nothing but its start)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if scheduler is None and workers != 1 and cores > 1 and (workers is None or workers > 1):
+    if scheduler is None and cores > 1 and (workers is None or workers > 1):
         start(context())
 
 
