@@ -16,7 +16,7 @@ from test_brian_support import calibrated, rate_bounds, reference_rates, spec_da
 T = 60
 
 
-def _inception():
+def _inception(pool="maxpool2d"):
     rng = np.random.default_rng(11)
 
     def r(*shape, shift=0.1):
@@ -30,9 +30,12 @@ def _inception():
         {"name": "b2", "type": "conv2d", "inputs": ["c0"], "filters": 3, "kernel_size": 3, "padding": "same",
          "kernel": r(3, 3, 2, 3), "activation": "relu"},
         {"name": "cat", "type": "concatenate", "inputs": ["b1", "b2", "c0"]},
-        {"name": "mp", "type": "maxpool2d", "pool_size": 2},
+        {"name": "mp", "type": pool, "pool_size": 2} if pool == "maxpool2d" else
+        # InceptionV3's pattern: a 3x3 average pool (stride 1, same) over the branches, as a layer with neurons
+        {"name": "mp", "type": pool, "pool_size": 3, "strides": 1, "padding": "same"},
         {"name": "f", "type": "flatten"},
-        {"name": "out", "type": "dense", "units": 3, "kernel": r(3 * 3 * 7, 3, shift=0.0), "activation": "softmax"},
+        {"name": "out", "type": "dense", "units": 3, "kernel": r((3 if pool == "maxpool2d" else 6) ** 2 * 7, 3, shift=0.0),
+         "activation": "softmax"},
     ]
     return spec_data("inception", (6, 6, 1), layers, steps=T)
 
@@ -54,9 +57,12 @@ def _per_channel(spec_doc, x, base):
     return load_spec_data(doc, base)
 
 
+@pytest.mark.parametrize("pool", ["maxpool2d", "avgpool2d"])
 @pytest.mark.parametrize("kind", ["per-layer", "per-channel"])
-def test_inception_block_with_max_pooling_builds_and_matches_its_ann(tmp_path, kind):
-    doc = _inception()
+def test_inception_block_with_pooling_builds_and_matches_its_ann(tmp_path, kind, pool):
+    """Max pooling compares counts within a channel; average pooling over the concatenation carries each
+    channel's lambda_in/lambda_out in its weights (one per window and channel)."""
+    doc = _inception(pool)
     spec = calibrated(doc, X, tmp_path) if kind == "per-layer" else _per_channel(doc, X, tmp_path)
     lams = {n: spec.lam(n) for n in ("b1", "b2", "c0")}
     assert len({float(np.max(v)) for v in lams.values()}) == 3, "the branches must differ for the case to matter"
@@ -74,3 +80,15 @@ def test_inception_block_with_max_pooling_builds_and_matches_its_ann(tmp_path, k
         assert rate.sum() > 0, name
         err = np.abs(rate - ref[name])
         assert np.all(err <= bounds[name] + 1e-9), (name, float((err - bounds[name]).max()))
+
+
+@pytest.mark.cpp
+def test_average_pooling_over_branches_of_different_lambdas_in_the_binary(tmp_path):
+    """The C++ scatter reads the average pool's weight of its window and channel: the standalone build of the
+    avgpool Inception block (same-padded 3x3 windows: 4, 6 or 9 taps) spikes exactly as the runtime build."""
+    spec = calibrated(_inception("avgpool2d"), X, tmp_path)
+    runtime = simulate(build(spec, tmp_path / "r", BuildOptions(samples_per_run=4)), X)
+    binary = simulate(build(spec, tmp_path / "b", BuildOptions(samples_per_run=4, standalone=True)), X)
+    np.testing.assert_array_equal(binary.counts, runtime.counts)
+    np.testing.assert_array_equal(binary.layer_spikes["mp"], runtime.layer_spikes["mp"])
+    assert runtime.layer_spikes["mp"].sum() > 0

@@ -7,7 +7,8 @@ output pixel ``(oy, ox)`` whose window holds it (``iy + pad_top - ky = oy * stri
 
 * ``full`` (dense, conv2d): every filter ``f`` with ``w[ky, kx, c, f]``;
 * ``depth`` (depthwise conv2d, the identity of an add branch): the channels ``c*M + m`` with ``w[ky, kx, c, m]``;
-* ``pool`` (average pooling): the channel ``c`` with ``w[oy*OW + ox]`` (1/taps of that window).
+* ``pool`` (average pooling): the channel ``c`` with ``w[(oy*OW + ox)*C + c]`` (1/taps of that window;
+  normalized, times the channel's lambda_in/lambda_out).
 
 A dense layer is a 1x1 ``full`` piece over a [1, 1, n] input. Memory is that of the kernel plus one index per
 source neuron; nothing is per connection. The runner (``runner.py``) scatters pieces in the simulation and

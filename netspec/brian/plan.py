@@ -424,9 +424,7 @@ def _attach(pop: Population, parts, kparts, lams: dict[str, float], input_name: 
         lam_in = np.ones(c_in)
         valid = piece.pos >= 0
         lam_in[piece.pos[valid] % c_in] = lams[node][valid]
-        used = np.zeros(c_in, dtype=bool)
-        used[piece.pos[valid] % c_in] = True
-        return Piece(piece.mode, piece.geom, charge(_scaled(pop.name, piece, lam_in, pop.lam, used)), piece.pos)
+        return Piece(piece.mode, piece.geom, charge(_scaled(piece, lam_in, pop.lam)), piece.pos)
 
     rank = list(lams).index
     by_source: dict[str, list] = {}
@@ -438,7 +436,7 @@ def _attach(pop: Population, parts, kparts, lams: dict[str, float], input_name: 
     analog = input_name if encoding == "analog" else None
     if analog in kby_source:
         # the input's normalized activation is x/lambda_0 and its weights W*lambda_0/lambda: per unit of x, W/lambda
-        pop.drive = [Piece(p.mode, p.geom, _scaled(pop.name, p, None, pop.lam), p.pos) for p, _ in kby_source[analog]]
+        pop.drive = [Piece(p.mode, p.geom, _scaled(p, None, pop.lam), p.pos) for p, _ in kby_source[analog]]
     if unrolled:
         for node, pieces in sorted(by_source.items(), key=lambda kv: rank(kv[0])):
             if node == analog:
@@ -465,12 +463,11 @@ def _attach(pop: Population, parts, kparts, lams: dict[str, float], input_name: 
         proj.index = k
 
 
-def _scaled(name: str, piece: Piece, lam_in: np.ndarray | None, lam_out: np.ndarray,
-            used: np.ndarray | None = None) -> np.ndarray:
+def _scaled(piece: Piece, lam_in: np.ndarray | None, lam_out: np.ndarray) -> np.ndarray:
     """A piece's weights times ``lam_in`` of their input channel (None: 1) over the target's factor of their
     output channel (``lam_out`` per target neuron, channels-last over the piece's [OH, OW, channels]), in the
-    order of operations of the unrolled weights ``(w * lam_in) / lam_out``. ``used``: the input channels the
-    piece's source node feeds (average pooling: only their ratios must agree; None: all)."""
+    order of operations of the unrolled weights ``(w * lam_in) / lam_out``. Average pooling gets one weight
+    per (window, channel): ``[OH*OW*C]``."""
     g = piece.geom
     lam_in = np.ones(g["C"]) if lam_in is None else lam_in
     channels = {kern.FULL: g["F"], kern.DEPTH: g["C"] * g["F"]}.get(piece.mode, g["C"])
@@ -481,12 +478,9 @@ def _scaled(name: str, piece: Piece, lam_in: np.ndarray | None, lam_out: np.ndar
     if piece.mode == kern.DEPTH:
         w = piece.w.reshape(g["KH"], g["KW"], g["C"], g["F"])
         return ((w * lam_in[:, None]) / lam_out.reshape(g["C"], g["F"])).ravel()
-    if used is not None and used.any():
-        lam_in, lam_out = lam_in[used], lam_out[used]
-    if not (np.all(lam_in == lam_in[0]) and np.all(lam_out == lam_out[0])) and \
-            not np.all(lam_in / lam_out == lam_in[0] / lam_out[0]):
-        raise NetspecError(f"layer '{name}': average pooling needs the same lambda_in/lambda_out in every channel")
-    return (piece.w * lam_in[0]) / lam_out[0]
+    # average pooling: one weight per (window, channel), 1/taps of the window times the channel's
+    # lambda_in/lambda_out, so branches of different factors (an Inception block's concatenation) keep theirs
+    return ((piece.w[:, None] * lam_in[None, :]) / lam_out[None, :]).ravel()
 
 
 def pop_shape_of(node, kparts, kby_source) -> int:

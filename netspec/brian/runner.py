@@ -231,7 +231,8 @@ def project(x: np.ndarray, pre: np.ndarray, post: np.ndarray, w: np.ndarray, n: 
 # -- kernel projections ------------------------------------------------------------------------------
 # A piece (see netspec/brian/kernels.py, which writes them): [mode, H, W, C, OH, OW, KH, KW, SY, SX, PT, PL, F]
 # and the arrays <prefix>_<k>_pos (source neuron -> flat position in the layer's input [H, W, C], -1: none)
-# and <prefix>_<k>_w (the kernel [KH, KW, C, F] for 'full' and 'depth', 1/taps per output pixel for 'pool').
+# and <prefix>_<k>_w (the kernel [KH, KW, C, F] for 'full' and 'depth'; for 'pool' [OH, OW, C]: 1/taps of the
+# window times the channel's lambda_in/lambda_out).
 Piece = Sequence[Any]
 
 
@@ -250,7 +251,7 @@ def _piece_targets(spikes: np.ndarray, piece: Piece, pos: np.ndarray, w: np.ndar
     o = (ty[n_i, ky_i] // sy) * ow + tx[n_i, kx_i] // sx
     cc = ch[n_i]
     if mode == "pool":
-        return rank[n_i], o * c + cc, w[o]
+        return rank[n_i], o * c + cc, w[o * c + cc]
     rows = w.reshape(kh * kw * c, f)[(ky_i * kw + kx_i) * c + cc]
     first = o * f if mode == "full" else o * (c * f) + cc * f
     tgt = first[:, None] + np.arange(f)[None, :]
@@ -262,7 +263,7 @@ def _piece_cpp(k: int, piece: Piece, prefix: str, target: str, refractory: str |
     mode, h, wd, c, oh, ow, kh, kw, sy, sx, pt, pl, f = (piece[0], *map(int, piece[1:]))
     gate = (lambda i: f" * {refractory}[{i}]") if refractory else (lambda i: "")
     if mode == "pool":
-        add = f"{target}[_o * {c} + _c] += {prefix}_w[_o]{gate(f'_o * {c} + _c')};"
+        add = f"{target}[_o * {c} + _c] += {prefix}_w[_o * {c} + _c]{gate(f'_o * {c} + _c')};"
     else:
         first = f"_o * {f}" if mode == "full" else f"_o * {c * f} + _c * {f}"
         add = (f"const int32_t _t0 = {first}; const int32_t _w0 = ((_ky * {kw} + _kx) * {c} + _c) * {f};\n"
@@ -534,7 +535,7 @@ def kernel_drive(x: np.ndarray, pieces: Sequence[Piece], a: Arrays, prefix: str,
                     for ci in range(c):
                         acc += patch[..., ci, None] * kernel[ky, kx, ci]
         if mode == "pool":
-            acc *= w.reshape(1, oh, ow, 1)
+            acc *= w.reshape(1, oh, ow, c)
         out += acc.reshape(len(x), -1)
     return out
 

@@ -13,7 +13,7 @@ Which layers get a λ and from which values:
   of its layer's other channels. Three layers keep one λ for all channels: the output (its channels are the
   classes, compared by spike count, so they must share one scale: the layer's p-th percentile), and
   average pooling (global or not), which take their input's λ per channel (an average is at most its
-  inputs' maximum; a pool must rescale every channel alike, rule NS513);
+  inputs' maximum);
 * no λ of their own: max pooling, flatten and zero padding carry their input's; concatenate has one per
   branch; the input layer gets 1 (the analog input current is W·x+b with x as given).
 * a hidden linear layer (a residual branch into an add) has no neurons; it gets the λ of the add it

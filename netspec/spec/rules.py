@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .context import Context
-from .layers import LAYER_TYPES, Analog, AvgPool2D, GlobalAvgPool2D, Role, ShapeError, ZeroPad2D
+from .layers import LAYER_TYPES, Analog, Role, ShapeError, ZeroPad2D
 from .model import NEURON_DEFAULTS, NeuronParams, hidden_linear, lam_per_neuron
 from .resources import check_indices, check_memory, check_steps, estimate
 from .tensors import rule_tensors
@@ -383,7 +383,8 @@ def rule_normalization(ctx: Context) -> None:
 def rule_channel_lambdas(ctx: Context) -> None:
     """Per-channel factors: one per output channel; within one channel a single factor wherever a kernel,
     a pooling window or a gate reads it (a concatenation along a spatial axis of branches with different
-    factors has none); average pooling rescales every channel alike (its kernel holds one weight per window)."""
+    factors has none). Average pooling may rescale its channels differently: its kernel holds one weight per
+    window and channel."""
     if ctx.order is None or any(n not in ctx.shapes for n in ctx.order):
         return
     for layer in ctx.layers:
@@ -419,14 +420,6 @@ def rule_channel_lambdas(ctx: Context) -> None:
                 ctx.rep.add("NS512", f"'{src}', which this layer reads, has channels that do not have one lambda each "
                             "(a concatenation along a spatial axis of branches with different lambdas)", ctx.lpath(name, "inputs"))
                 return
-        if isinstance(layer, (AvgPool2D, GlobalAvgPool2D)):
-            src = layer.inputs[0]
-            c = ctx.shapes[src][-1]
-            ratio = lams(src).reshape(-1, c)[0] / lams(name).reshape(-1, c)[0]
-            if not np.allclose(ratio, ratio[0], rtol=0, atol=0):
-                ctx.rep.add("NS513", f"average pooling needs the same lambda_in/lambda_out in every channel "
-                            f"(here from {ratio.min():g} to {ratio.max():g}); give it its input's lambdas",
-                            ctx.lpath(name, "normalization", "lambda"))
 
 
 #: The rules in the order they run.
