@@ -56,7 +56,7 @@ def forward(spec: Spec, x: np.ndarray, *, logits: bool = False) -> dict[str, np.
             continue
         z = preactivation(spec, layer, [acts[i] for i in layer.inputs])
         before_softmax = logits and name == out_name and layer.activation == "softmax"
-        acts[name] = z if before_softmax else _activate(z, layer.activation)
+        acts[name] = z if before_softmax else _activate(z, layer)
     return acts
 
 
@@ -213,10 +213,18 @@ _ACTIVATIONS = {
 }
 
 
-def _activate(z: np.ndarray, act: str | None) -> np.ndarray:
+def _activate(z: np.ndarray, layer: Layer) -> np.ndarray:
+    """The layer's activation of ``z``: relu clipped at ``layer.clip`` and, with ``layer.levels``, quantized
+    (clip-floor-shift: ``clip * min(max(floor(z*levels/clip + 1/2)/levels, 0), 1)``)."""
+    act = layer.activation
     if act not in _ACTIVATIONS:
-        raise ValueError(f"unknown activation {act!r}")
-    return _ACTIVATIONS[act](z)
+        raise ValueError(f"layer '{layer.name}': unknown activation {act!r}")
+    if act == "relu" and layer.levels is not None:
+        return layer.clip * np.clip(np.floor(z * (layer.levels / layer.clip) + 0.5) / layer.levels, 0.0, 1.0)
+    z = _ACTIVATIONS[act](z)
+    if act == "relu" and layer.clip is not None:
+        np.minimum(z, layer.clip, out=z)
+    return z
 
 
 def _bias(z: np.ndarray, bias: np.ndarray | None) -> np.ndarray:

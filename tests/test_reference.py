@@ -218,6 +218,22 @@ def test_normalized_concatenate_uses_branch_lambdas(tmp_path):
     np.testing.assert_allclose(rates["cat"], np.concatenate([acts["a"] / 2.0, acts["b"] / 5.0], axis=1))
 
 
+def test_quantized_clip_floor_shift(tmp_path):
+    """levels: clip * clamp(floor(z*levels/clip + 1/2)/levels, 0, 1), on a grid of pre-activations that crosses
+    every step's edge (and both ends)."""
+    clip, levels = 1.5, 4
+    layers = [{"name": "q", "type": "dense", "units": 1, "kernel": "q/k", "activation": "relu", "clip": clip,
+               "levels": levels, "normalization": {"lambda": clip, "method": "clip"}},
+              {"name": "o", "type": "dense", "units": 1, "kernel": "o/k", "activation": "linear"}]
+    spec = make_spec(tmp_path, (1,), layers, {"q/k": np.ones((1, 1)), "o/k": np.ones((1, 1))}, lo=-1.0)
+    z = np.linspace(-0.5, 2.0, 101)[:, None]
+    got = forward(spec, z)["q"][:, 0]
+    step = clip / levels
+    want = [0.0 if v < step / 2 else min(clip, step * np.floor(v / step + 0.5)) for v in z[:, 0]]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert set(np.round(got / step, 9)) == {0.0, 1.0, 2.0, 3.0, 4.0}
+
+
 def test_forward_rejects_wrong_shape(tmp_path):
     spec = make_spec(tmp_path, (4,), [{"name": "o", "type": "dense", "units": 1, "kernel": "o/k", "activation": "linear"}], {"o/k": np.ones((4, 1))})
     with pytest.raises(NetspecError) as e:
@@ -263,6 +279,9 @@ def keras_case(keras, name):
         "zeropad": (L.ZeroPadding2D(((1, 2), (0, 3))), (3, 4, 2), {"type": "zeropad2d", "padding": [[1, 2], [0, 3]]}),
         "flatten": (L.Flatten(), (3, 4, 2), {"type": "flatten"}),
         "softmax_dense": (L.Dense(4, activation="softmax"), (6,), {"type": "dense", "units": 4, "activation": "softmax"}),
+        # ReLU(max_value): relu with a clip (MobileNet's ReLU6)
+        "relu6": (keras.Sequential([L.Dense(5), L.ReLU(max_value=6.0)]), (6,),
+                  {"type": "dense", "units": 5, "activation": "relu", "clip": 6.0}),
     }
     layer, shape, entry = cases[name]
     return layer, shape, entry
@@ -270,7 +289,7 @@ def keras_case(keras, name):
 
 @pytest.mark.keras
 @pytest.mark.parametrize("name", ["dense", "conv_valid", "conv_same_s2", "conv_nobias", "depthwise", "maxpool_same",
-                                  "avgpool_same", "avgpool_valid", "global_avg", "zeropad", "flatten", "softmax_dense"])
+                                  "avgpool_same", "avgpool_valid", "global_avg", "zeropad", "flatten", "softmax_dense", "relu6"])
 def test_layer_matches_keras(tmp_path, keras, name):
     layer, shape, entry = keras_case(keras, name)
     inp = keras.Input(shape)
@@ -285,10 +304,17 @@ def test_layer_matches_keras(tmp_path, keras, name):
         tensors[f"l/{key}"] = value
         entry[key] = f"l/{key}"
     needs_poisson = LAYER_TYPES[entry["type"]].analog is not Analog.DRIVEN
-    spec = make_spec(tmp_path, shape, [{"name": "l", **entry}], tensors,
+    layers = [{"name": "l", **entry}]
+    if "clip" in entry:  # a clip applies to a hidden layer: read it through an output layer
+        layers.append({"name": "o", "type": "dense", "units": 1, "kernel": "o/k", "activation": "linear"})
+        tensors["o/k"] = np.ones((entry["units"], 1))
+    spec = make_spec(tmp_path, shape, layers, tensors,
                      encoding="poisson" if needs_poisson else "analog", lo=0.0 if needs_poisson else -1.0)
-    x = RNG.uniform(0 if needs_poisson else -1, 1, size=(8, *shape)).astype(np.float32)
+    x = RNG.uniform(0 if needs_poisson else -1, 1, size=(64 if "clip" in entry else 8, *shape)).astype(np.float32)
+    x *= 8 if "clip" in entry else 1  # the clip case: values on both sides of the clip
     want = np.asarray(model(x, training=False))
+    if "clip" in entry:
+        assert (want == entry["clip"]).any() and (want == 0).any() and ((want > 0) & (want < 6)).any()
     got = forward(spec, x)["l"]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * max(1.0, np.abs(want).max()))
 

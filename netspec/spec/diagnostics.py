@@ -34,7 +34,7 @@ CODES: Mapping[str, str] = {
     "NS204": "not exactly one input layer",
     "NS205": "layer does not reach the output, or several outputs",
     "NS206": "wrong number of inputs for the layer type",
-    "NS207": "activation not allowed here",
+    "NS207": "activation (or its clip or levels) not allowed here",
     "NS208": "input layer misplaced",
     # shapes
     "NS301": "input shape does not fit the layer",

@@ -129,11 +129,33 @@ def rule_one_output(ctx: Context) -> None:
     ctx.order.append(sinks[0].name)
 
 
+def _rule_clip(ctx: Context, layer, output: str) -> None:
+    """``clip`` and ``levels`` qualify the relu of a hidden layer; ``levels`` needs ``clip``."""
+    for key in ("clip", "levels"):
+        if getattr(layer, key) is None:
+            continue
+        path = ctx.lpath(layer.name, key)
+        if layer.name == output:
+            ctx.rep.add("NS207", f"{key} applies to the relu of a hidden layer; the output layer '{output}' is read out, "
+                        "not clipped", path)
+        elif layer.activation != "relu":
+            ctx.rep.add("NS207", f"{key} needs activation relu (the layer's activation is {layer.activation or 'none'})", path)
+        elif key == "clip" and not (isinstance(layer.clip, (int, float)) and math.isfinite(layer.clip) and layer.clip > 0):
+            ctx.rep.add("NS207", f"clip must be a finite number > 0, got {layer.clip}", path)
+        elif key == "levels" and layer.clip is None:
+            ctx.rep.add("NS207", "levels needs clip: the quantized activation has levels steps between 0 and clip",
+                        path)
+        else:
+            continue
+        return
+
+
 def rule_activations(ctx: Context) -> None:
     if ctx.order is None:
         return
     output = ctx.order[-1]
     for layer in ctx.layers:
+        _rule_clip(ctx, layer, output)
         act = layer.activation
         if act is None or layer.name == output:
             continue

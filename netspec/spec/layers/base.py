@@ -149,6 +149,10 @@ class Layer:
     inputs: tuple[str, ...] = ()
     inputs_written: bool = field(default=False, compare=False)
     activation: str | None = None
+    #: relu's upper bound (ReLU(max_value)); with ``levels``, the top of the quantized activation
+    clip: float | None = None
+    #: steps of the quantized clip-floor-shift activation between 0 and ``clip`` (QCFS)
+    levels: int | None = None
     normalization: Normalization | None = None
     neuron: dict | None = None  # per-layer overrides, as written
 
@@ -185,7 +189,7 @@ class Layer:
         out: dict[str, Any] = {"name": self.name, "type": self.type}
         if self.inputs_written:
             out["inputs"] = list(self.inputs)
-        common = ("activation", "normalization", "neuron")
+        common = ("activation", "clip", "levels", "normalization", "neuron")
         own = [f.name for f in fields(self) if f.name not in ("name", "inputs", "inputs_written", *common)]
         for key in (*own, *common):
             value = getattr(self, key)
