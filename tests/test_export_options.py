@@ -109,11 +109,12 @@ def test_a_layer_says_only_how_it_differs(norm, entry):
 
 def test_with_normalization_adds_entries_last_and_leaves_the_document_alone():
     doc = {"source": {"normalization": dict(PROVENANCE), "calibration": {"samples": 100}},
-           "layers": [{"name": "x", "type": "input"}, {"name": "d", "type": "dense", "activation": "relu"},
+           "layers": [{"name": "x", "type": "input"}, {"name": "d", "type": "dense", "units": 2, "activation": "relu"},
                       {"name": "f", "type": "flatten"}]}
     out = with_normalization(doc, {"x": Normalization(1.0), "d": Normalization(3.0, "max", None, 100)})
     assert out["layers"] == [{"name": "x", "type": "input", "normalization": {"lambda": 1.0}},
-                             {"name": "d", "type": "dense", "activation": "relu", "normalization": {"lambda": 3.0, "method": "max"}},
+                             {"name": "d", "type": "dense", "units": 2, "activation": "relu",
+                              "normalization": {"lambda": 3.0, "method": "max"}},
                              {"name": "f", "type": "flatten"}]
     assert "normalization" not in doc["layers"][0] and "normalization" not in doc["layers"][1]
 

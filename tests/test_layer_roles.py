@@ -84,3 +84,19 @@ def test_spec_answers_the_derived_questions(tmp_path):
     assert [n for n in spec.order if spec.is_hidden_linear(n)] == ["lin"]
     assert spec.is_output("out") and not spec.is_hidden_linear("out")  # a linear output has neurons
     assert spec.neuron_count() == 6
+
+
+def test_a_layer_entry_is_written_by_its_class_and_nothing_is_dropped():
+    """The one writer of a layer entry is the layer class (``to_yaml``); a key the kind has no field for is an
+    error, not a silent loss (the exporter turns it into an internal error)."""
+    from netspec.errors import NetspecError
+    from netspec.export.writer import written
+    from netspec.spec.layers import Conv2D
+
+    entry = {"name": "c", "type": "conv2d", "bias": "c/bias", "kernel": "c/kernel", "padding": "same",
+             "kernel_size": [3, 3], "filters": 4, "activation": "relu", "clip": 6}
+    assert list(written(entry)) == ["name", "type", "filters", "kernel_size", "padding", "kernel", "bias", "activation", "clip"]
+    with pytest.raises(ValueError, match="a conv2d layer has no field 'units'"):
+        Conv2D.from_yaml({**entry, "units": 3})
+    with pytest.raises(NetspecError, match="internal error: the exporter wrote an entry .* no field 'units'"):
+        written({**entry, "units": 3})

@@ -19,12 +19,9 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from ..hashing import file_sha256
-from ..spec.layers import Normalization, Role
+from ..errors import NetspecError
+from ..spec.layers import LAYER_TYPES, Normalization, Role
 from .translate import SpecLayer
-
-#: Field order of layer entries after name/type/inputs (the rest follows in this order; normalization last).
-_ORDER = ("units", "filters", "kernel_size", "strides", "padding", "depth_multiplier", "pool_size", "axis", "kernel", "bias", "activation")
-
 
 def spec_name(stem: str) -> str:
     """A spec name (``^[A-Za-z][A-Za-z0-9_-]{0,63}$``) from a file stem."""
@@ -45,26 +42,32 @@ def write_npz(path: Path, tensors: dict[str, np.ndarray]) -> str:
 
 
 def layer_entries(layers: list[SpecLayer]) -> list[dict[str, Any]]:
-    """YAML entries of the layers, without normalization; ``inputs`` written where the layer reads more
-    than one layer or another than the one listed before it."""
+    """YAML entries of the layers, without normalization, as the spec's layer classes write them
+    (:meth:`netspec.spec.layers.Layer.to_yaml`); ``inputs`` written where the layer reads more than one layer or
+    another than the one listed before it."""
     out = []
     prev = None
     for layer in layers:
-        entry: dict[str, Any] = {"name": layer.name, "type": layer.type}
+        entry: dict[str, Any] = {"name": layer.name, "type": layer.type, **layer.fields}
         if layer.kind.role is not Role.SOURCE and (layer.kind.arity != (1, 1) or layer.inputs != [prev]):
             entry["inputs"] = list(layer.inputs)
-        values = dict(layer.fields)
         for key in layer.tensors:
-            values[key] = f"{layer.name}/{key}"
+            entry[key] = f"{layer.name}/{key}"
         if layer.has_activation:
-            values["activation"] = layer.activation
-        for key in _ORDER:
-            if key in values:
-                entry[key] = values.pop(key)
-        entry.update(values)
-        out.append(entry)
+            entry["activation"] = layer.activation
+        out.append(written(entry))
         prev = layer.name
     return out
+
+
+def written(entry: dict[str, Any]) -> dict[str, Any]:
+    """A layer entry as its layer class writes it (order of the fields; nothing dropped: a field the kind does not
+    have is an internal error)."""
+    try:
+        return LAYER_TYPES[entry["type"]].from_yaml(entry).to_yaml()
+    except ValueError as exc:
+        raise NetspecError(f"internal error: the exporter wrote an entry its layer class cannot hold ({exc}); "
+                           "please report this") from exc
 
 
 def normalization_entry(norm: Normalization, provenance: Mapping[str, Any], samples: int) -> dict[str, Any]:
@@ -86,7 +89,8 @@ def with_normalization(doc: dict[str, Any], norms: Mapping[str, Normalization]) 
     source = doc["source"]
     provenance, samples = source["normalization"], source["calibration"]["samples"]
     layers = [
-        {**entry, "normalization": normalization_entry(norms[entry["name"]], provenance, samples)} if entry["name"] in norms else entry
+        written({**entry, "normalization": normalization_entry(norms[entry["name"]], provenance, samples)})
+        if entry["name"] in norms else entry
         for entry in doc["layers"]
     ]
     return {**doc, "layers": layers}

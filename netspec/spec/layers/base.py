@@ -102,6 +102,11 @@ class Normalization:
         return out
 
 
+#: The order of a kind's own fields in a spec entry (sizes, geometry, then tensors); others follow.
+YAML_ORDER = ("units", "filters", "kernel_size", "strides", "padding", "depth_multiplier", "pool_size", "axis", "kernel",
+              "bias")
+
+
 def pair(raw, default=None) -> tuple[int, int] | None:
     if raw is None:
         return default
@@ -158,9 +163,14 @@ class Layer:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def from_yaml(cls, raw: dict, default_inputs: tuple[str, ...]) -> "Layer":
+    def from_yaml(cls, raw: dict, default_inputs: tuple[str, ...] = ()) -> "Layer":
+        """The layer of a spec entry (plain YAML data, checked against the schema: a key the kind does not have
+        is an error here, never dropped)."""
         kwargs: dict[str, Any] = {}
         names = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - names - {"type", "inputs_written"})
+        if unknown:
+            raise ValueError(f"layer '{raw.get('name')}': a {cls.type} layer has no field {', '.join(map(repr, unknown))}")
         for key, value in raw.items():
             if key == "type":
                 continue
@@ -185,12 +195,15 @@ class Layer:
         return value
 
     def to_yaml(self) -> dict:
-        """Plain data as a spec writes it: name, type, inputs, the kind's own fields, then the rest."""
+        """Plain data as a spec writes it (the one writer of a layer entry: the loader's round trip, the exporter
+        and the NIR reader all use it): name, type, inputs where written, the kind's own fields in
+        :data:`YAML_ORDER`, then activation, clip, levels, normalization and neuron."""
         out: dict[str, Any] = {"name": self.name, "type": self.type}
         if self.inputs_written:
             out["inputs"] = list(self.inputs)
         common = ("activation", "clip", "levels", "normalization", "neuron")
         own = [f.name for f in fields(self) if f.name not in ("name", "inputs", "inputs_written", *common)]
+        own.sort(key=lambda k: YAML_ORDER.index(k) if k in YAML_ORDER else len(YAML_ORDER))
         for key in (*own, *common):
             value = getattr(self, key)
             if value is None:
