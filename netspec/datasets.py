@@ -1,5 +1,8 @@
 """Loading input data (and labels) for export calibration and for ``netspec run``.
 
+One module of some 500 lines: both formats go through the same header-first checks (shapes, dtypes and the
+memory loading takes, before anything is inflated), the same label rules and the same messages.
+
 Two formats are read:
 
 * **.npz** (numpy archive). Inputs are the first of ``keys`` present (by default ``x``, ``x_test``,
@@ -25,7 +28,6 @@ from __future__ import annotations
 
 import gzip
 import math
-import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import NetspecError
-from .npzheader import Member, NpzHeaderError, npz_members
+from .npzheader import NpzHeaderError, npz_arrays, npz_members
 
 #: Marks "the default memory limit" (half the physical memory, see netspec.spec.resources).
 DEFAULT_LIMIT = object()
@@ -83,6 +85,8 @@ class DataInfo:
     samples: int
     sample_shape: tuple[int, ...]
     nbytes: int
+    #: an npz's keys of the inputs and (if present) the labels; None for IDX data
+    keys: tuple[str, str | None] | None = None
 
 
 def inspect_dataset(
@@ -103,7 +107,7 @@ def inspect_dataset(
         return _idx_info(images, limit)
     _regular(p)
     if _is_npz(p):
-        return _npz_info(p, str(path), limit, keys)[0]
+        return _npz_info(p, str(path), limit, keys)
     return _idx_info(p, limit)
 
 
@@ -166,8 +170,8 @@ def load_dataset(
     p = Path(path)
     if p.is_dir():
         ds = _load_idx(info.files[0], require_labels, limit)
-    elif _is_npz(p):
-        ds = _load_npz(p, str(path), require_labels, limit, keys)
+    elif info.keys is not None:
+        ds = _load_npz(p, info, require_labels, limit)
     else:
         ds = _load_idx(p, require_labels, limit)
     _check_finite(ds)
@@ -239,8 +243,9 @@ def _is_npz(p: Path) -> bool:
         raise NetspecError(f"{p}: cannot read: {exc.strerror}", 2) from exc
 
 
-def _npz_info(p: Path, name: str, limit: int | None, keys: tuple[str, ...]) -> tuple[DataInfo, str]:
-    """(what the npz holds, the input key), from the zip directory and the .npy headers."""
+def _npz_info(p: Path, name: str, limit: int | None, keys: tuple[str, ...]) -> DataInfo:
+    """What the npz holds (the inputs' key the first of ``keys`` it has), from the zip directory and the .npy
+    headers: shapes and dtypes are checked here, before anything is inflated."""
     try:
         members = {m.key: m for m in npz_members(str(p))}
     except NpzHeaderError as exc:
@@ -266,40 +271,27 @@ def _npz_info(p: Path, name: str, limit: int | None, keys: tuple[str, ...]) -> t
     values = rows * math.prod(x.shape[1:])
     # as stored, then the float32 copy (none when already float32), then the NaN check's boolean mask
     need = x.nbytes + (0 if x.dtype == np.float32 else values * 4) + values + (y.nbytes * 2 if y is not None else 0)
-    return DataInfo(name, (p,), rows, tuple(x.shape[1:]), need), xkey
+    return DataInfo(name, (p,), rows, tuple(x.shape[1:]), need, (xkey, ykey if y is not None else None))
 
 
-def _load_npz(p: Path, name: str, require_labels: bool, limit: int | None, keys: tuple[str, ...]) -> Dataset:
+def _load_npz(p: Path, info: DataInfo, require_labels: bool, limit: int | None) -> Dataset:
+    """The arrays that :func:`_npz_info` found and checked in the headers."""
+    name = info.source
+    xkey, ykey = info.keys
     try:
-        npz = np.load(p, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise NetspecError(f"{name}: not a readable .npz file ({_reason(exc)})") from exc
-    try:
-        with npz:
-            present = list(npz.files)
-            xkey = next((k for k in keys if k in present), None)
-            if xkey is None:
-                raise NetspecError(
-                    f"{name}: no input array; expected one of the keys {', '.join(keys)} (the file has: {', '.join(present) or 'nothing'})"
-                )
-            x = _npz_array(npz, xkey, name)
-            ykey = LABEL_KEYS.get(xkey)
-            y = _npz_array(npz, ykey, name) if ykey in present else None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
-        raise NetspecError(f"{name}: corrupt .npz file ({_reason(exc)})") from exc
-    if x.ndim < 2:
-        raise NetspecError(f"{name}: '{xkey}' has shape {list(x.shape)}; expected [samples, ...] with at least 2 axes")
-    if x.shape[0] == 0:
-        raise NetspecError(f"{name}: '{xkey}' holds no samples")
+        arrays = npz_arrays(str(p), [xkey] + ([ykey] if ykey is not None else []))
+    except NpzHeaderError as exc:
+        raise NetspecError(f"{name}: {exc}") from exc
+    x, y = arrays[xkey], arrays.get(ykey)
     n_all = x.shape[0]
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or np.iscomplexobj(x):
-        raise NetspecError(f"{name}: '{xkey}' has dtype {x.dtype}; expected numbers")
     if limit is not None:
         x = x[:limit]
     _check_float32_range(x, name, xkey)
     if y is None:
         if require_labels:
-            expect = f"'{ykey}'" if ykey else f"labels (inputs under '{xkey}' have none; use x/y, x_test/y_test or x_train/y_train)"
+            want = LABEL_KEYS.get(xkey)
+            present = [m.key for m in npz_members(str(p))]
+            expect = f"'{want}'" if want else f"labels (inputs under '{xkey}' have none; use x/y, x_test/y_test or x_train/y_train)"
             raise NetspecError(f"{name}: no labels: expected {expect} next to '{xkey}' (the file has: {', '.join(present)})")
     else:
         y = _labels(y, f"{name}: '{ykey}'", n_all, f"'{xkey}'")
@@ -320,13 +312,6 @@ def _check_float32_range(x: np.ndarray, name: str, key: str) -> None:
         raise NetspecError(
             f"{name}: value {value:g} in '{key}' (sample {int(first[0])}) is out of range: it does not fit float32 "
             f"(largest {FLOAT32_MAX:.4g}), which netspec computes in; scale the data")
-
-
-def _npz_array(npz, key: str, name: str) -> np.ndarray:
-    try:
-        return npz[key]
-    except ValueError as exc:  # object arrays need pickle, which is refused
-        raise NetspecError(f"{name}: '{key}' cannot be read without pickle (object array?); save plain numeric arrays") from exc
 
 
 def _labels(y: np.ndarray, where: str, n: int, what: str) -> np.ndarray:

@@ -1,7 +1,8 @@
-"""What an ``.npz`` holds, read from its headers only: the zip directory and each member's ``.npy`` header
-(shape, dtype), without inflating any data. Data files and weights files are checked this way before
-``numpy.load`` allocates anything, so that a small archive that inflates to gigabytes, or a header that
-claims 10^13 values, is refused with its size instead of a MemoryError.
+"""Reading ``.npz`` files, in one place: first what they hold, from the headers only (:func:`npz_members`: the zip
+directory and each member's ``.npy`` header, shape and dtype, nothing inflated), then the arrays
+(:func:`npz_arrays`, never unpickling). Data files and weights files are read this way: a small archive that
+inflates to gigabytes, or a header that claims 10^13 values, is refused with its size before ``numpy.load``
+allocates anything, and every failure is one short reason (:class:`NpzHeaderError`).
 """
 from __future__ import annotations
 
@@ -73,6 +74,37 @@ def _member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Member:
             f"member {info.filename!r}: its header says {'x'.join(map(str, member.shape)) or 'a scalar'} values of {dtype} "
             f"({member.nbytes:,} bytes), the archive holds {max(info.file_size - header_end, 0):,} bytes for it (corrupt)")
     return member
+
+
+def npz_arrays(source: str | IO[bytes], keys=None) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` (a path or a binary file object): all of them, or those named in ``keys``, in that
+    order. Call :func:`npz_members` first to know they fit.
+
+    Raises
+    ------
+    NpzHeaderError
+        A member that needs pickle (an object array) or is not a ``.npy`` array, or an archive that fails to
+        inflate: the message says which, in a few words.
+    """
+    try:
+        if hasattr(source, "seek"):
+            source.seek(0)
+        with np.load(source, allow_pickle=False) as npz:
+            out = {}
+            for key in (npz.files if keys is None else keys):
+                try:
+                    value = npz[key]
+                except ValueError as exc:  # object arrays need pickle, which is refused
+                    raise NpzHeaderError(f"'{key}' cannot be read without pickle (object array?); save plain numeric "
+                                         "arrays") from exc
+                if not isinstance(value, np.ndarray):
+                    raise NpzHeaderError(f"member '{key}' is not a numpy array (.npy)")
+                out[key] = value
+            return out
+    except NpzHeaderError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged archive fails in zipfile, zlib or numpy, each its own way
+        raise NpzHeaderError(f"corrupt .npz file ({_first_line(exc)})") from exc
 
 
 def _first_line(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .context import Context
-from ..npzheader import NpzHeaderError, npz_members
+from ..npzheader import NpzHeaderError, npz_arrays, npz_members
 from .layers import Role
 from .resources import human_bytes
 
@@ -80,21 +80,11 @@ def _load_npz(ctx: Context) -> dict[str, Any] | None:
         ctx.rep.add("NS602", f"weights file {rel!r} inflates to {human_bytes(need)} (member {big.key!r}: {list(big.shape)} "
                              f"{big.dtype}), above the memory limit of {human_bytes(limit)} (--max-memory raises the limit)", path)
         return {}
-    tensors: dict[str, Any] = {}
     try:
-        archive.seek(0)
-        with np.load(archive, allow_pickle=False) as npz:
-            for key in npz.files:
-                value = npz[key]
-                if not isinstance(value, np.ndarray):
-                    ctx.rep.add("NS404", f"weights file {rel!r}: member {key!r} is not a numpy array (.npy)", path)
-                    return {}
-                tensors[key] = value
-    except Exception as exc:  # noqa: BLE001 - a damaged archive fails in zipfile, zlib or numpy, each its own way
-        reason = str(exc).split("\n")[0][:200] or type(exc).__name__
-        ctx.rep.add("NS404", f"weights file {rel!r} is not a readable .npz: {reason}", path)
+        return npz_arrays(archive)
+    except NpzHeaderError as exc:
+        ctx.rep.add("NS404", f"weights file {rel!r}: {exc}", path)
         return {}
-    return tensors
 
 
 def rule_tensors(ctx: Context) -> None:
