@@ -1,10 +1,10 @@
-"""The build folder: generated script (golden file, safety), key and reuse, the CLI, user errors.
+"""The build folder: generated script (golden files, safety), key and reuse, the CLI, user errors.
 
-Regenerate the golden file after an intended change of the generated code with
+Regenerate the golden files after an intended change of the generated code with
 
     NETSPEC_REGENERATE_GOLDEN=1 pytest tests/test_brian_build.py -k golden
 
-and review the diff of ``tests/golden/tiny-dense.network.py`` like any other change.
+and review the diff of ``tests/golden/*.network.py`` like any other change.
 """
 from __future__ import annotations
 
@@ -17,15 +17,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from netspec.brian import BuildOptions, build, build_command, simulate
 from netspec.brian import codegen
+from netspec.brian.build import spec_hash
+from netspec.brian.plan import make_plan
 from netspec.errors import NetspecError
 from netspec.spec import load_spec, load_spec_data
 from test_brian_support import spec_data
 
 ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = Path(__file__).parent / "golden" / "tiny-dense.network.py"
+GOLDEN = Path(__file__).parent / "golden"
 
 
 def _masked(text: str) -> str:
@@ -33,13 +36,77 @@ def _masked(text: str) -> str:
     return re.sub(r"build key: [0-9a-f]{64}", "build key: <key>", text)
 
 
-def test_generated_script_matches_golden_file(tmp_path):
-    built = build(load_spec(ROOT / "specs" / "tiny-dense.yaml"), tmp_path / "tiny")
-    text = _masked(built.script.read_text())
+def _shipped(name, **changes):
+    doc = yaml.safe_load((ROOT / "specs" / f"{name}.yaml").read_text())
+    for key, value in changes.items():
+        doc["simulation"][key] = value
+    return load_spec_data(doc, ROOT / "specs")
+
+
+def _poisson_pool():
+    """Poisson input, two convolutions concatenated, a max pool over the concatenation, a dense output."""
+    k = lambda *shape: np.linspace(-0.5, 0.8, int(np.prod(shape))).reshape(shape).round(3).tolist()  # noqa: E731
+    layers = [
+        {"name": "a", "type": "conv2d", "inputs": ["x"], "filters": 2, "kernel_size": 3, "padding": "same", "kernel": k(3, 3, 1, 2),
+         "activation": "relu", "normalization": {"lambda": 1.5}},
+        {"name": "b", "type": "conv2d", "inputs": ["x"], "filters": 1, "kernel_size": 1, "kernel": k(1, 1, 1, 1),
+         "activation": "relu", "normalization": {"lambda": 0.5}},
+        {"name": "cat", "type": "concatenate", "inputs": ["a", "b"]},
+        {"name": "pool", "type": "maxpool2d", "pool_size": 2},
+        {"name": "flat", "type": "flatten"},
+        {"name": "out", "type": "dense", "units": 3, "kernel": k(12, 3), "activation": "softmax", "normalization": {"lambda": 2.0}},
+    ]
+    return load_spec_data(spec_data("poisson-pool", (4, 4, 1), layers, encoding="poisson",
+                                     extra_input={"max_rate": "500 Hz", "seed": 1}), ROOT)
+
+
+def _rich():
+    """Unrolled synapses with every neuron feature: LIF in mV, reset to a value, refractoriness, exponential
+    synapses, a delay, and max pooling on poisson input."""
+    layers = [
+        {"name": "c", "type": "conv2d", "filters": 2, "kernel_size": 2, "kernel": np.full((2, 2, 1, 2), 0.3).tolist(),
+         "activation": "relu", "normalization": {"lambda": 1.0}},
+        {"name": "p", "type": "maxpool2d", "pool_size": 2},
+        {"name": "f", "type": "flatten"},
+        {"name": "out", "type": "dense", "units": 2, "kernel": np.full((8, 2), 0.5).tolist(), "activation": "softmax",
+         "normalization": {"lambda": 1.0}},
+    ]
+    neuron = {"model": "lif", "tau_m": "20 ms", "threshold": "-50 mV", "rest": "-65 mV", "reset": "-70 mV",
+              "refractory": "1 ms", "synapse": "exponential", "tau_syn": "3 ms", "delay": "2 ms"}
+    return load_spec_data(spec_data("rich", (5, 5, 1), layers, encoding="poisson", neuron=neuron,
+                                    extra_input={"max_rate": "200 Hz", "seed": 3}), ROOT)
+
+
+#: golden file -> (spec, build options)
+GOLDENS = {
+    "tiny-dense": (lambda: _shipped("tiny-dense"), BuildOptions()),
+    "tiny-dense.one-step-per-layer": (lambda: _shipped("tiny-dense", timing="one-step-per-layer"), BuildOptions()),
+    "small-conv.standalone": (lambda: _shipped("small-conv"), BuildOptions(standalone=True, threads=2)),
+    "poisson-pool": (_poisson_pool, BuildOptions()),
+    "rich.synapses": (_rich, BuildOptions(connectivity="synapses")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDENS))
+def test_generated_script_matches_golden_file(name):
+    """The generated network.py of: the dense example, with both timings; the conv + max-pool example as a
+    standalone build (rendered, not compiled); poisson input into a max pool over a concatenation; unrolled
+    synapses with every neuron feature."""
+    make_spec, options = GOLDENS[name]
+    spec = make_spec()
+    plan = make_plan(spec, options.steps, options.connectivity)
+    text = _masked(codegen.render(plan, "0" * 64, spec_hash(spec), options))
+    path = GOLDEN / f"{name}.network.py"
     if os.environ.get("NETSPEC_REGENERATE_GOLDEN"):
-        GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text(), "generated network.py changed; see the module docstring to regenerate"
+        path.write_text(text)
+    assert text == path.read_text(), f"generated network.py changed ({path.name}); see the module docstring to regenerate"
+
+
+def test_a_build_writes_the_rendered_script(tmp_path):
+    spec = _shipped("tiny-dense")
+    built = build(spec, tmp_path / "tiny")
+    plan = make_plan(spec)
+    assert built.script.read_text() == codegen.render(plan, built.key, spec_hash(spec), BuildOptions())
 
 
 def test_generated_script_is_deterministic_and_self_contained(tmp_path):
@@ -50,11 +117,15 @@ def test_generated_script_is_deterministic_and_self_contained(tmp_path):
     tree = ast.parse(a)
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    # the code that runs the network is the runner module copied next to the script (tests/test_brian_runner.py)
+    # the code that runs the network is the runner package copied next to the script (tests/test_brian_runner.py)
     assert imported == {"numpy", "brian2", "netspec_runner"}
     assert "Network(*objects" in a and "magic" not in a and "runner.main(MODEL" in a
-    for group in ("L_conv1", "L_pool1", "L_conv2", "L_fc", "S_conv2_0", "S_fc_0", "E_pool1_0"):
-        assert f"{group} = " in a
+    for group in ("L_conv1", "L_pool1", "L_conv2", "L_fc"):
+        assert f"{group} = NeuronGroup(" in a
+    for operation in ("S_conv2_0", "S_fc_0", "E_pool1_0"):
+        assert f"name='{operation}'" in a
+    # in data-flow order: each layer with what it receives
+    assert a.index("L_conv2 = NeuronGroup(") < a.index("name='S_conv2_0'") < a.index("L_fc = NeuronGroup(")
     assert "du/dt = I/dt : 1" in a and "threshold='u >= 1'" in a
 
 

@@ -154,11 +154,10 @@ def test_analog_input_drive_matches_reference(tmp_path):
     spec = calibrated(spec_data("drive", (5, 5, 2), layers), x, tmp_path)
     pop = make_plan(spec).populations["c"]
     from netspec.brian import runner
-    from netspec.brian.kernels import GEOMETRY
 
-    pieces = [[p.mode] + [p.geom[k] for k in GEOMETRY] for p in pop.drive]
+    windows = [p.window for p in pop.drive]
     arrays = {f"D_{k}_pos": p.pos for k, p in enumerate(pop.drive)} | {f"D_{k}_w": p.w for k, p in enumerate(pop.drive)}
-    got = runner.kernel_drive(x, pieces, arrays, "D", pop.size) + pop.bias
+    got = runner.kernel_drive(x, windows, arrays, "D", pop.size) + pop.bias
     want = preactivation(spec, "c", [x]).reshape(3, -1) / spec.lam("c")
     np.testing.assert_allclose(got, want, atol=1e-10)
 

@@ -1,4 +1,4 @@
-"""The runner module (``netspec/brian/runner.py``): the code every generated ``network.py`` runs.
+"""The runner package (``netspec/brian/runner/``): the code every generated ``network.py`` runs.
 
 Its numpy parts are tested on hand-made arrays; a built network is run in a fresh interpreter where netspec
 cannot be imported, from a copy of its build folder, to show that a build folder is self-contained.
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from netspec.brian import BuildOptions, SimResult, build, runner, simulate
-from netspec.brian.build import RUNNER_FILE, _builder_source_hash
+from netspec.brian.build import RUNNER_DIR, _builder_source_hash
 from netspec.run import metrics
 from netspec.run.evaluate import chunk_seed as run_chunk_seed
 from netspec.spec import load_spec, load_spec_data
@@ -27,7 +27,8 @@ from test_brian_support import spec_data
 
 build_module = importlib.import_module("netspec.brian.build")  # the module, not the function netspec.brian exports
 ROOT = Path(__file__).resolve().parents[1]
-RUNNER = ROOT / "netspec" / "brian" / "runner.py"
+RUNNER = ROOT / "netspec" / "brian" / "runner"
+RUNNER_FILES = sorted(p for p in RUNNER.iterdir() if p.suffix in (".py", ".h"))
 
 
 def _model(**changes):
@@ -93,18 +94,7 @@ def test_ranking_agrees_with_a_sort_of_tuples():
         assert o.tolist() == sorted(range(5), key=lambda k: (-c[k], -u[k], k))
 
 
-# -- numpy helpers -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("connections", [3, 40])  # sparse: per-sample bincount; dense: matrix product
-def test_project_sums_weighted_inputs(connections):
-    rng = np.random.default_rng(connections)
-    x = rng.uniform(0, 1, (4, 10))
-    pre, post = rng.integers(0, 10, connections), rng.integers(0, 6, connections)
-    w = rng.normal(0, 1, connections)
-    dense = np.zeros((10, 6))
-    np.add.at(dense, (pre, post), w)
-    np.testing.assert_allclose(runner.project(x, pre, post, w, 6), x @ dense, rtol=1e-12, atol=1e-12)
-
-
+# -- arrays and results --------------------------------------------------------------------------------
 def test_load_arrays_reads_the_build_folder(tmp_path):
     np.savez(tmp_path / "arrays.npz", B_a=np.arange(3.0), F_a=np.ones(3, np.int32))
     a = runner.load_arrays(_model(script=str(tmp_path / "network.py")))
@@ -130,15 +120,19 @@ def test_summarize_turns_raw_recordings_into_per_sample_results():
         "ops": 10 * np.arange(2 * 9).reshape(9, 2),
     }
     r = runner.summarize(model, raw, n)
-    assert r["counts"].dtype == np.int32 and r["counts"].tolist() == [[0, 2], [1, 0]]
-    assert r["out_steps"].dtype == np.uint16 and r["out_steps"].shape == (n, steps, 2)
-    assert r["out_steps"][0, :, 1].tolist() == [1, 0, 0, 1] and r["out_steps"][1, :, 0].tolist() == [0, 1, 0, 0]
-    np.testing.assert_array_equal(r["v_out"], [[0.25, 0.5], [0.75, -0.5]])
-    assert r["spikes_a"].tolist() == [[0, 1, 2, 0], [4, 0, 0, 1]]
-    assert r["ops_a"].tolist() == [[0, 3, 6, 0], [12, 0, 0, 3]]
-    assert r["spikes_b"].tolist() == [[0, 2, 4, 6], [8, 10, 12, 14]]
-    assert r["ops_out"].tolist() == [[10, 30, 50, 70], [90, 110, 130, 150]]
-    assert set(r) == {"counts", "v_out", "out_steps", "spikes_a", "ops_a", "spikes_b", "ops_b", "spikes_out", "ops_out"}
+    assert r.counts.dtype == np.int32 and r.counts.tolist() == [[0, 2], [1, 0]]
+    assert r.out_steps.dtype == np.uint16 and r.out_steps.shape == (n, steps, 2)
+    assert r.out_steps[0, :, 1].tolist() == [1, 0, 0, 1] and r.out_steps[1, :, 0].tolist() == [0, 1, 0, 0]
+    np.testing.assert_array_equal(r.v_out, [[0.25, 0.5], [0.75, -0.5]])
+    assert r.layer_spikes["a"].tolist() == [[0, 1, 2, 0], [4, 0, 0, 1]]
+    assert r.layer_ops["a"].tolist() == [[0, 3, 6, 0], [12, 0, 0, 3]]
+    assert r.layer_spikes["b"].tolist() == [[0, 2, 4, 6], [8, 10, 12, 14]]
+    assert r.layer_ops["out"].tolist() == [[10, 30, 50, 70], [90, 110, 130, 150]]
+    assert r.v_steps is None and r.neuron_counts is None
+    # results.npz holds them flat, under the keys of netspec_runner/keys.py
+    assert set(r.arrays()) == {"counts", "v_out", "out_steps", "spikes_a", "ops_a", "spikes_b", "ops_b", "spikes_out",
+                               "ops_out"}
+    assert r.arrays()[runner.keys.spikes("b")] is r.layer_spikes["b"]
 
 
 def test_summarize_drops_the_padding_of_a_short_run():
@@ -146,10 +140,11 @@ def test_summarize_drops_the_padding_of_a_short_run():
     raw = {"out_i": np.array([0, 1]), "out_t": np.array([0.002, 0.006]), "v": np.arange(6.0).reshape(3, 2),
            "rate_out": np.ones(9) / (2 * 0.001)}
     r = runner.summarize(model, raw, 1)  # a run of 2 samples of which the second was padding
-    assert r["counts"].tolist() == [[1, 0]] and r["v_out"].tolist() == [[2.0, 3.0]]
-    assert r["spikes_out"].tolist() == [[1, 1, 1, 1]] and r["ops_out"].tolist() == [[0, 0, 0, 0]]
-    merged = runner.concat([r, r])
-    assert merged["counts"].tolist() == [[1, 0], [1, 0]] and merged["out_steps"].shape == (2, 4, 2)
+    assert r.counts.tolist() == [[1, 0]] and r.v_out.tolist() == [[2.0, 3.0]]
+    assert r.layer_spikes["out"].tolist() == [[1, 1, 1, 1]] and r.layer_ops["out"].tolist() == [[0, 0, 0, 0]]
+    merged = runner.Results.concat([r, r])
+    assert merged.counts.tolist() == [[1, 0], [1, 0]] and merged.out_steps.shape == (2, 4, 2)
+    assert merged.layer_spikes["out"].shape == (2, 4)
 
 
 # -- the command line ----------------------------------------------------------------------------------
@@ -167,16 +162,20 @@ def test_main_refuses_missing_arguments_and_wrong_shapes(tmp_path, capsys):
 
 # -- a build folder is self-contained ------------------------------------------------------------------
 def test_runner_imports_nothing_but_the_standard_library_numpy_and_brian2():
-    tree = ast.parse(RUNNER.read_text())
-    names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-             for alias in node.names}
-    names |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert not any(isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree))  # no relative imports
+    names = set()
+    for path in RUNNER_FILES:
+        if path.suffix != ".py":
+            continue
+        tree = ast.parse(path.read_text())
+        names |= {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                  for alias in node.names}
+        # within the package: relative imports only (the build folder holds it under another name)
+        names |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and not node.level}
     assert names - set(sys.stdlib_module_names) == {"numpy", "brian2"}
-    # loading it as a plain file does not load Brian2 (netspec's stages use its numpy helpers)
-    code = ("import importlib.util, sys; s = importlib.util.spec_from_file_location('r', sys.argv[1]); "
-            "m = importlib.util.module_from_spec(s); sys.modules['r'] = m; s.loader.exec_module(m); "
-            "print('brian2' in sys.modules, 'netspec' in sys.modules, m.chunk_seed(7, 3))")
+    # loading the package from its folder does not load Brian2 (netspec's stages use its numpy helpers)
+    code = ("import importlib.util, sys; s = importlib.util.spec_from_file_location('r', sys.argv[1] + '/__init__.py', "
+            "submodule_search_locations=[sys.argv[1]]); m = importlib.util.module_from_spec(s); sys.modules['r'] = m; "
+            "s.loader.exec_module(m); print('brian2' in sys.modules, 'netspec' in sys.modules, m.chunk_seed(7, 3))")
     done = subprocess.run([sys.executable, "-c", code, str(RUNNER)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["False", "False", "1318712413"]
@@ -184,16 +183,21 @@ def test_runner_imports_nothing_but_the_standard_library_numpy_and_brian2():
 
 def test_build_folder_holds_the_runner_and_the_key_covers_it(tmp_path, monkeypatch):
     built = build(load_spec(ROOT / "specs" / "tiny-dense.yaml"), tmp_path / "t")
-    assert (built.dir / RUNNER_FILE).read_bytes() == RUNNER.read_bytes()
-    # a missing runner means the folder is not up to date
-    (built.dir / RUNNER_FILE).unlink()
-    assert build(built.spec, built.dir).rebuilt and (built.dir / RUNNER_FILE).exists()
-    # the builder's source hash reads runner.py: another runner, another key
+    copied = sorted(p.name for p in (built.dir / RUNNER_DIR).iterdir() if p.is_file())
+    assert copied == [p.name for p in RUNNER_FILES] and "netspec_kernels.h" in copied
+    for path in RUNNER_FILES:
+        assert (built.dir / RUNNER_DIR / path.name).read_bytes() == path.read_bytes()
+    # a missing runner file means the folder is not up to date
+    (built.dir / RUNNER_DIR / "schedule.py").unlink()
+    assert build(built.spec, built.dir).rebuilt and (built.dir / RUNNER_DIR / "schedule.py").exists()
+    # the builder's source hash reads the runner package: another runner, another key
     copy = tmp_path / "pkg"
     shutil.copytree(RUNNER.parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(build_module, "resources", SimpleNamespace(files=lambda package: copy))
+    fake = SimpleNamespace(files=lambda package: copy)
+    monkeypatch.setattr(build_module, "resources", fake)
+    monkeypatch.setattr(importlib.import_module("netspec.brian.codegen"), "resources", fake)
     before = _builder_source_hash()
-    (copy / "runner.py").write_text(RUNNER.read_text() + "\n# changed\n")
+    (copy / "runner" / "netspec_kernels.h").write_text((RUNNER / "netspec_kernels.h").read_text() + "\n// changed\n")
     assert _builder_source_hash() != before
 
 

@@ -1,14 +1,12 @@
 """Propagation timing (``simulation.timing``): ``zero-latency`` (the default; the layers are updated one after
 another within a step, so the input reaches the output in the first step) and ``one-step-per-layer`` (every
-layer adds one step; the generated code is exactly what netspec generated before the option existed)."""
+layer adds one step). The generated code of both is a golden file (tests/test_brian_build.py)."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from netspec.brian import BuildOptions, build, simulate
 from netspec.reference import forward, normalized
@@ -16,22 +14,6 @@ from netspec.spec import load_spec_data
 from test_brian_support import spec_data
 
 ROOT = Path(__file__).resolve().parents[1]
-ONE_STEP_GOLDEN = Path(__file__).parent / "golden" / "tiny-dense.one-step-per-layer.network.py"
-
-
-def _masked(text: str) -> str:
-    text = re.sub(r"build key: [0-9a-f]{64}", "build key: <key>", text)
-    return re.sub(r"spec sha256 \(content and weights\): [0-9a-f]{64}", "spec sha256: <hash>", text)
-
-
-def test_one_step_per_layer_generates_the_code_of_before(tmp_path):
-    """The golden file is the script netspec generated for tiny-dense before timing existed; only the spec's
-    hash (it now says `timing`) differs, and one comment line: under kernel connectivity the spike counters
-    sum fan-outs in one operation instead of a synapse per neuron (tiny-dense has no such counters)."""
-    doc = yaml.safe_load((ROOT / "specs" / "tiny-dense.yaml").read_text())
-    doc["simulation"]["timing"] = "one-step-per-layer"
-    built = build(load_spec_data(doc, ROOT / "specs"), tmp_path / "tiny")
-    assert _masked(built.script.read_text()) == _masked(ONE_STEP_GOLDEN.read_text())
 
 
 def _chain(depth, timing=None, steps=12):

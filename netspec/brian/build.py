@@ -1,25 +1,14 @@
 """``netspec build``: a spec -> a build folder with ``network.py``, ``arrays.npz``, the runner they need
-(``netspec_runner.py``, a copy of ``runner.py``) and, for standalone builds, the compiled C++ project in ``cpp/``.
+(``netspec_runner/``, a copy of the package ``netspec.brian.runner``) and, for standalone builds, the compiled C++
+project in ``cpp/``.
 
 A build is keyed by its content: the spec (its canonical YAML content and every tensor), the build
-options, the builder's own source and the Brian2 and netspec versions. Every build lives in a folder of its
-own, ``.<name>.builds/<key prefix>/`` next to the build folder, which is never written again once complete:
-it is generated (and compiled) in a temporary sibling and renamed into place in one step, so an interrupted
-build never looks complete. The build folder itself (``build/<name>``) is a symbolic link to the latest
-build, swapped atomically; a process using a build holds a shared lock on it, and older builds are removed
-only when no process holds theirs. So a run reads exactly the build it started with, whatever is rebuilt
-meanwhile.
-
-``build.json`` records the key and the size, modification time and sha256 of every file that runs
-(``network.py``, the runner, ``arrays.npz``, and for standalone builds ``cpp/main``, ``cpp/manifest.json`` and
-``cpp/static_arrays/*``). :func:`check_build` compares them (sizes and times only, or every hash with
-``full``): a build whose files changed is built again by :func:`build` and refused by ``simulate``.
+options, the builder's own source and the Brian2 and netspec versions. Where builds live, how they are
+checked, locked and installed is :mod:`.store`'s job.
 """
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -37,16 +26,15 @@ import numpy as np
 
 from .. import __version__
 from ..errors import NetspecError
-from ..hashing import file_sha256
 from ..spec import Spec
 from . import codegen
 from .plan import Plan, make_plan
+from .runner import keys
+from .runner.processes import die_with_parent
+from .store import KEY_FILE, RUNNER_DIR, check_build, exclusive, fingerprints, hold, install, link, prune, store_of
 
 #: Bumped when the layout of a build folder changes.
-BUILD_FORMAT = 2
-KEY_FILE = "build.json"
-#: The runner module in the build folder, which ``network.py`` imports.
-RUNNER_FILE = codegen.RUNNER_MODULE + ".py"
+BUILD_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -115,9 +103,11 @@ def spec_hash(spec: Spec) -> str:
 def _builder_source_hash() -> str:
     h = hashlib.sha256()
     pkg = resources.files("netspec.brian")
-    for name in sorted(["build.py", "codegen.py", "connectivity.py", "kernels.py", "plan.py", "runner.py"]):
+    for name in sorted(["build.py", "codegen.py", "connectivity.py", "kernels.py", "plan.py"]):
         h.update(pkg.joinpath(name).read_bytes())
     h.update(codegen.template_text().encode())
+    for name, data in codegen.runner_files():
+        h.update(f"\n{name}\n".encode() + data)
     return h.hexdigest()
 
 
@@ -152,24 +142,28 @@ def build_key(spec: Spec, options: BuildOptions, cpu: str | None = None) -> str:
 
 # -- the folder --------------------------------------------------------------------------------------
 def plan_arrays(plan: Plan) -> dict[str, np.ndarray]:
-    """Everything ``network.py`` loads from ``arrays.npz`` (see ``runner.load_arrays`` for the keys)."""
+    """Everything ``network.py`` loads from ``arrays.npz`` (named in :mod:`.runner.keys`)."""
     out: dict[str, np.ndarray] = {}
+
+    def pieces(prefix: str, items) -> None:
+        for p, piece in enumerate(items):
+            name = keys.piece(prefix, p)
+            out[name + keys.POS], out[name + keys.W] = piece.pos, piece.w.astype(np.float64)
+
     for pop in plan.populations.values():
-        out[f"B_{pop.name}"] = pop.bias.astype(np.float64)
-        for k, piece in enumerate(pop.drive or []):
-            out[f"D_{pop.name}_{k}_pos"], out[f"D_{pop.name}_{k}_w"] = piece.pos, piece.w.astype(np.float64)
+        out[keys.bias(pop.name)] = pop.bias.astype(np.float64)
+        pieces(keys.drive(pop.name), pop.drive or [])
         for proj in pop.inputs:
             if proj.pieces is not None:
-                for k, piece in enumerate(proj.pieces):
-                    out[f"{proj.name}_{k}_pos"], out[f"{proj.name}_{k}_w"] = piece.pos, piece.w.astype(np.float64)
+                pieces(proj.name, proj.pieces)
             else:
-                out[f"{proj.name}_i"], out[f"{proj.name}_j"] = proj.pre, proj.post
-                out[f"{proj.name}_w"] = proj.w.astype(np.float64)
+                out[proj.name + keys.PRE], out[proj.name + keys.POST] = proj.pre, proj.post
+                out[proj.name + keys.W] = proj.w.astype(np.float64)
     for relay in plan.relays.values():
         for e in relay.elections:
-            out[f"{e.name}_i"], out[f"{e.name}_j"], out[f"{e.name}_key"] = e.pre, e.post, e.key.astype(np.float64)
+            out[e.name + keys.PRE], out[e.name + keys.POST], out[e.name + keys.KEY] = e.pre, e.post, e.key.astype(np.float64)
     for name, f in plan.fanout.items():
-        out[f"F_{name}"] = f.astype(np.int32)
+        out[keys.fanout(name)] = f.astype(np.int32)
     return out
 
 
@@ -209,211 +203,6 @@ def _check_options(options: BuildOptions) -> None:
         raise NetspecError(f"build: steps must be at least 1, got {options.steps}", 2)
 
 
-# -- integrity ---------------------------------------------------------------------------------------
-def _content_files(folder: Path, standalone: bool) -> list[str]:
-    """The files of a build that run, relative to its folder."""
-    files = ["network.py", RUNNER_FILE, "arrays.npz"]
-    if standalone:
-        files += ["cpp/main", "cpp/manifest.json"]
-        static = folder / "cpp" / "static_arrays"
-        if static.is_dir():
-            files += sorted(f"cpp/static_arrays/{p.name}" for p in static.iterdir() if p.is_file())
-    return files
-
-
-def _fingerprints(folder: Path, standalone: bool) -> dict[str, dict]:
-    out = {}
-    for rel in _content_files(folder, standalone):
-        st = (folder / rel).stat()
-        out[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(folder / rel)}
-    return out
-
-
-def check_build(folder: str | Path, key: str | None = None, full: bool = False) -> str | None:
-    """Why the build in ``folder`` cannot be used as it is, or None when it is intact.
-
-    Every file recorded in ``build.json`` must have its recorded size; with ``full`` (or when its modification
-    time changed) its sha256 is compared too. ``key``, when given, must be the recorded key.
-    """
-    folder = Path(folder)
-    try:
-        info = json.loads((folder / KEY_FILE).read_text())
-    except (OSError, ValueError):
-        return f"{KEY_FILE} is missing or unreadable (an unfinished or damaged build)"
-    files = info.get("files") if isinstance(info, dict) else None
-    if not isinstance(files, dict) or not files:
-        return f"{KEY_FILE} records no file hashes (made by an older netspec)"
-    if key is not None and info.get("key") != key:
-        return "it was built from another spec or with other options"
-    for rel, rec in files.items():
-        path = folder / rel
-        try:
-            st = path.stat()
-        except OSError:
-            return f"{rel} is missing"
-        if st.st_size != rec.get("size"):
-            return f"{rel} changed since the build completed (size {rec.get('size')} -> {st.st_size} bytes)"
-        if full or st.st_mtime_ns != rec.get("mtime_ns"):
-            try:
-                digest = file_sha256(path)
-            except OSError as exc:
-                return f"{rel} cannot be read: {exc.strerror or exc}"
-            if digest != rec.get("sha256"):
-                return f"{rel} changed since the build completed (its sha256 differs)"
-    return None
-
-
-# -- the folder of one build -------------------------------------------------------------------------
-def _store(folder: Path) -> Path:
-    """Where the builds behind the build folder ``folder`` live."""
-    return folder.parent / f".{folder.name}.builds"
-
-
-#: Build folders this process uses -> the open lock file holding a shared lock on it (until the process ends).
-_HELD: dict[str, int] = {}
-
-
-def _hold(home: Path) -> bool:
-    """Take a shared lock on the build ``home`` for the rest of this process; False if it is gone."""
-    key = str(home.resolve())
-    if key in _HELD:
-        os.close(_HELD.pop(key))
-    try:
-        fd = os.open(home / ".lock", os.O_RDONLY)
-    except OSError:
-        return False
-    fcntl.flock(fd, fcntl.LOCK_SH)
-    if not (home / ".lock").exists():  # removed while we waited for the lock
-        os.close(fd)
-        return False
-    _HELD[key] = fd
-    return True
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-def _prune(store: Path, keep: Path) -> None:
-    """Remove the builds in ``store`` other than ``keep`` that no process uses, and leftovers of
-    interrupted builds whose process is gone."""
-    try:
-        entries = list(store.iterdir())
-    except OSError:
-        return
-    for entry in entries:
-        if entry.name == keep.name or not entry.is_dir() or entry.is_symlink():
-            continue
-        if entry.name.startswith(("tmp-", "trash-")):
-            try:
-                pid = int(entry.name.split("-")[1])
-            except (IndexError, ValueError):
-                pid = 0
-            if pid != os.getpid() and not _pid_alive(pid):
-                shutil.rmtree(entry, ignore_errors=True)
-            continue
-        try:
-            fd = os.open(entry / ".lock", os.O_RDONLY)
-        except OSError:
-            shutil.rmtree(entry, ignore_errors=True)
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # in use by a running process
-            os.close(fd)
-            continue
-        try:
-            trash = store / f"trash-{os.getpid()}-{entry.name}"
-            os.rename(entry, trash)
-            (trash / ".lock").unlink(missing_ok=True)
-        except OSError:
-            trash = None
-        finally:
-            os.close(fd)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
-
-
-def _in_use(home: Path) -> str:
-    """The refusal to replace ``home`` (``build --force``) while another process uses it."""
-    return (f"build: {home} is in use by a running netspec process; --force can rebuild it once that ends "
-            "(it is never rewritten while in use)")
-
-
-@contextlib.contextmanager
-def _exclusive(home: Path):
-    """An exclusive lock on the complete build ``home`` (this process's own shared lock let go first); a
-    NetspecError if another process uses it. Nothing is held when ``home`` has no lock file."""
-    held = _HELD.pop(str(home.resolve()), None)
-    if held is not None:
-        os.close(held)
-    try:
-        fd = os.open(home / ".lock", os.O_RDONLY)
-    except OSError:
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise NetspecError(_in_use(home), 2) from None
-        yield
-    finally:
-        os.close(fd)
-
-
-def _install(tmp: Path, home: Path) -> None:
-    """Rename the complete build ``tmp`` to ``home`` in one step (an older ``home``, which no process may be
-    using, is moved aside first)."""
-    try:
-        os.rename(tmp, home)
-        return
-    except OSError as exc:
-        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise
-    trash = home.parent / f"trash-{os.getpid()}-{home.name}"
-    with _exclusive(home):
-        os.rename(home, trash)
-        os.rename(tmp, home)
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def adopt(received: Path, out_dir: str | Path, key: str) -> None:
-    """Install ``received``, a complete build folder of ``key`` made on another machine (a cluster worker gets
-    the submitting machine's), as this machine's build of ``key`` behind ``out_dir``; :func:`build` then
-    checks its file hashes like any other and reuses it, or builds again with the reason. ``received`` is
-    moved (it must be on the same file system as ``out_dir``)."""
-    folder = Path(out_dir)
-    store = _store(folder)
-    store.mkdir(parents=True, exist_ok=True)
-    (received / ".lock").touch()
-    os.chmod(received, 0o755)
-    _install(received, store / key[:16])
-
-
-def _link(folder: Path, home: Path) -> None:
-    """Make ``folder`` a symbolic link to ``home``, replacing the previous link in one step."""
-    if folder.is_symlink() or not folder.exists():
-        pass
-    elif folder.is_dir() and ((folder / KEY_FILE).exists() or not any(folder.iterdir())):
-        # a build folder of an older netspec, or an empty folder: replaced by the link
-        trash = home.parent / f"trash-{os.getpid()}-old"
-        os.rename(folder, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        raise NetspecError(f"build: {folder} exists and is not a netspec build folder; give another output folder", 2)
-    link = folder.parent / f".{folder.name}.link-{os.getpid()}"
-    link.unlink(missing_ok=True)
-    os.symlink(os.path.relpath(home, folder.parent), link)
-    os.replace(link, folder)
-
-
 def build(spec: Spec, out_dir: str | Path | None = None, options: BuildOptions = BuildOptions(), force: bool = False,
           cpu: str | None = None) -> Build:
     """Generate (and with ``options.standalone``, compile) the SNN of ``spec``; ``out_dir`` (default
@@ -428,15 +217,15 @@ def build(spec: Spec, out_dir: str | Path | None = None, options: BuildOptions =
     key = build_key(spec, options, cpu)
     _check_counters(plan)
     populations, synapses, fanout = _summary(plan)
-    store = _store(folder)
+    store = store_of(folder)
     home = store / key[:16]
     if folder.exists() and not folder.is_symlink() and not folder.is_dir():
         raise NetspecError(f"build: {folder} exists and is not a folder", 2)
     reuse = False
     if force and home.is_dir():
-        with _exclusive(home):  # refused before any work while a run uses it
+        with exclusive(home):  # refused before any work while a run uses it
             pass
-    if not force and home.is_dir() and _hold(home):
+    if not force and home.is_dir() and hold(home):
         reason = check_build(home, key, full=True)
         reuse = reason is None
         if reason is not None:
@@ -451,7 +240,9 @@ def build(spec: Spec, out_dir: str | Path | None = None, options: BuildOptions =
             try:
                 (tmp / ".lock").touch()
                 np.savez(tmp / "arrays.npz", **plan_arrays(plan))
-                (tmp / RUNNER_FILE).write_text(codegen.runner_text(), encoding="utf-8")
+                (tmp / RUNNER_DIR).mkdir()
+                for name, data in codegen.runner_files():
+                    (tmp / RUNNER_DIR / name).write_bytes(data)
                 (tmp / "network.py").write_text(codegen.render(plan, key, spec_hash(spec), options), encoding="utf-8")
             except OSError as exc:
                 raise NetspecError(f"build: cannot write to {store}: {exc.strerror or exc}", 2) from None
@@ -459,19 +250,19 @@ def build(spec: Spec, out_dir: str | Path | None = None, options: BuildOptions =
                 _compile(tmp, tmp / "network.py")
             info = {"key": key, "netspec": __version__, "spec": spec.name, "options": asdict(options),
                     "steps": plan.steps, "populations": populations, "synapses": synapses, "fanout": fanout,
-                    "files": _fingerprints(tmp, options.standalone)}
+                    "files": fingerprints(tmp, options.standalone)}
             (tmp / KEY_FILE).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
             os.chmod(tmp, 0o755)
-            _install(tmp, home)
+            install(tmp, home)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _hold(home)
+        hold(home)
     try:
-        _link(folder, home)
+        link(folder, home)
     except OSError as exc:
         raise NetspecError(f"build: cannot write to {folder}: {exc.strerror or exc}", 2) from None
-    _prune(store, home)
+    prune(store, home)
     return Build(spec=spec, dir=folder, script=home / "network.py", options=options, key=key, rebuilt=not reuse,
                  seconds=time.perf_counter() - t0, steps=plan.steps, populations=populations, synapses=synapses,
                  fanout=fanout, home=home)
@@ -531,17 +322,6 @@ def _watcher_setup() -> None:  # pragma: no cover - runs in the child between fo
     when netspec dies (Linux), which it answers by killing its group."""
     os.setpgrp()
     die_with_parent(signal.SIGTERM)
-
-
-def die_with_parent(signum: int = signal.SIGKILL) -> None:
-    """Ask the kernel to send ``signum`` to this process when its parent dies (Linux; elsewhere nothing)."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(1, int(signum))  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
 
 
 def _compile(folder: Path, script: Path) -> None:

@@ -6,11 +6,12 @@ prefix (``L_conv1``, ``S_conv2_0``); numbers are written with ``repr(float(...))
 written from a quantity's SI value and dimension (``0.02*second``). Free text from the spec (description,
 source) never reaches the script. The template (``templates/network.py.j2``) only lays the pieces out; it
 is rendered with ``StrictUndefined``, ``trim_blocks`` and ``lstrip_blocks``. The code that runs every network
-(chunking, seeding, the read-out, the runners) is not generated: it is the module ``runner.py``, which the build
-copies next to the script.
+(the kernel-form operations and their C++, the schedule, chunking, seeding, the read-out, the runners) is not
+generated: it is the package ``netspec.brian.runner``, which the build copies next to the script.
 """
 from __future__ import annotations
 
+import ast
 import re
 from importlib import resources
 
@@ -21,22 +22,17 @@ from .. import __version__
 from ..errors import NetspecError
 from ..spec import Quantity
 from ..spec.units import DIMENSIONLESS, FREQUENCY, TIME, VOLTAGE, steps_in
-from .kernels import GEOMETRY
 from .plan import MEMBRANE, SOFTMAX, Plan, Population, Relay
+from .runner import keys
+from .runner.geometry import KINDS, Window
+from .runner.schedule import MAX_PROJECTIONS, ONE_STEP_PER_LAYER, ZERO_LATENCY
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _SPEC_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _UNIT_OF_DIM = {TIME: "second", VOLTAGE: "volt", FREQUENCY: "hertz"}
 
-#: Scheduling inside the 'synapses' slot: relays of stage s elect, fire and reset before any projection.
-RELAY_ORDER_BASE = -100
-#: Zero-latency timing: the node at position k of the plan's order runs in the 'synapses' slot from order
-#: ``ZL_BASE * (k + 1)`` on: its incoming projections (``+ ZL_PROJ + j``), its state update (before them for
-#: delta synapses, after them for exponential ones, so that a charge enters in its own step), its threshold,
-#: then its spike counters. Resets of populations stay in the 'resets' slot (nothing reads a membrane later in
-#: the step; the max-pooling gates read the counts before the reset adds this step's spike).
-ZL_BASE, ZL_PROJ, ZL_UPDATE_EXP, ZL_SOFTMAX, ZL_THRESHOLD, ZL_COUNTER = 1000, 10, 950, 955, 960, 970
-#: The name under which ``network.py`` imports the runner (``runner.py``, copied next to it by the build).
+#: The name under which ``network.py`` imports the runner (the package ``netspec.brian.runner``, copied next to it
+#: by the build).
 RUNNER_MODULE = "netspec_runner"
 
 
@@ -140,8 +136,8 @@ def _population(plan: Plan, pop: Population) -> dict:
     # (unless refractory) only where not_refractory holds, in any code
     refractory_reset = ["lastspike = -1e4*second", "not_refractory = True"] if ref_steps > 0 else []
     if analog:
-        sample_reset.append(f"I = TA_{name}(t, i)")
-        namespace.append((f"TA_{name}", f"TA_{name}"))
+        sample_reset.append(f"I = {keys.timed_input(name)}(t, i)")
+        namespace.append((keys.timed_input(name), keys.timed_input(name)))
     threshold = "u >= 1"
     if softmax:
         threshold = "rand() < 1.0/Z"
@@ -164,7 +160,7 @@ def _population(plan: Plan, pop: Population) -> dict:
         parts.append(f"delay {show(p.delay)}")
     return {
         "name": name,
-        "var": f"L_{name}",
+        "var": keys.group(name),
         "size": pop.size,
         "kind": pop.layer_type,
         "shape": "x".join(map(str, pop.shape)),
@@ -173,7 +169,7 @@ def _population(plan: Plan, pop: Population) -> dict:
         "equations": _align(eqs),
         "threshold": threshold,
         "reset": reset,
-        "softmax": _softmax(plan, pop, exp) if softmax else None,
+        "softmax": _softmax(pop) if softmax else None,
         "v_steps": output and not spiking,
         "method": "exact" if lif and not exp else "euler",
         "refractory": ref_steps + 1 if ref_steps > 0 else None,
@@ -182,37 +178,17 @@ def _population(plan: Plan, pop: Population) -> dict:
         "sample_reset": sample_reset,
         "refractory_reset": refractory_reset,
         "analog": analog,
-        "drive": _drive(plan, pop) if analog else None,
+        "drive": [_window(piece.window) for piece in pop.drive] if analog else None,
         "has_bias": bool(np.any(pop.bias)) and not analog,
         "output": output,
-        "schedule": _schedule(plan, pop.name, exp),
+        "exponential": exp,
     }
 
 
-def _softmax(plan: Plan, pop: Population, exp: bool) -> dict:
+def _softmax(pop: Population) -> dict:
     """The spiking softmax: all-to-all synapses within the output that sum Z_i = sum_j exp(u_j - u_i) (so
     softmax(u)_i = 1/Z_i without overflow), after the membranes integrated this step and before the threshold."""
-    base = _base(plan, pop.name)
-    n = pop.size
-    return {"var": f"Z_{ident(pop.name)}", "n": n,
-            "when": "thresholds" if base is None else "synapses",
-            "order": -1 if base is None else base + ZL_SOFTMAX}
-
-
-def _base(plan: Plan, name: str) -> int | None:
-    """Zero-latency timing: the first order of node ``name`` in the 'synapses' slot (None: one step per layer)."""
-    if not plan.spec.simulation.zero_latency:
-        return None
-    return ZL_BASE * (plan.order.index(name) + 1)
-
-
-def _schedule(plan: Plan, name: str, exp: bool = False) -> dict | None:
-    """Zero-latency timing: the orders of a population's state update and threshold (None: Brian2's default
-    slots, one step per layer)."""
-    base = _base(plan, name)
-    if base is None:
-        return None
-    return {"update_order": base + (ZL_UPDATE_EXP if exp else 0), "threshold_order": base + ZL_THRESHOLD}
+    return {"var": f"Z_{ident(pop.name)}", "n": pop.size}
 
 
 def plan_counted(plan: Plan, name: str) -> bool:
@@ -226,9 +202,9 @@ def _align(eqs: list[tuple[str, str]]) -> list[str]:
 
 def _projection(plan: Plan, proj) -> dict:
     target = plan.populations[proj.target]
-    base = _base(plan, proj.target)
-    if base is not None and proj.index >= ZL_UPDATE_EXP - ZL_PROJ:
-        raise NetspecError(f"layer '{proj.target}': too many input nodes ({proj.index + 1}) for zero-latency timing")
+    if proj.index >= MAX_PROJECTIONS:
+        raise NetspecError(f"layer '{proj.target}': {proj.index + 1} incoming projections; a layer takes at most "
+                           f"{MAX_PROJECTIONS}")
     p = target.params
     dt = plan.spec.simulation.dt.value
     delay = steps_in(p.delay, dt)
@@ -236,7 +212,6 @@ def _projection(plan: Plan, proj) -> dict:
     if delay:
         # spikes still in flight when a new sample starts belong to the previous sample: drop them
         weight = f"w*int(timestep(t, dt) % {plan.steps} >= {delay})"
-    namespace: list = []
     refractory = p.synapse != "exponential" and steps_in(p.refractory, dt) > 0
     if p.synapse == "exponential":  # the plan made the weights charges, (w*dt)/tau_syn
         on_pre = f"q_post += {weight}"
@@ -249,102 +224,94 @@ def _projection(plan: Plan, proj) -> dict:
         kernel = {
             "var": "q" if p.synapse == "exponential" else "u",
             "refractory": refractory,
-            "pieces": [[piece.mode] + [int(piece.geom[k]) for k in GEOMETRY] for piece in proj.pieces],
-            "text": "; ".join(_piece_text(piece) for piece in proj.pieces),
+            "windows": [_window(piece.window) for piece in proj.pieces],
+            "text": "; ".join(piece.window.describe() for piece in proj.pieces),
         }
     return {
         "kernel": kernel,
         "var": proj.name,
-        "source": f"L_{ident(proj.source)}",
+        "index": proj.index,
+        "source": keys.group(ident(proj.source)),
         "source_name": proj.source,
-        "target": f"L_{ident(proj.target)}",
+        "target": keys.group(ident(proj.target)),
         "target_name": proj.target,
         "count": int(proj.count),
         "on_pre": on_pre,
         "delay": delay,
         "delay_text": show(p.delay),
-        "namespace": namespace,
-        "order": None if base is None else base + ZL_PROJ + proj.index,
     }
 
 
-def _piece_text(piece) -> str:
-    g = piece.geom
-    what = {"full": "filters", "depth": "depthwise, multiplier", "pool": "average"}[piece.mode]
-    return (f"[{g['H']}x{g['W']}x{g['C']}] -> [{g['OH']}x{g['OW']}], {g['KH']}x{g['KW']} window, stride "
-            f"{g['SY']}x{g['SX']}, {what}" + (f" {g['F']}" if piece.mode != "pool" else ""))
-
-
-def _drive(plan: Plan, pop: Population) -> list:
-    return [[piece.mode] + [int(piece.geom[k]) for k in GEOMETRY] for piece in pop.drive]
+def _window(win: Window) -> str:
+    """A window as the keyword constructor the generated script calls (a known class and integers only)."""
+    kind = type(win).__name__
+    if KINDS.get(kind) is not type(win):
+        raise NetspecError(f"internal error: window kind {kind!r}")
+    ints = {k: tuple(int(v) for v in getattr(win, k)) for k in ("input", "output", "kernel", "stride", "padding")}
+    return (f"runner.{kind}(input={ints['input']}, output={ints['output']}, kernel={ints['kernel']}, "
+            f"stride={ints['stride']}, padding={ints['padding']}, filters={int(win.filters)})")
 
 
 def _relay(plan: Plan, relay: Relay) -> dict:
     name = ident(relay.name)
-    base = _base(plan, relay.name)
-    order = RELAY_ORDER_BASE + 10 * relay.stage if base is None else base
     elections = []
     for e in relay.elections:
         count = "(best_pre - 1)" if e.source in plan.relays else "count_pre"
         elections.append({
             "var": e.name,
-            "source": f"L_{ident(e.source)}",
+            "source": keys.group(ident(e.source)),
             "source_name": e.source,
             "count": int(e.pre.size),
-            "relay_source": e.source in plan.relays,
+            "of_gates": e.source in plan.relays,
             "on_pre": f"cand_post = clip(int({count} >= best_post)*(K - key + K*int(key == winner_post)), cand_post, inf)",
         })
     return {
         "name": name,
-        "var": f"L_{name}",
+        "var": keys.group(name),
         "size": relay.size,
         "shape": "x".join(map(str, relay.shape)),
         "K": relay.members_max,
         "elections": elections,
-        "order": order,
+        "stage": relay.stage,
         "lam": lam_text(relay.lam),
     }
 
 
 def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
-    """Everything the template needs, as plain strings, numbers and lists."""
+    """Everything the template needs, as plain strings, numbers and lists: one entry per node of the data flow
+    (``plan.order``: the poisson input, layers of neurons, max-pooling gates), each with what it receives."""
     spec = plan.spec
     if not _SPEC_NAME_RE.match(spec.name):
         raise NetspecError(f"spec name {spec.name!r} is not a valid network name")
-    kinds = plan.kinds
-    pops = [_population(plan, plan.populations[n]) for n in plan.order if n in plan.populations]
-    projections = [_projection(plan, proj) for n in plan.order if n in plan.populations
-                   for proj in plan.populations[n].inputs]
-    relays = [_relay(plan, plan.relays[n]) for n in plan.order if n in plan.relays]
+    inp = spec.input
     nodes = []
     rows = 0
-    for n in plan.order:
+    for position, n in enumerate(plan.order, start=1):
         fan = plan.fanout[n]
         uniform = bool(fan.size == 0 or np.all(fan == fan[0]))
-        base = _base(plan, n)
         spiking = not (n == plan.output and plan.readout == MEMBRANE)
-        node = {"name": ident(n), "var": f"L_{ident(n)}", "kind": kinds[n], "size": plan.size(n),
+        node = {"position": position, "name": ident(n), "var": keys.group(ident(n)), "size": plan.size(n),
                 "fanout": int(fan[0]) if uniform and fan.size else 0, "uniform": uniform and spiking, "row": None,
-                "counter_order": None if base is None else base + ZL_COUNTER, "spiking": spiking}
+                "spiking": spiking, "population": None, "gate": None, "poisson": None, "projections": []}
         if not uniform:
             node["row"], rows = rows, rows + 1
+        if n in plan.populations:
+            node["population"] = _population(plan, plan.populations[n])
+            node["projections"] = [_projection(plan, proj) for proj in plan.populations[n].inputs]
+        elif n in plan.relays:
+            node["gate"] = _relay(plan, plan.relays[n])
+        else:
+            node["poisson"] = {
+                "p_scale": num(inp.max_rate.value * spec.simulation.dt.value / inp.range[1]),
+                "max_rate": qty(inp.max_rate),
+                "counted": plan.input_name in plan.counted,
+            }
         nodes.append(node)
-    inp = spec.input
-    poisson = None
-    if inp.encoding == "poisson":
-        poisson = {
-            "name": ident(plan.input_name),
-            "var": f"L_{ident(plan.input_name)}",
-            "size": plan.input_size,
-            "p_scale": num(inp.max_rate.value * spec.simulation.dt.value / inp.range[1]),
-            "max_rate": qty(inp.max_rate),
-            "counted": plan.input_name in plan.counted,
-            "threshold_order": None if _base(plan, plan.input_name) is None else _base(plan, plan.input_name) + ZL_THRESHOLD,
-        }
     out = plan.populations[plan.output]
     return {
         "version": __version__,
         "runner_module": RUNNER_MODULE,
+        "keys": keys,
         "spec_name": spec.name,
         "spec_hash": spec_hash,
         "key": key,
@@ -353,6 +320,7 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
         "float32": bool(options.float32),
         "profile": bool(options.profile),
         "zero_latency": bool(spec.simulation.zero_latency),
+        "timing": ZERO_LATENCY if spec.simulation.zero_latency else ONE_STEP_PER_LAYER,
         "connectivity": plan.connectivity,
         "samples_per_run": int(options.samples_per_run),
         "steps": int(plan.steps),
@@ -363,15 +331,11 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
         "input_size": plan.input_size,
         "encoding": inp.encoding,
         "input_lam": lam_text(spec.lam_per_neuron(spec.input_layer)),
-        "poisson": poisson,
-        "populations": pops,
-        "projections": projections,
-        "relays": relays,
         "nodes": nodes,
         "counted_nodes": [n for n in nodes if not n["uniform"] and n["spiking"]],
         "readout": plan.readout,
-        "drives": [p for p in pops if p["analog"]],
-        "output": {"name": ident(out.name), "var": f"L_{ident(out.name)}", "size": out.size,
+        "drives": [n["population"] for n in nodes if n["population"] and n["population"]["analog"]],
+        "output": {"name": ident(out.name), "var": keys.group(ident(out.name)), "size": out.size,
                    "spiking": plan.readout != MEMBRANE},
     }
 
@@ -387,11 +351,23 @@ def template_text() -> str:
     return resources.files("netspec.brian").joinpath("templates", "network.py.j2").read_text("utf-8")
 
 
-def runner_text() -> str:
-    """The runner's source, copied into the build folder as ``netspec_runner.py`` (part of the build key)."""
-    return resources.files("netspec.brian").joinpath("runner.py").read_text("utf-8")
+def runner_files() -> list[tuple[str, bytes]]:
+    """The runner package's files (name, content), copied into the build folder as ``netspec_runner/`` (part of
+    the build key)."""
+    pkg = resources.files("netspec.brian").joinpath("runner")
+    return sorted((f.name, f.read_bytes()) for f in pkg.iterdir() if f.is_file() and f.name.endswith((".py", ".h")))
+
+
+#: The Brian2 names a generated script may use; it imports those it does.
+BRIAN2_NAMES = ("Clock", "Network", "NeuronGroup", "PopulationRateMonitor", "SpikeMonitor", "StateMonitor", "Synapses",
+                "TimedArray", "hertz", "second", "volt")
 
 
 def render(plan: Plan, key: str, spec_hash: str, options) -> str:
-    """The generated ``network.py``."""
-    return _environment().get_template("network.py.j2").render(**context(plan, key, spec_hash, options))
+    """The generated ``network.py``, importing exactly the Brian2 names it uses."""
+    template = _environment().get_template("network.py.j2")
+    marker = "NETSPEC_BRIAN2_IMPORTS"
+    text = template.render(**context(plan, key, spec_hash, options), imports=[marker])
+    used = {node.id for node in ast.walk(ast.parse(text)) if isinstance(node, ast.Name)}
+    names = [n for n in BRIAN2_NAMES if n in used]
+    return text.replace(marker, ", ".join(names), 1)

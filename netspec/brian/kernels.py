@@ -1,18 +1,12 @@
 """Projections in kernel form: what a spike of a source neuron adds, computed from the layer's kernel.
 
-A :class:`Piece` describes one weighted layer read through one source node: ``pos`` maps every neuron of
-the node to its flat position (channels-last) in the layer's input tensor (-1: not read), ``geom`` holds the
-layer's geometry as integers and ``w`` its weights. A spike of the neuron at ``(iy, ix, c)`` reaches every
-output pixel ``(oy, ox)`` whose window holds it (``iy + pad_top - ky = oy * stride_y``, same along x) and
-
-* ``full`` (dense, conv2d): every filter ``f`` with ``w[ky, kx, c, f]``;
-* ``depth`` (depthwise conv2d, the identity of an add branch): the channels ``c*M + m`` with ``w[ky, kx, c, m]``;
-* ``pool`` (average pooling): the channel ``c`` with ``w[(oy*OW + ox)*C + c]`` (1/taps of that window;
-  normalized, times the channel's lambda_in/lambda_out).
-
-A dense layer is a 1x1 ``full`` piece over a [1, 1, n] input. Memory is that of the kernel plus one index per
-source neuron; nothing is per connection. The runner (``runner.py``) scatters pieces in the simulation and
-computes the analog input drive from them; the fan-out of every neuron is computed here from the geometry.
+A :class:`Piece` is one weighted layer read through one source node: its :class:`~.runner.geometry.Window` (the
+layer's geometry, and what a spike reaches: see that module), its weights ``w`` and ``pos``, the flat position
+(channels-last) in the layer's input tensor of every neuron of the node (-1: not read). Memory is that of the kernel
+plus one index per source neuron; nothing is per connection. The runner (:mod:`.runner.operations`) scatters
+pieces in the simulation and computes the analog input drive from them; the fan-out of every neuron comes from
+the window's geometry. The output size and padding of a window follow Keras
+(:func:`netspec.spec.layers.conv_geometry`).
 """
 from __future__ import annotations
 
@@ -24,42 +18,31 @@ import numpy as np
 from ..errors import NetspecError
 from ..spec import Spec
 from ..spec.layers import AvgPool2D, Conv2D, Dense, DepthwiseConv2D, GlobalAvgPool2D, Layer, conv_geometry
-
-FULL, DEPTH, POOL = "full", "depth", "pool"
-#: the integer fields of a piece's geometry, in order (as the runner receives them)
-GEOMETRY = ("H", "W", "C", "OH", "OW", "KH", "KW", "SY", "SX", "PT", "PL", "F")
+from .runner.geometry import Average, Depthwise, Filters, Window
 
 
 @dataclass
 class Piece:
-    """One layer's kernel read through one source node. ``geom`` maps the names of :data:`GEOMETRY` to ints."""
+    """One layer's kernel read through one source node."""
 
-    mode: str
-    geom: dict
-    w: np.ndarray
+    window: Window
+    w: np.ndarray  # float64: [KH, KW, C, F] flat; average pooling: [OH*OW] (ANN), [OH*OW*C] once normalized
     pos: np.ndarray | None = None  # int32 [source node size], set when composed
 
     def fanout_per_position(self) -> np.ndarray:
-        """Outgoing connections of every input position (flat, channels-last), from the geometry."""
-        g = self.geom
-        cy = _axis_count(g["H"], g["KH"], g["SY"], g["PT"], g["OH"])
-        cx = _axis_count(g["W"], g["KW"], g["SX"], g["PL"], g["OW"])
-        chan = g["F"] if self.mode in (FULL, DEPTH) else 1
-        per_pixel = (cy[:, None] * cx[None, :]).ravel() * chan
-        return np.repeat(per_pixel, g["C"]).astype(np.int64)
+        """Outgoing connections of every input position (flat, channels-last)."""
+        return self.window.fanout_per_position()
+
+    def through(self, pos: np.ndarray, w: np.ndarray | None = None) -> "Piece":
+        """The same piece read through a node with index map ``pos`` (and weights ``w``, default its own)."""
+        return Piece(self.window, self.w if w is None else w, pos)
 
 
-def _axis_count(size: int, k: int, s: int, before: int, out: int) -> np.ndarray:
-    t = np.arange(size)[:, None] + before - np.arange(k)[None, :]
-    ok = (t >= 0) & (t % s == 0) & (t // s < out)
-    return ok.sum(axis=1)
-
-
-def _geom(in_shape, k, s, padding, f) -> dict:
+def _window(kind: type[Window], in_shape, k, s, padding: str, f: int) -> Window:
     h, w, c = in_shape
     oh, pt, _ = conv_geometry(h, k[0], s[0], padding)
     ow, pl, _ = conv_geometry(w, k[1], s[1], padding)
-    return dict(H=h, W=w, C=c, OH=oh, OW=ow, KH=k[0], KW=k[1], SY=s[0], SX=s[1], PT=pt, PL=pl, F=f)
+    return kind((h, w, c), (oh, ow), (int(k[0]), int(k[1])), (int(s[0]), int(s[1])), (pt, pl), int(f))
 
 
 # -- weighted kinds in kernel form (a test checks every kind with unrolled connections has one) ---------
@@ -71,46 +54,36 @@ def kernel_projection(layer: Layer, in_shape, spec: Spec) -> Piece:
 @kernel_projection.register
 def _(layer: Dense, in_shape, spec):
     kernel = np.asarray(spec.array(layer, "kernel"), dtype=np.float64)
-    return Piece(FULL, _geom((1, 1, in_shape[0]), (1, 1), (1, 1), "valid", kernel.shape[1]), kernel.ravel())
+    return Piece(_window(Filters, (1, 1, in_shape[0]), (1, 1), (1, 1), "valid", kernel.shape[1]), kernel.ravel())
 
 
 @kernel_projection.register
 def _(layer: Conv2D, in_shape, spec):
     kernel = np.asarray(spec.array(layer, "kernel"), dtype=np.float64)
-    return Piece(FULL, _geom(in_shape, kernel.shape[:2], layer.stride, layer.pad, kernel.shape[3]), kernel.ravel())
+    return Piece(_window(Filters, in_shape, kernel.shape[:2], layer.stride, layer.pad, kernel.shape[3]), kernel.ravel())
 
 
 @kernel_projection.register
 def _(layer: DepthwiseConv2D, in_shape, spec):
     kernel = np.asarray(spec.array(layer, "kernel"), dtype=np.float64)
-    return Piece(DEPTH, _geom(in_shape, kernel.shape[:2], layer.stride, layer.pad, kernel.shape[3]), kernel.ravel())
+    return Piece(_window(Depthwise, in_shape, kernel.shape[:2], layer.stride, layer.pad, kernel.shape[3]), kernel.ravel())
 
 
 @kernel_projection.register
 def _(layer: AvgPool2D, in_shape, spec):
-    g = _geom(in_shape, layer.pool_size, layer.stride, layer.pad, 1)
-    return Piece(POOL, g, 1.0 / _taps(g))
+    window = _window(Average, in_shape, layer.pool_size, layer.stride, layer.pad, 1)
+    return Piece(window, 1.0 / window.taps_per_window())
 
 
 @kernel_projection.register
 def _(layer: GlobalAvgPool2D, in_shape, spec):
     h, w, c = in_shape
-    g = _geom(in_shape, (h, w), (1, 1), "valid", 1)
-    return Piece(POOL, g, np.full(1, 1.0 / (h * w)))
-
-
-def _taps(g: dict) -> np.ndarray:
-    """Real (non-padded) positions of every output window, flat over (oy, ox), as float64."""
-    ty = np.arange(g["OH"])[:, None] * g["SY"] - g["PT"] + np.arange(g["KH"])[None, :]
-    tx = np.arange(g["OW"])[:, None] * g["SX"] - g["PL"] + np.arange(g["KW"])[None, :]
-    ny = ((ty >= 0) & (ty < g["H"])).sum(axis=1)
-    nx = ((tx >= 0) & (tx < g["W"])).sum(axis=1)
-    return (ny[:, None] * nx[None, :]).ravel().astype(np.float64)
+    return Piece(_window(Average, in_shape, (h, w), (1, 1), "valid", 1), np.full(1, 1.0 / (h * w)))
 
 
 def identity(n: int) -> Piece:
     """One-to-one with weight 1 (the branches of an add layer)."""
-    return Piece(DEPTH, _geom((1, 1, n), (1, 1), (1, 1), "valid", 1), np.ones(n))
+    return Piece(_window(Depthwise, (1, 1, n), (1, 1), (1, 1), "valid", 1), np.ones(n))
 
 
 def handles(kind: type[Layer]) -> bool:

@@ -1,5 +1,9 @@
 """The spiking network a spec describes, as plain data: populations, projections, max-pool relays, drives.
 
+One module of some 500 lines because its parts work on one structure, the segment map (which node neuron
+every element of a layer's output comes from): routing through index-only layers, composing weighted layers
+through it, normalizing what results and electing max-pool windows would each need the others' internals.
+
 :func:`make_plan` walks the spec in topological order and decides what every layer becomes in the SNN:
 
 * a **population** (``NeuronGroup``) for every layer with neurons (dense, conv2d, depthwise_conv2d,
@@ -36,6 +40,8 @@ from ..spec.layers import (AvgPool2D, Concatenate, Conv2D, Dense, DepthwiseConv2
 from . import connectivity as conn
 from . import kernels as kern
 from .kernels import Piece
+from .runner import keys
+from .runner.geometry import Average, Filters
 
 #: How projections are simulated: from their kernels (default) or as one Brian2 synapse per connection.
 KERNEL, SYNAPSES = "kernel", "synapses"
@@ -79,7 +85,7 @@ class Projection:
 
     @property
     def name(self) -> str:
-        return f"S_{self.target}_{self.index}"
+        return keys.projection(self.target, self.index)
 
 
 @dataclass
@@ -96,7 +102,7 @@ class Election:
 
     @property
     def name(self) -> str:
-        return f"E_{self.relay}_{self.index}"
+        return keys.election(self.relay, self.index)
 
 
 @dataclass
@@ -254,7 +260,7 @@ def _kcompose(spec: Spec, source_layer: str, piece: Piece, cache) -> list[tuple[
         pos[sidx] = oidx
         node_fan = np.zeros(pos.size, dtype=np.int64)
         node_fan[sidx] = fan
-        out.append((node, Piece(piece.mode, piece.geom, piece.w, pos), node_fan))
+        out.append((node, piece.through(pos), node_fan))
     return out
 
 
@@ -420,11 +426,11 @@ def _attach(pop: Population, parts, kparts, lams: dict[str, float], input_name: 
         return charge((w * lams[node][pre]) / pop.lam[post])
 
     def knorm(piece: Piece, node):
-        c_in = piece.geom["C"]
+        c_in = piece.window.input[2]
         lam_in = np.ones(c_in)
         valid = piece.pos >= 0
         lam_in[piece.pos[valid] % c_in] = lams[node][valid]
-        return Piece(piece.mode, piece.geom, charge(_scaled(piece, lam_in, pop.lam)), piece.pos)
+        return piece.through(piece.pos, charge(_scaled(piece, lam_in, pop.lam)))
 
     rank = list(lams).index
     by_source: dict[str, list] = {}
@@ -436,7 +442,7 @@ def _attach(pop: Population, parts, kparts, lams: dict[str, float], input_name: 
     analog = input_name if encoding == "analog" else None
     if analog in kby_source:
         # the input's normalized activation is x/lambda_0 and its weights W*lambda_0/lambda: per unit of x, W/lambda
-        pop.drive = [Piece(p.mode, p.geom, _scaled(p, None, pop.lam), p.pos) for p, _ in kby_source[analog]]
+        pop.drive = [p.through(p.pos, _scaled(p, None, pop.lam)) for p, _ in kby_source[analog]]
     if unrolled:
         for node, pieces in sorted(by_source.items(), key=lambda kv: rank(kv[0])):
             if node == analog:
@@ -468,19 +474,17 @@ def _scaled(piece: Piece, lam_in: np.ndarray | None, lam_out: np.ndarray) -> np.
     output channel (``lam_out`` per target neuron, channels-last over the piece's [OH, OW, channels]), in the
     order of operations of the unrolled weights ``(w * lam_in) / lam_out``. Average pooling gets one weight
     per (window, channel): ``[OH*OW*C]``."""
-    g = piece.geom
-    lam_in = np.ones(g["C"]) if lam_in is None else lam_in
-    channels = {kern.FULL: g["F"], kern.DEPTH: g["C"] * g["F"]}.get(piece.mode, g["C"])
-    lam_out = lam_out.reshape(-1, channels)[0]
-    if piece.mode == kern.FULL:
-        w = piece.w.reshape(g["KH"], g["KW"], g["C"], g["F"])
-        return ((w * lam_in[:, None]) / lam_out[None, :]).ravel()
-    if piece.mode == kern.DEPTH:
-        w = piece.w.reshape(g["KH"], g["KW"], g["C"], g["F"])
-        return ((w * lam_in[:, None]) / lam_out.reshape(g["C"], g["F"])).ravel()
-    # average pooling: one weight per (window, channel), 1/taps of the window times the channel's
-    # lambda_in/lambda_out, so branches of different factors (an Inception block's concatenation) keep theirs
-    return ((piece.w[:, None] * lam_in[None, :]) / lam_out[None, :]).ravel()
+    win = piece.window
+    (kh, kw), c, f = win.kernel, win.input[2], win.filters
+    lam_in = np.ones(c) if lam_in is None else lam_in
+    lam_out = lam_out.reshape(-1, win.channels_out)[0]
+    if isinstance(win, Average):
+        # one weight per (window, channel), 1/taps of the window times the channel's lambda_in/lambda_out, so
+        # branches of different factors (an Inception block's concatenation) keep theirs
+        return ((piece.w[:, None] * lam_in[None, :]) / lam_out[None, :]).ravel()
+    # [KH, KW, C, F]: filters take their filter's lambda_out, a depthwise window its output channel's (c, m)
+    out = lam_out[None, :] if isinstance(win, Filters) else lam_out.reshape(c, f)
+    return ((piece.w.reshape(kh, kw, c, f) * lam_in[:, None]) / out).ravel()
 
 
 def pop_shape_of(node, kparts, kby_source) -> int:

@@ -1,7 +1,7 @@
 """Running a build on inputs and reading its results.
 
 :func:`simulate` imports the build's own ``network.py`` and its own copy of the runner,
-``netspec_runner.py`` (so the numbers come from exactly the code a user can read and run), and calls the
+``netspec_runner/`` (so the numbers come from exactly the code a user can read and run), and calls the
 runner on the network: for standalone builds ``run_standalone`` writes the input rows and starts the
 compiled binary once per ``samples_per_run`` samples, with Brian2's ``run_args`` on its command line and
 its own results directory, so any number of processes can use one build at once; for runtime builds
@@ -21,9 +21,9 @@ from typing import Callable
 import numpy as np
 
 from ..errors import NetspecError
-from .build import RUNNER_FILE, Build, check_build
+from .build import RUNNER_DIR, Build, check_build
 from .codegen import RUNNER_MODULE
-from .runner import ranking
+from .runner import Results, ranking
 
 _MODULES: dict[tuple[str, str], ModuleType] = {}
 
@@ -66,9 +66,12 @@ class SimResult:
         return ranking(self.counts, self.v_out)[:, 0]
 
 
-def _import_file(name: str, path: Path) -> ModuleType:
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    if module_spec is None or module_spec.loader is None or not path.exists():
+def _import_file(name: str, path: Path, package: bool = False) -> ModuleType:
+    """Import ``path`` as the module ``name`` (``package``: ``path`` is a package folder)."""
+    init = path / "__init__.py" if package else path
+    module_spec = importlib.util.spec_from_file_location(name, init,
+                                                         submodule_search_locations=[str(path)] if package else None)
+    if module_spec is None or module_spec.loader is None or not init.exists():
         raise NetspecError(f"simulate: {path} not found (build again)", 2)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module
@@ -85,7 +88,7 @@ def load_network(b: Build) -> ModuleType:
     """
     cache_key = (str(b.script.resolve()), b.key)
     if cache_key not in _MODULES:
-        runner = _import_file(f"{RUNNER_MODULE}_{b.key[:16]}", b.folder / RUNNER_FILE)
+        runner = _import_file(f"{RUNNER_MODULE}_{b.key[:16]}", b.folder / RUNNER_DIR, package=True)
         saved = sys.modules.get(RUNNER_MODULE)
         sys.modules[RUNNER_MODULE] = runner
         try:
@@ -155,7 +158,7 @@ def simulate(build: Build, x: np.ndarray, *, results_dir: str | Path | None = No
     return _result(build, raw, len(x), record_neurons, time.perf_counter() - t0)
 
 
-def _result(build: Build, raw: dict | None, n: int, record_neurons: bool, seconds: float) -> SimResult:
+def _result(build: Build, raw: Results | None, n: int, record_neurons: bool, seconds: float) -> SimResult:
     order = list(build.fanout)  # every spiking layer, in the spec's order
     n_out = int(np.prod(build.spec.shapes[build.spec.order[-1]]))
     if raw is None:
@@ -163,12 +166,12 @@ def _result(build: Build, raw: dict | None, n: int, record_neurons: bool, second
         return SimResult(np.zeros((0, n_out), np.int32), np.zeros((0, n_out)), np.zeros((0, build.steps, n_out), np.uint16),
                          {k: empty for k in order}, {k: empty for k in order}, {} if record_neurons else None, seconds)
     return SimResult(
-        counts=raw["counts"].astype(np.int32),
-        v_out=raw["v_out"].astype(np.float64),
-        out_steps=raw["out_steps"],
-        layer_spikes={k: raw["spikes_" + k] for k in order},
-        layer_ops={k: raw["ops_" + k] for k in order},
-        neuron_counts={k: raw["neurons_" + k] for k in order} if record_neurons else None,
+        counts=raw.counts.astype(np.int32),
+        v_out=raw.v_out.astype(np.float64),
+        out_steps=raw.out_steps,
+        layer_spikes={k: raw.layer_spikes[k] for k in order},
+        layer_ops={k: raw.layer_ops[k] for k in order},
+        neuron_counts={k: raw.neuron_counts[k] for k in order} if record_neurons else None,
         seconds=seconds,
-        v_steps=raw.get("v_steps"),
+        v_steps=raw.v_steps,
     )

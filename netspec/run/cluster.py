@@ -1,5 +1,9 @@
 """Evaluation on a Dask distributed cluster: ``netspec run --scheduler ADDRESS``.
 
+One module of some 550 lines: what travels to the workers (:class:`Package`, packed builds), what a worker does
+with it (its cached build, in the shared build store of :mod:`netspec.brian.store`) and how chunks are submitted
+and collected are one protocol; split, each half would import the other's private types.
+
 :func:`netspec.run.evaluate.evaluate` cuts the samples into chunks and derives their seeds exactly as for a
 local run; with a Dask client it hands the chunks to :func:`run_chunks`, which submits one Dask task per
 chunk and merges nothing itself: the chunks come back to the caller, so the counts are those of a local run.
@@ -48,6 +52,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from .. import __version__
+from ..brian.store import KEY_FILE, adopt, machine_lock, write_atomic
 from ..errors import NetspecError
 
 #: Seconds to wait for the scheduler to answer before giving up.
@@ -59,7 +64,7 @@ AHEAD = 2
 #: Environment variable naming a worker's cache folder (default ``$XDG_CACHE_HOME/netspec/cluster``).
 CACHE_ENV = "NETSPEC_CACHE"
 #: What a worker needs of a standalone build folder to run it (the C++ sources and objects stay behind).
-BUILD_FILES = ("build.json", "network.py", "netspec_runner.py", "arrays.npz", "cpp/main", "cpp/manifest.json",
+BUILD_FILES = ("build.json", "network.py", "netspec_runner", "arrays.npz", "cpp/main", "cpp/manifest.json",
                "cpp/static_arrays")
 
 
@@ -217,8 +222,8 @@ def pack_build(folder: Path) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for rel in BUILD_FILES:
-            if (folder / rel).exists():
-                tar.add(folder / rel, arcname=rel)
+            if (folder / rel).exists():  # bytecode caches stay behind
+                tar.add(folder / rel, arcname=rel, filter=lambda t: None if "__pycache__" in t.name else t)
     return buf.getvalue()
 
 
@@ -290,29 +295,6 @@ def cache_root() -> Path:
     return Path(base) / "netspec" / "cluster"
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    """Exclusive lock on ``path`` (other processes of this machine wait); a no-op where fcntl is missing."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _fetch_binary(name: str) -> bytes | None:
     """The packed build published under ``name``, or None when it cannot be had (then the worker builds)."""
     from distributed import Variable, get_client
@@ -325,7 +307,6 @@ def _fetch_binary(name: str) -> bytes | None:
 
 
 def _folder_key(folder: Path) -> str | None:
-    from ..brian.build import KEY_FILE
 
     try:
         return json.loads((folder / KEY_FILE).read_text()).get("key")
@@ -348,7 +329,7 @@ def worker_build(pkg: Package):
         except OSError as exc:
             raise NetspecError(f"cannot create the build cache {folder}: {exc.strerror or exc} "
                                f"(set {CACHE_ENV} on the workers)", 2) from None
-        with _file_lock(folder.with_name(folder.name + ".lock")):
+        with machine_lock(folder.with_name(folder.name + ".lock")):
             spec = _load_package_spec(pkg, folder / "spec")
             built, kind = _build_here(pkg, spec, folder / "build", here)
         _READY[pkg.key] = built
@@ -364,7 +345,7 @@ def _load_package_spec(pkg: Package, folder: Path):
             raise NetspecError(f"the received spec names a file outside its folder: {rel!r}")
         path = folder / rel
         if not path.exists() or path.stat().st_size != len(data) or path.read_bytes() != data:
-            _write_atomic(path, data)
+            write_atomic(path, data)
     try:
         spec = load_spec(folder / pkg.spec_file)
     except SpecError as exc:
@@ -392,7 +373,6 @@ def _own_key(pkg: Package, spec) -> str:
 
 def _build_here(pkg: Package, spec, out: Path, here: dict):
     from ..brian import build
-    from ..brian.build import adopt
 
     own = _own_key(pkg, spec)
     # a build of the submitter's binary is keyed for the submitter's CPU (this one was checked to run it)

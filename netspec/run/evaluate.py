@@ -31,7 +31,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..brian.runner import chunk_seed, die_with_parent
+from ..brian.runner import chunk_seed
+from ..brian.runner.processes import die_with_parent
 from ..errors import NetspecError
 from ..workers import RESULTS_PREFIX, context, sigint_handler, start
 
