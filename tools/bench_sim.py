@@ -4,6 +4,7 @@
     PYTHONPATH=. python tools/bench_sim.py vgg --samples 200 --unrolled-samples 20
     PYTHONPATH=. python tools/bench_sim.py vgg --samples 200 --unrolled-samples 20 --float32
     PYTHONPATH=. python tools/bench_sim.py vgg16 --samples 3 --unrolled-samples 0
+    PYTHONPATH=. python tools/bench_sim.py vgg16 --samples 8 --unrolled-samples 0 --dense-samples 64
 
 Networks: ``lenet`` is specs/lenet-mnist.yaml on data/mnist-1k; ``vgg`` the random-weight VGG-style MNIST
 net of tools/bench_kernels.py (conv 32-32-pool-64-64-pool, dense 256, 10) on data/mnist-1k; ``vgg16`` VGG-16
@@ -15,6 +16,10 @@ with its sha256, lambda per layer the 99.9th percentile of the reference activat
 calibration inputs (so they fire like a converted net, not saturated). T = 100, analog input, standalone,
 float64 (``--float32``: also a third build, kernel with float32 state, whose counts are compared with the
 float64 kernel build's), one worker, one thread. The load average is printed with every result.
+``--dense-samples N`` adds the peer every speed figure should be a ratio against: a time-stepped dense simulation of
+the same normalized network in TensorFlow (tools/dense_baseline.py: one ANN forward pass per step, batch 64, one
+thread, IF with reset by subtraction), run in the same invocation on the same inputs, its outputs compared with
+netspec's.
 ``--profile`` builds with Brian2's profiling (every code object timed; the timers cost a few per cent, so
 take samples/s from a run without it) and prints, per layer, the time of its outgoing projections per
 synaptic event, and the share of each kind of code object (projections, thresholds, state updates, ...).
@@ -45,6 +50,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 #: calibration: lambda = this percentile of each layer's non-zero reference activations (as `netspec export`)
 PERCENTILE = 99.9
+#: The dense peer's batch (as the issue measured Keras VGG-16: batch 64, one thread).
+DENSE_BATCH = 64
 CALIBRATION = {"vgg": 300, "vgg16": 100, "vgg16-4096": 100, "dense-vgg": 300, "dense-lenet": 300}
 VGG16 = [[64, 64], [128, 128], [256] * 3, [512] * 3, [512] * 3]
 
@@ -124,9 +131,24 @@ def _read_profile(path: Path, into: dict) -> None:
         into[name] = into.get(name, 0.0) + float(value)
 
 
-def one(net: str, spec_path: Path, mode: str, samples: int, profile: bool = False) -> dict:
+def dense(net: str, spec_path: Path, samples: int, steps: int) -> dict:
+    """In this process: the time-stepped dense TensorFlow simulation (tools/dense_baseline.py) of ``samples``."""
+    import dense_baseline
+
+    from netspec.spec import Limits, load_spec
+
+    spec = load_spec(spec_path, Limits(max_memory=None))
+    x = _inputs(net, spec.input.shape, samples)
+    out, seconds = dense_baseline.simulate(spec, x, steps, batch=DENSE_BATCH, threads=1)
+    return {"net": net, "mode": "dense", "samples": len(x), "sim_s": seconds, "samples_per_s": len(x) / seconds,
+            "readout": spec.simulation.read_by, "out": out.tolist(), "predictions": np.argmax(out, axis=1).tolist()}
+
+
+def one(net: str, spec_path: Path, mode: str, samples: int, profile: bool = False, steps: int = 100) -> dict:
     """In this process: generate, compile and simulate ``samples`` samples; the figures as a dict. ``mode``:
-    ``kernel``, ``synapses`` or ``float32`` (kernel, float32 state)."""
+    ``kernel``, ``synapses`` or ``float32`` (kernel, float32 state); ``dense``: the TensorFlow peer."""
+    if mode == "dense":
+        return dense(net, spec_path, samples, steps)
     from netspec.brian import BuildOptions, build, simulate
     from netspec.spec import Limits, load_spec
 
@@ -134,8 +156,9 @@ def one(net: str, spec_path: Path, mode: str, samples: int, profile: bool = Fals
     t0 = time.perf_counter()
     spec = load_spec(spec_path, Limits(max_memory=None))
     load = time.perf_counter() - t0
-    opts = dict(steps=100, connectivity="kernel" if mode == "float32" else mode, float32=mode == "float32",
-                profile=profile)
+    # a run of the binary simulates samples_per_run samples (padding a short last run): no more than measured
+    opts = dict(steps=steps, connectivity="kernel" if mode == "float32" else mode, float32=mode == "float32",
+                profile=profile, samples_per_run=min(100, samples))
     t0 = time.perf_counter()
     build(spec, base / "gen", BuildOptions(**opts))  # generation only (runtime build folder)
     generate = time.perf_counter() - t0
@@ -165,6 +188,7 @@ def one(net: str, spec_path: Path, mode: str, samples: int, profile: bool = Fals
             "events_per_sample": events, "spikes_per_sample": spikes,
             "ns_per_event": wall / len(x) / total * 1e9 if total else None,
             "connections": sum(built.synapses.values()), "counts": res.counts.tolist(), "v_out": res.v_out.tolist(),
+            "readout": spec.simulation.read_by,
             "predictions": res.predictions().tolist(), "profile": _profile(spec, opts["connectivity"], times, events, len(x))}
 
 
@@ -193,6 +217,19 @@ def _disagree(a, b) -> float:
     return float(np.mean(np.array(a) != np.array(b)))
 
 
+def _against_dense(d: dict, k: dict, mode: str) -> None:
+    """The speed ratio of a netspec build to the dense peer, and how closely their outputs agree on the samples both
+    ran (spike counts; the membrane read-out: the final output membranes)."""
+    n = min(d["samples"], k["samples"])
+    ours = np.array(k["counts"][:n] if k["readout"] == "spike_count" else k["v_out"][:n], dtype=np.float64)
+    theirs = np.array(d["out"][:n], dtype=np.float64)
+    what = "output spike counts" if k["readout"] == "spike_count" else "final output membranes"
+    diff = np.abs(ours - theirs)
+    same = _disagree(k["predictions"][:n], d["predictions"][:n])
+    print(f"{mode} / dense samples/s: {k['samples_per_s'] / d['samples_per_s']:.2f}x; {what} of {n} samples: max "
+          f"difference {diff.max():.3g}, mean {diff.mean():.3g}; predictions differ in {same * 100:.1f} %")
+
+
 def _loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -204,11 +241,14 @@ def main() -> int:
     ap.add_argument("--unrolled-samples", type=int, default=20, help="samples for the unrolled build (0: skip it)")
     ap.add_argument("--float32", action="store_true", help="also a kernel build with float32 state")
     ap.add_argument("--profile", action="store_true", help="time every code object (Brian2's profiling)")
-    ap.add_argument("--one", choices=("kernel", "synapses", "float32"), help=argparse.SUPPRESS)
+    ap.add_argument("--dense-samples", type=int, default=0,
+                    help="samples for the time-stepped dense TensorFlow peer (tools/dense_baseline.py; 0: skip it)")
+    ap.add_argument("--steps", type=int, default=100, help="time steps per sample (default 100)")
+    ap.add_argument("--one", choices=("kernel", "synapses", "float32", "dense"), help=argparse.SUPPRESS)
     ap.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.net, args.spec, args.one, args.samples, args.profile)))
+        print(json.dumps(one(args.net, args.spec, args.one, args.samples, args.profile, args.steps)))
         return 0
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{args.net}-spec-"))
     print(f"load average {_loadavg()} (1/5/15 min) at start")
@@ -218,14 +258,15 @@ def main() -> int:
               f"(99.9th percentile, {CALIBRATION[args.net]} inputs) in {info['prepare_s']:.1f} s: "
               + ", ".join(f"{k} {v:.3g}" for k, v in info["lambdas"].items()))
     rows = {}
-    runs = [("kernel", args.samples), ("synapses", args.unrolled_samples)]
+    runs = [("dense", args.dense_samples), ("kernel", args.samples), ("synapses", args.unrolled_samples)]
     if args.float32:
         runs.append(("float32", args.samples))
     for mode, n in runs:
         if n <= 0:
             continue
         proc = subprocess.Popen([sys.executable, __file__, args.net, "--one", mode, "--samples", str(n), "--spec", str(spec_path),
-                                 *(["--profile"] if args.profile else [])], stdout=subprocess.PIPE, text=True)
+                                 "--steps", str(args.steps), *(["--profile"] if args.profile else [])],
+                                stdout=subprocess.PIPE, text=True)
         out = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
         if status != 0:
@@ -234,6 +275,10 @@ def main() -> int:
         row = json.loads(out.strip().splitlines()[-1])
         row["peak_mb"] = usage.ru_maxrss / 1024
         rows[mode] = row
+        if mode == "dense":
+            print(f"{args.net} dense   : {row['samples']} samples, {row['samples_per_s']:.2f} samples/s (TensorFlow, one "
+                  f"thread, batch {DENSE_BATCH}, {args.steps} steps), peak {row['peak_mb']:.0f} MB; load average {_loadavg()}")
+            continue
         print(f"{args.net} {mode:8s}: {row['samples']} samples, {row['samples_per_s']:.2f} samples/s, "
               f"build {row['generate_s'] + row['compile_s']:.1f} s (generate {row['generate_s']:.1f} s, compile "
               f"{row['compile_s']:.1f} s; spec load {row['load_s']:.1f} s), "
@@ -256,6 +301,9 @@ def main() -> int:
         same = k["counts"][:n] == s["counts"][:n] and k["v_out"][:n] == s["v_out"][:n]
         print(f"kernel / unrolled samples/s: {k['samples_per_s'] / s['samples_per_s']:.1f}x; output counts and "
               f"final output membranes of the first {n} samples {'identical' if same else 'DIFFER'}")
+    for mode in ("kernel", "float32"):
+        if "dense" in rows and mode in rows:
+            _against_dense(rows["dense"], rows[mode], mode)
     if "float32" in rows and "kernel" in rows:
         f, k = rows["float32"], rows["kernel"]
         n = min(k["samples"], f["samples"])
