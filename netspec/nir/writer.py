@@ -398,6 +398,11 @@ HANDLERS: dict[type[Layer], Callable[[_Graph, Layer], None]] = {
 }
 
 
+def handles(kind: type[Layer]) -> bool:
+    """Whether the NIR writer has a handler (a mapping or a refusal by name) for the layer kind ``kind``."""
+    return kind in HANDLERS
+
+
 def build_graph(spec: Spec, *, approximate: bool = False):
     """The NIR graph of ``spec``'s spiking network (a ``nir.NIRGraph``, type-checked by NIR) and the
     :class:`Written` summary (``path`` empty). Raises :class:`NetspecError` naming the layer NIR cannot express."""
