@@ -60,7 +60,7 @@ def _with_arrays(spec: Spec, arrays) -> Spec:
     return dataclasses.replace(spec, arrays=arrays)
 
 
-def unreachable(spec: Spec, kappas: dict[str, str], convention: str) -> list[str]:
+def unreachable(spec: Spec, kappas: dict[str, tuple[str, float]], convention: str) -> list[str]:
     """Warnings for the first layer of neurons that cannot spike once in a sample (every layer after it
     then gets no input either), naming it, its kappa and what would change it; empty when every layer can."""
     steps = spec.simulation.steps
@@ -72,14 +72,20 @@ def unreachable(spec: Spec, kappas: dict[str, str], convention: str) -> list[str
     most = float(np.max(bounds[first], initial=0.0)) * steps
     later = [n for n in dead[1:]]
     options = []
+    text, kappa = kappas.get(first, ("kappa of the graph", None))
     if convention == "nir":
         options.append("--convention norse, sinabs or spyx if the graph comes from a library that adds r*I to an IF "
                        "node every step (Norse, Sinabs and Spyx write IF with r = 1), snntorch for snnTorch's Leaky")
-        options.append("--dt with the step the graph was trained with (kappa grows with dt)")
+        dt = spec.simulation.dt.value
+        if kappa is not None and 0 < kappa < 1:
+            options.append(f"--dt '{dt / kappa:.3g} s' makes this layer's kappa 1 (kappa grows with dt; give the "
+                           "step the graph was trained with)")
+        else:
+            options.append("--dt with the step the graph was trained with (kappa grows with dt)")
     options.append(f"--duration longer than {spec.simulation.duration.text}" if most > 0 else
                    "a graph whose weights and biases can drive this layer (no positive input reaches it)")
     what = (f"at most {most:.3g} spikes per neuron in the {steps} steps of a sample, even with every input at its maximum"
             if most > 0 else "no positive input at all")
     tail = f"; so neither can {', '.join(repr(n) for n in later)}" if later else ""
-    return [f"warning: layer '{first}' cannot spike: {what} ({kappas.get(first, 'kappa of the graph')}){tail}. "
+    return [f"warning: layer '{first}' cannot spike: {what} ({text}){tail}. "
             f"Options: {'; '.join(options)}"]

@@ -147,6 +147,49 @@ class _Tensor:
     analog: bool = False  # the analog input (through relays only): its weights are drive, not spikes
 
 
+class _Folded:
+    """A weighted node with a pool folded into its weights (the attributes the reader reads)."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+        self.metadata = fields.get("metadata", {})
+
+
+@dataclass
+class _Pooled:
+    """A SumPool2d/AvgPool2d between spikes and a Conv2d (or a Flatten and an Affine), folded into that node's
+    weights: ``src`` the spikes pooled ([C, H, W]), window ``size`` and ``stride``, ``factor`` 1 or 1/n, and
+    ``shape`` the pooled [C, H', W']."""
+
+    src: _Tensor
+    size: tuple[int, int]
+    stride: tuple[int, int]
+    factor: float
+    shape: tuple[int, int, int]
+
+    def conv(self, weight: np.ndarray) -> np.ndarray:
+        """A kernel [O, I, K1, K2] over the pooled map as a kernel over ``src`` (size s*(K-1) + q, taken with
+        the pool's stride times the convolution's)."""
+        (qh, qw), (sh, sw) = self.size, self.stride
+        o, i, k1, k2 = weight.shape
+        out = np.zeros((o, i, sh * (k1 - 1) + qh, sw * (k2 - 1) + qw))
+        for a in range(qh):
+            for b in range(qw):
+                out[:, :, a:a + sh * k1:sh, b:b + sw * k2:sw] += self.factor * weight
+        return out
+
+    def dense(self, weight: np.ndarray) -> np.ndarray:
+        """A weight [O, C*H'*W'] over the flattened pooled map as a weight over the flattened ``src``."""
+        (qh, qw), (sh, sw) = self.size, self.stride
+        c, hp, wp = self.shape
+        w4 = weight.reshape(weight.shape[0], c, hp, wp)
+        out = np.zeros((weight.shape[0], *self.src.shape))
+        for a in range(qh):
+            for b in range(qw):
+                out[:, :, a:a + sh * hp:sh, b:b + sw * wp:sw] += self.factor * w4
+        return out.reshape(weight.shape[0], -1)
+
+
 @dataclass
 class _Scale:
     """A neuron node's factors from the graph's units to netspec's per-step normalized weights, per neuron:
@@ -169,7 +212,7 @@ class Imported:
     doc: dict[str, Any]
     tensors: dict[str, np.ndarray]
     notes: list[str] = field(default_factory=list)
-    kappas: dict[str, str] = field(default_factory=dict)  # layer of neurons -> its kappa, for messages
+    kappas: dict[str, tuple[str, float]] = field(default_factory=dict)  # layer of neurons -> its kappa (text, largest)
     convention: Convention | None = None
 
 
@@ -188,12 +231,41 @@ def read_graph(path: str | Path):
             if isinstance(node, nir.Conv2d) and int(np.asarray(node.groups)) > 1 and node.input_type["input"] is not None:
                 node.input_type = {"input": np.array([node.weight.shape[1] * int(np.asarray(node.groups)),
                                                       *node.input_type["input"][1:]])}
+        # Norse 1.1.0's to_nir keeps the batch dimension (of the sample it traced) in the Input and Output types
+        for node in graph.nodes.values():
+            for attr, key in ((("input_type", "input"),) if isinstance(node, nir.Input) else
+                              (("output_type", "output"),) if isinstance(node, nir.Output) else ()):
+                shape = np.asarray(getattr(node, attr)[key]).ravel()
+                if shape.size >= 2 and shape[0] == 1 and _batched(graph, node, shape):
+                    setattr(node, attr, {key: shape[1:]})
+                    if isinstance(node, nir.Input):
+                        node.output_type = {"output": shape[1:]}
+                    else:
+                        node.input_type = {"input": shape[1:]}
         graph.infer_types()
         graph.check_types()
         return graph
     except Exception as exc:  # h5py, NIR's asserts and type inference raise many kinds
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise NetspecError(f"{path}: not a readable NIR graph ({type(exc).__name__}: {detail[:300]})") from exc
+
+
+def _batched(graph, io_node, shape) -> bool:
+    """Whether the Input/Output node ``io_node`` carries a leading batch dimension of 1 that the node next to
+    it does not (an Affine's weight or a neuron node's parameters have ``shape[1:]``)."""
+    name = next(k for k, v in graph.nodes.items() if v is io_node)
+    rest = tuple(int(d) for d in shape[1:])
+    for a, b in graph.edges:
+        other = graph.nodes[b] if a == name else graph.nodes[a] if b == name else None
+        if other is None:
+            continue
+        weight = getattr(other, "weight", None)
+        if type(other).__name__ in ("Affine", "Linear") and np.ndim(weight) == 2:
+            return len(rest) == 1 and int(np.shape(weight)[1]) == rest[0]
+        value = getattr(other, "v_threshold", None)
+        if value is not None and np.ndim(value) >= 1:
+            return tuple(np.shape(value)) == rest
+    return False
 
 
 def identifiers(names) -> dict[str, str]:
@@ -265,7 +337,7 @@ class _Reader:
         self.notes: list[str] = []
         self.spikes: dict[str, _Tensor] = {}
         #: per layer of neurons: how kappa was computed, for the reachability warning
-        self.kappas: dict[str, str] = {}
+        self.kappas: dict[str, tuple[str, float]] = {}
         gmeta = _meta(graph).get(GRAPH_KEY)
         self.own = gmeta if isinstance(gmeta, dict) else {}
         self.convention = self._convention(options)
@@ -283,6 +355,7 @@ class _Reader:
         self.names = identifiers(graph.nodes)
         self.taken = set(self.names.values())
         self.gaps: dict[str, list[str]] = {}  # what differs from the library, -> the layers it concerns
+        self.pooled: dict[str, _Pooled] = {}  # pools (and their Flatten) folded into the weighted node after them
 
     def _convention(self, options: ImportOptions) -> Convention:
         name = options.convention
@@ -433,6 +506,14 @@ class _Reader:
         node = self.graph.nodes[name]
         if len(self.pred[name]) != 1:
             raise self.fail(name, f"has {len(self.pred[name])} inputs; netspec reshapes one")
+        pooled = self.pooled.get(self.pred[name][0])
+        if pooled is not None:  # the pool is folded into the Affine after this Flatten: flatten what it pooled
+            src = pooled.src
+            layer = self.names[name]
+            self.emit({"name": layer, "type": "flatten", "inputs": [src.layer]})
+            self.pooled[name] = pooled
+            self.spikes[name] = _Tensor(layer, (int(np.prod(src.shape)),), chw_order(*from_nir_shape(src.shape)), src.analog)
+            return
         src = self._spiking(name, self.pred[name][0])
         out = tuple(int(d) for d in np.asarray(node.output_type["output"]).ravel())
         if len(src.shape) == 1:
@@ -449,13 +530,47 @@ class _Reader:
 
     def _check_weighted(self, name: str) -> None:
         succ = self.succ[name]
+        if self._folds(name):
+            return
         if len(succ) != 1 or self.role[succ[0]] != NEURON:
             targets = ", ".join(f"'{s}' ({type(self.graph.nodes[s]).__name__})" for s in succ)
             raise self.fail(name, f"feeds {targets}; netspec needs every weighted node to feed one neuron node "
                                   "(a weighted sum read out without spiking is not a netspec output)")
         if len(self.pred[name]) != 1:
             raise self.fail(name, f"has {len(self.pred[name])} inputs; netspec's weighted layers read one")
-        self._spiking(name, self.pred[name][0])
+        if self.pred[name][0] not in self.pooled:
+            self._spiking(name, self.pred[name][0])
+
+    def _folds(self, name: str) -> bool:
+        """A pool whose one reader is a Conv2d, or a Flatten read by one Affine/Linear (sinabs' from_model puts
+        sum pooling between spiking layers and convolutions): registered to be folded into that node."""
+        node = self.graph.nodes[name]
+        kind = type(node).__name__
+        succ = self.succ[name]
+        if kind not in ("SumPool2d", "AvgPool2d") or len(succ) != 1 or len(self.pred[name]) != 1:
+            return False
+        nxt = self.graph.nodes[succ[0]]
+        if len(self.pred[succ[0]]) != 1:
+            return False
+        nkind = type(nxt).__name__
+        if nkind == "Flatten":
+            after = self.succ[succ[0]]
+            if len(after) != 1 or type(self.graph.nodes[after[0]]).__name__ not in ("Affine", "Linear"):
+                return False
+        elif nkind != "Conv2d":
+            return False
+        src = self._spiking(name, self.pred[name][0])
+        if len(src.shape) != 3:
+            raise self.fail(name, f"reads {list(src.shape)}; netspec pools images [C, H, W]")
+        if np.any(np.asarray(node.padding)):
+            raise self.fail(name, "padded pooling: PyTorch counts the padded zeros in the mean, Keras (and netspec) do not")
+        size = tuple(int(v) for v in np.broadcast_to(np.asarray(node.kernel_size).ravel(), (2,)))
+        stride = tuple(int(v) for v in np.broadcast_to(np.asarray(node.stride).ravel(), (2,)))
+        c, h, w = src.shape
+        shape = (c, (h - size[0]) // stride[0] + 1, (w - size[1]) // stride[1] + 1)
+        factor = 1.0 / (size[0] * size[1]) if kind == "AvgPool2d" else 1.0
+        self.pooled[name] = _Pooled(src, size, stride, factor, shape)
+        return True
 
     # -- neurons ---------------------------------------------------------------------------------------
     def _neuron(self, name: str) -> None:
@@ -578,11 +693,11 @@ class _Reader:
             raise _Bad(f"v_reset at {u_reset:g} of the threshold: at or above it, the neuron would fire at every step")
         return u_reset
 
-    def _describe(self, scale: _Scale) -> str:
-        """kappa of a layer for messages."""
+    def _describe(self, scale: _Scale) -> tuple[str, float]:
+        """kappa of a layer for messages, and its largest value."""
         lo, hi = float(np.min(scale.spike)), float(np.max(scale.spike))
         text = f"kappa {lo:.3g}" + (f" to {hi:.3g}" if hi != lo else "")
-        return text + f" (--convention {self.convention.name}, dt {self.dt_text})"
+        return text + f" (--convention {self.convention.name}, dt {self.dt_text})", hi
 
     @staticmethod
     def _value(x: float, float32: bool) -> float:
@@ -597,7 +712,22 @@ class _Reader:
         is emitted at once."""
         node = self.graph.nodes[feed]
         kind = type(node).__name__ if self.role[feed] == WEIGHTED else "none"
-        src = self._spiking(neuron, self.pred[feed][0] if kind != "none" else feed)
+        pooled = self.pooled.get(self.pred[feed][0]) if kind in ("Conv2d", "Affine", "Linear") else None
+        if pooled is not None and kind == "Conv2d":
+            if isinstance(node.padding, (str, bytes)) or np.any(np.asarray(node.padding)):
+                raise self.fail(feed, "a padded convolution after a pool: netspec folds the pool into the convolution "
+                                      "only without padding")
+            stride = np.broadcast_to(np.asarray(node.stride).ravel(), (2,)) * np.asarray(pooled.stride)
+            node = _Folded(weight=pooled.conv(np.asarray(node.weight, dtype=np.float64)), bias=node.bias, stride=tuple(stride),
+                           padding=(0, 0), dilation=node.dilation, groups=node.groups, metadata=_meta(node))
+            src = pooled.src
+            self.notes.append(f"pool '{self.pred[feed][0]}' folded into the convolution '{feed}' after it")
+        elif pooled is not None:
+            node = _Folded(weight=pooled.dense(np.asarray(node.weight, dtype=np.float64)), bias=getattr(node, "bias", None))
+            src = self._spiking(neuron, self.pred[feed][0])
+            self.notes.append(f"pool before '{self.pred[feed][0]}' folded into '{feed}' after it")
+        else:
+            src = self._spiking(neuron, self.pred[feed][0] if kind != "none" else feed)
         base: dict[str, Any] = {"name": layer, "inputs": [src.layer], "activation": "linear" if hidden else "relu",
                                 "normalization": 1.0}
         where = feed if kind != "none" else neuron
