@@ -157,3 +157,58 @@ def test_conventions_refuse_what_the_library_does_not_write(tmp_path):
         import_graph(FIXTURES / "sinabs_cnn_single.nir", tmp_path / "s.yaml", ImportOptions(convention="snntorch"))
     with pytest.raises(NetspecError, match="--convention: expected one of nir, snntorch, norse, sinabs, spyx, got 'caffe'"):
         import_graph(FIXTURES / "norse_mlp.nir", tmp_path / "s.yaml", ImportOptions(convention="caffe"))
+
+
+def _sum_pool(x, k, s):
+    c, h, w = x.shape
+    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    return np.array([[[x[ch, i * s:i * s + k, j * s:j * s + k].sum() for j in range(ow)] for i in range(oh)] for ch in range(c)])
+
+
+def _conv_chw(x, w, stride=1):
+    cout, cin, kh, kw = w.shape
+    oh, ow = (x.shape[1] - kh) // stride + 1, (x.shape[2] - kw) // stride + 1
+    return np.array([[[np.sum(x[:, i * stride:i * stride + kh, j * stride:j * stride + kw] * w[o]) for j in range(ow)]
+                      for i in range(oh)] for o in range(cout)])
+
+
+def test_pools_between_spikes_and_weights_fold_into_them(tmp_path):
+    """sinabs' from_model writes IF -> SumPool2d -> Conv2d and IF -> SumPool2d -> Flatten -> Affine: netspec folds
+    each pool into the weights after it (a kernel s*(k-1)+q wide with the strides multiplied; an Affine over the
+    unpooled map), the same linear function of the spikes as pool-then-weights."""
+    from netspec.reference import preactivation
+
+    rng = np.random.default_rng(7)
+    f32 = np.float32
+    w0, w1 = rng.normal(0, 1, (3, 1, 3, 3)).astype(f32), rng.normal(0, 1, (4, 3, 3, 3)).astype(f32)
+    wd = rng.normal(0, 1, (5, 4 * 2 * 2)).astype(f32)
+    ones = lambda *s: np.ones(s, f32)  # noqa: E731
+    nodes = {
+        "x": nir.Input(input_type=np.array([1, 15, 15])),
+        "c0": nir.Conv2d(input_shape=(15, 15), weight=w0, stride=1, padding=0, dilation=1, groups=1, bias=np.zeros(3, f32)),
+        "s0": nir.IF(r=ones(3, 13, 13), v_threshold=ones(3, 13, 13)),
+        "p0": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "c1": nir.Conv2d(input_shape=(6, 6), weight=w1, stride=1, padding=0, dilation=1, groups=1, bias=np.full(4, 0.5, f32)),
+        "s1": nir.IF(r=ones(4, 4, 4), v_threshold=ones(4, 4, 4)),
+        "p1": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "f": nir.Flatten(input_type={"input": np.array([4, 2, 2])}, start_dim=0, end_dim=-1),
+        "d": nir.Affine(weight=wd, bias=np.zeros(5, f32)),
+        "s2": nir.IF(r=ones(5), v_threshold=ones(5)),
+        "y": nir.Output(output_type=np.array([5])),
+    }
+    edges = [("x", "c0"), ("c0", "s0"), ("s0", "p0"), ("p0", "c1"), ("c1", "s1"), ("s1", "p1"), ("p1", "f"), ("f", "d"),
+             ("d", "s2"), ("s2", "y")]
+    nir.write(tmp_path / "g.nir", nir.NIRGraph(nodes=nodes, edges=edges))
+    spec_path, notes = import_graph(tmp_path / "g.nir", tmp_path / "g.yaml", ImportOptions(convention="sinabs"))
+    spec = load_spec(spec_path)
+    assert [layer.type for layer in spec.layers] == ["input", "conv2d", "conv2d", "flatten", "dense"]
+    assert spec.layer("c1").kernel_size == (6, 6) and spec.layer("c1").stride == (2, 2)
+    assert sum("folded" in n for n in notes) == 2
+    spikes0 = rng.integers(0, 2, size=(3, 13, 13)).astype(float)  # any spikes of s0 and s1 (channels-first)
+    spikes1 = rng.integers(0, 2, size=(4, 4, 4)).astype(float)
+    want1 = _conv_chw(_sum_pool(spikes0, 2, 2), w1.astype(float)) + 0.5
+    got1 = preactivation(spec, "c1", [spikes0.transpose(1, 2, 0)[None]])[0].transpose(2, 0, 1)
+    np.testing.assert_allclose(got1, want1, rtol=1e-6)
+    want2 = wd.astype(float) @ _sum_pool(spikes1, 2, 2).ravel()
+    flat = preactivation(spec, "f", [spikes1.transpose(1, 2, 0)[None]])
+    np.testing.assert_allclose(preactivation(spec, "d", [flat])[0], want2, rtol=1e-6)
