@@ -342,7 +342,8 @@ import json, sys
 from pathlib import Path
 import numpy as np
 from netspec.nir import ImportOptions, import_graph, write_graph
-from netspec.spec import load_spec
+from netspec.spec import load_spec, parse_quantity
+from netspec.nir.convention import CONVENTIONS
 from netspec.brian import BuildOptions, build, simulate
 fixtures, work = Path(sys.argv[1]), Path(sys.argv[2])
 index = json.loads((fixtures / "index.json").read_text())
@@ -351,9 +352,11 @@ for name, info in index.items():
     data = np.load(fixtures / f"{name}.npz")
     x = data["x"].astype(np.float64)
     x = x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+    # the library's own step as netspec's dt, so that the graph netspec writes has the library's units
+    dt = parse_quantity(CONVENTIONS[info["convention"]].dt).value
     spec_path, notes = import_graph(fixtures / f"{name}.nir", work / f"{name}.yaml",
                                     ImportOptions(convention=info["convention"], reset=info["reset"],
-                                                  duration=f"{int(data['steps'])} ms"))
+                                                  duration=f"{int(data['steps']) * dt * 1e3:g} ms"))
     spec = load_spec(spec_path)
     res = simulate(build(spec, work / f"build-{name}", BuildOptions(samples_per_run=len(x))), x)
     # netspec's own graph of the imported spec: netspec writes the simulated network (threshold 1, r = kappa/dt)
@@ -372,6 +375,7 @@ def _library_reads(lib: str, graph_path: Path, x: np.ndarray, steps: int) -> np.
         import jax.numpy as jnp
         from spyx.nir import from_nir
 
+        x = x.transpose(0, 2, 3, 1) if x.ndim == 4 else x  # spyx runs channels-last
         data = jnp.asarray(np.repeat(x.astype(np.float32)[None], steps, 0))
         _model, outputs = from_nir(graph, data, dt=1)
         return np.asarray(outputs).sum(0)
@@ -404,7 +408,9 @@ def _library_reads(lib: str, graph_path: Path, x: np.ndarray, steps: int) -> np.
             for _ in range(steps):
                 res = net(sample[None], state)
                 z, state = res if isinstance(res, tuple) else (res, None)
-                total = total + z[0]
+                # snnTorch's and Norse's readers apply NIR's Flatten(start_dim=0) to the batch dimension too:
+                # with one sample at a time the output is the sample's, without its batch axis
+                total = total + (z[0] if z.dim() == 2 else z)
             counts.append(np.asarray(total))
     return np.asarray(counts)
 

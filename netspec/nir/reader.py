@@ -166,6 +166,7 @@ class _Pooled:
     stride: tuple[int, int]
     factor: float
     shape: tuple[int, int, int]
+    name: str = ""
 
     def conv(self, weight: np.ndarray) -> np.ndarray:
         """A kernel [O, I, K1, K2] over the pooled map as a kernel over ``src`` (size s*(K-1) + q, taken with
@@ -569,7 +570,7 @@ class _Reader:
         c, h, w = src.shape
         shape = (c, (h - size[0]) // stride[0] + 1, (w - size[1]) // stride[1] + 1)
         factor = 1.0 / (size[0] * size[1]) if kind == "AvgPool2d" else 1.0
-        self.pooled[name] = _Pooled(src, size, stride, factor, shape)
+        self.pooled[name] = _Pooled(src, size, stride, factor, shape, name)
         return True
 
     # -- neurons ---------------------------------------------------------------------------------------
@@ -725,7 +726,7 @@ class _Reader:
         elif pooled is not None:
             node = _Folded(weight=pooled.dense(np.asarray(node.weight, dtype=np.float64)), bias=getattr(node, "bias", None))
             src = self._spiking(neuron, self.pred[feed][0])
-            self.notes.append(f"pool before '{self.pred[feed][0]}' folded into '{feed}' after it")
+            self.notes.append(f"pool '{pooled.name}' folded into '{feed}' after it (through the Flatten '{self.pred[feed][0]}')")
         else:
             src = self._spiking(neuron, self.pred[feed][0] if kind != "none" else feed)
         base: dict[str, Any] = {"name": layer, "inputs": [src.layer], "activation": "linear" if hidden else "relu",
