@@ -25,6 +25,10 @@ Affine weight ``[out, in]``); netspec's are channels-last (``[H, W, C]``, kernel
 dense kernel ``[in, out]``). A flattened ``[C, H, W]`` tensor is ordered ``c, h, w`` in NIR and ``h, w, c``
 in netspec, so the dense layer after a flatten has its rows permuted (:func:`chw_order`).
 
+Graphs written by the libraries follow their library's step, not NIR's equations: :data:`CONVENTIONS` holds one
+:class:`Convention` per library (``--convention``), each stating the step it reads and the library files it was
+learned from, and :func:`fingerprint` recognises the parameters that only one library writes.
+
 Metadata netspec writes (and reads back, so that its own graphs come back exactly): on the graph,
 ``netspec`` (a group: version, name, dt, duration, input encoding and range); on every node it writes,
 ``netspec_layer`` (the spec layer); on a depthwise convolution, ``depth_multiplier``; on neuron nodes, ``reset_mode`` (``subtract``, ``zero`` or ``value``)
