@@ -231,3 +231,23 @@ def test_spyx_lif_parameters_are_recognised():
     assert fingerprint(graph) == ("spyx", "LIF nodes with r = beta = 1 - 1/tau (Spyx's export)")
     graph.nodes["n"].r = np.ones(3, f32)  # the same tau with r = 1 (as Sinabs writes LIF): not Spyx's
     assert fingerprint(graph)[0] == "nir"
+
+
+def test_snntorch_leaky_without_leak_reads_as_if(tmp_path):
+    """snnTorch writes Leaky(beta=1) as tau = dt/(1 - 1) = inf and r = tau/dt = inf: an IF neuron, gain 1."""
+    f32 = np.float32
+    w = np.array([[0.25, 0.5], [0.125, 0.0]], f32)
+    nodes = {"x": nir.Input(input_type=np.array([2])), "a": nir.Affine(weight=w, bias=np.zeros(2, f32)),
+             "n": nir.LIF(tau=np.full(2, np.inf, f32), r=np.full(2, np.inf, f32), v_leak=np.zeros(2, f32),
+                          v_threshold=np.ones(2, f32), v_reset=np.zeros(2, f32)),
+             "y": nir.Output(output_type=np.array([2]))}
+    nir.write(tmp_path / "g.nir", nir.NIRGraph(nodes=nodes, edges=[("x", "a"), ("a", "n"), ("n", "y")]))
+    spec_path, notes = import_graph(tmp_path / "g.nir", tmp_path / "g.yaml", ImportOptions())
+    spec = load_spec(spec_path)
+    assert any("read as a snnTorch" in n for n in notes)
+    assert spec.neurons["a"].model == "if" and spec.neurons["a"].reset == "subtract"
+    np.testing.assert_array_equal(spec.array("a", "kernel"), w.T)
+    from netspec.errors import NetspecError
+
+    with pytest.raises(NetspecError, match=r"node 'n' \(LIF\): r or tau is infinite.*--convention snntorch"):
+        import_graph(tmp_path / "g.nir", tmp_path / "h.yaml", ImportOptions(convention="nir"))

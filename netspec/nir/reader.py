@@ -287,13 +287,15 @@ def identifiers(names) -> dict[str, str]:
     return out
 
 
-def _arr(node, field_name: str, shape: tuple[int, ...]) -> np.ndarray:
+def _arr(node, field_name: str, shape: tuple[int, ...], infinite: bool = False) -> np.ndarray:
+    """A node's parameter broadcast to its neurons; ``infinite``: +inf is accepted (a time constant and r of a
+    neuron without leak, as snnTorch writes Leaky(beta=1)), the convention decides what it means."""
     value = np.asarray(getattr(node, field_name), dtype=np.float64)
     try:
         value = np.broadcast_to(value, shape)
     except ValueError:
         raise _Bad(f"{field_name} has shape {list(value.shape)}, the node's neurons are {list(shape)}") from None
-    if not np.all(np.isfinite(value)):
+    if not np.all(np.isfinite(value) | (infinite & (value == np.inf))):
         raise _Bad(f"{field_name} has values that are not finite")
     return value
 
@@ -626,7 +628,8 @@ class _Reader:
         normalized weights) per neuron, as the convention steps the node."""
         kind = type(node).__name__
         meta = _meta(node)
-        arrays = {f: _arr(node, f, shape) for f in ("r", "v_threshold", "v_reset", "tau", "tau_mem", "tau_syn", "v_leak", "w_in")
+        arrays = {f: _arr(node, f, shape, infinite=f in ("r", "tau"))
+                  for f in ("r", "v_threshold", "v_reset", "tau", "tau_mem", "tau_syn", "v_leak", "w_in")
                   if hasattr(node, f) and getattr(node, f) is not None}
         float32 = all(np.asarray(getattr(node, f)).dtype == np.float32 for f in arrays)
         conv = self.convention
@@ -635,6 +638,9 @@ class _Reader:
                 step = conv.stepping(kind, arrays, self.dt, self.options.reset)
         except ValueError as exc:
             raise _Bad(f"{exc} (--convention {conv.name})") from None
+        if not (np.all(np.isfinite(step.gain)) and np.all(np.isfinite(step.decay))):
+            raise _Bad(f"r or tau is infinite, which NIR's equations do not define (snnTorch writes Leaky(beta=1) so: "
+                       f"--convention snntorch) (--convention {conv.name})")
         for gap in conv.gaps(kind, step):
             self.gaps.setdefault(gap, []).append(name)
         params: dict[str, Any] = {}
