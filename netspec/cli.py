@@ -93,6 +93,10 @@ def _parser() -> argparse.ArgumentParser:
                    "the graph's netspec metadata, else '1 ms'; snnTorch exports with '0.1 ms')")
     e.add_argument("--approximate", action="store_true", help="NIR graphs: accept a bias into CubaLIF neurons "
                    "(netspec adds it to the membrane, not through the synaptic current)")
+    e.add_argument("--convention", choices=("nir", "snntorch", "norse", "sinabs", "spyx"), default=None, help="NIR graphs: "
+                   "how the library that wrote the graph steps its neurons (default: recognised from the graph, else nir)")
+    e.add_argument("--reset", choices=("zero", "subtract"), default=None, help="NIR graphs: reset of every neuron node, "
+                   "instead of the convention's (snnTorch's Leaky(reset_mechanism='zero'): zero)")
 
     n = sub.add_parser("nir", help="write a spec's spiking network as a NIR graph (Neuromorphic Intermediate Representation)")
     n.add_argument("spec", metavar="SPEC.yaml")
@@ -264,8 +268,8 @@ def _export(args) -> int:
         return _import_nir(args)
     if args.calibration is None:
         raise NetspecError("--calibration: required to export a Keras model", 2)
-    if args.dt is not None or args.approximate:
-        raise NetspecError("--dt and --approximate apply to NIR graphs; a Keras export steps with 1 ms", 2)
+    if args.dt is not None or args.approximate or args.convention or args.reset:
+        raise NetspecError("--dt, --approximate, --convention and --reset apply to NIR graphs; a Keras export steps with 1 ms", 2)
     from .export import export
 
     print(export(args.model, args.output, _export_options(args)).summary())
@@ -291,7 +295,8 @@ def _import_nir(args) -> int:
         if value is not None:
             raise NetspecError(f"{option}: a NIR graph is already a spiking network (every lambda is 1); "
                                "there is nothing to calibrate", 2)
-    options = ImportOptions(dt=args.dt, duration=args.duration, encoding=args.input_encoding, approximate=args.approximate)
+    options = ImportOptions(dt=args.dt, duration=args.duration, encoding=args.input_encoding, approximate=args.approximate,
+                            convention=args.convention, reset=args.reset)
     return import_command(args.model, args.output, options)
 
 

@@ -60,5 +60,5 @@ def import_command(model: str | Path, output: str | Path, options) -> int:
     print(f"wrote {path} and {path.with_suffix('.npz').name}: {len(spec.layers)} layers, {spec.neuron_count()} neurons, "
           f"dt {spec.simulation.dt.text}, every lambda 1 (the graph is already spiking)")
     for note in notes:
-        print(f"note: {note}")
+        print(note if note.startswith("warning: ") else f"note: {note}")
     return 0

@@ -34,20 +34,18 @@ import numpy as np
 
 from .. import __version__
 from ..errors import NetspecError
-from ..spec import LAYER_TYPES, SpecError, load_spec, parse_quantity, spec_yaml
+from ..spec import SpecError, load_spec, parse_quantity, spec_yaml
+from ..spec.layers import (Add, AvgPool2D, Concatenate, Conv2D, Dense, DepthwiseConv2D, Flatten, GlobalAvgPool2D, Input,
+                           Layer, MaxPool2D, Normalization, TensorRef, ZeroPad2D)
 from ..spec.units import TIME
-from .convention import (BIAS_KEY, DELAY_KEY, DEPTHWISE_KEY, GRAPH_KEY, REFRACTORY_KEY, RESET_KEY, RTOL, chw_order,
-                         from_nir_shape, require_nir, seconds_text)
+from .convention import (BIAS_KEY, CONVENTIONS, DELAY_KEY, DEPTHWISE_KEY, GRAPH_KEY, REFRACTORY_KEY, RESET_KEY, RTOL, Convention,
+                         chw_order, fingerprint, from_nir_shape, require_nir, seconds_text)
 
 #: Largest vector a Scale (or a bare neuron-to-neuron edge) may have: it becomes an n x n diagonal dense layer.
 MAX_DIAGONAL = 4096
 
 #: The spec's neuron defaults block: NIR's IF neuron in netspec's normalized unit (reset to v_reset = rest).
 NEURON_DEFAULTS = {"model": "if", "reset": "zero"}
-
-#: Field order of the layer entries written.
-_ORDER = ("name", "type", "inputs", "units", "filters", "kernel_size", "strides", "padding", "depth_multiplier", "pool_size",
-          "kernel", "bias", "activation", "normalization", "neuron")
 
 #: Roles of NIR node classes (by class name; the classes come from the installed nir package).
 INPUT, OUTPUT, NEURON, WEIGHTED, RELAY = "input", "output", "neuron", "weighted", "relay"
@@ -68,6 +66,40 @@ REFUSED = {
 }
 
 
+@dataclass(frozen=True)
+class Reads:
+    """What a spec layer kind is read from: the NIR node classes (by name) that become it, how, or why none do."""
+
+    nodes: tuple[str, ...]
+    how: str
+
+
+#: Every spec layer kind, and the NIR nodes that read into it (a test fails naming "NIR reader" for a
+#: registered kind without an entry; the reader refuses to make a kind whose entry has no nodes).
+READS: dict[type[Layer], Reads] = {
+    Input: Reads(("Input",), "the graph's one Input ([C, H, W] -> [H, W, C])"),
+    Dense: Reads(("Affine", "Linear", "Scale"), "Affine/Linear into a neuron node; a Scale of a vector, or a bare edge "
+                                                "between neuron nodes of vectors, as a diagonal dense layer"),
+    Conv2D: Reads(("Conv2d",), "Conv2d with groups 1 into a neuron node"),
+    DepthwiseConv2D: Reads(("Conv2d", "SumPool2d", "AvgPool2d", "Scale"),
+                           "Conv2d with groups = channels (or netspec's depth_multiplier metadata); pools whose neurons "
+                           "scale their input and Scale of an image, as constant kernels"),
+    AvgPool2D: Reads(("AvgPool2d", "SumPool2d"), "AvgPool2d, or a SumPool2d whose neurons take 1/n of it"),
+    Add: Reads(("IF", "LIF", "CubaLIF"), "a neuron node with several incoming edges (NIR sums them)"),
+    Flatten: Reads(("Flatten",), "Flatten of an image between spiking layers"),
+    ZeroPad2D: Reads(("Conv2d",), "the integer padding of a Conv2d"),
+    GlobalAvgPool2D: Reads((), "none: an AvgPool2d over the whole image reads as avgpool2d and its Flatten as flatten, "
+                               "the same network"),
+    MaxPool2D: Reads((), "none: NIR 1.0.8 has no max-pooling node"),
+    Concatenate: Reads((), "none: NIR 1.0.8 has no concatenation node"),
+}
+
+
+def handles(kind: type[Layer]) -> bool:
+    """Whether the NIR reader declares what becomes the layer kind ``kind`` (or why nothing does)."""
+    return kind in READS
+
+
 @dataclass
 class ImportOptions:
     """Choices for reading a NIR graph. None means: the graph's netspec metadata, else the default.
@@ -83,12 +115,21 @@ class ImportOptions:
         analog (default) or poisson (max_rate 1/dt, seed 0).
     approximate : bool
         Accept a bias into a CubaLIF node, which netspec adds to the membrane instead of the synaptic current.
+    convention : str | None
+        How the graph's neuron nodes are stepped: ``nir`` (NIR's equations), ``snntorch``, ``norse``,
+        ``sinabs``, ``spyx`` (:data:`~netspec.nir.convention.CONVENTIONS`); None: recognised from the graph
+        (:func:`~netspec.nir.convention.fingerprint`), else ``nir``.
+    reset : str | None
+        ``zero`` or ``subtract`` for every neuron node, instead of what the convention reads (NIR: v_reset;
+        snnTorch, Sinabs, Spyx: subtraction; Norse: v_reset).
     """
 
     dt: str | None = None
     duration: str | None = None
     encoding: str | None = None
     approximate: bool = False
+    convention: str | None = None
+    reset: str | None = None
 
 
 class _Bad(ValueError):
@@ -103,6 +144,66 @@ class _Tensor:
     layer: str
     shape: tuple[int, ...]
     perm: np.ndarray | None = None
+    analog: bool = False  # the analog input (through relays only): its weights are drive, not spikes
+
+
+class _Folded:
+    """A weighted node with a pool folded into its weights (the attributes the reader reads)."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+        self.metadata = fields.get("metadata", {})
+
+
+@dataclass
+class _Pooled:
+    """A SumPool2d/AvgPool2d between spikes and a Conv2d (or a Flatten and an Affine), folded into that node's
+    weights: ``src`` the spikes pooled ([C, H, W]), window ``size`` and ``stride``, ``factor`` 1 or 1/n, and
+    ``shape`` the pooled [C, H', W']."""
+
+    src: _Tensor
+    size: tuple[int, int]
+    stride: tuple[int, int]
+    factor: float
+    shape: tuple[int, int, int]
+    name: str = ""
+
+    def conv(self, weight: np.ndarray) -> np.ndarray:
+        """A kernel [O, I, K1, K2] over the pooled map as a kernel over ``src`` (size s*(K-1) + q, taken with
+        the pool's stride times the convolution's)."""
+        (qh, qw), (sh, sw) = self.size, self.stride
+        o, i, k1, k2 = weight.shape
+        out = np.zeros((o, i, sh * (k1 - 1) + qh, sw * (k2 - 1) + qw))
+        for a in range(qh):
+            for b in range(qw):
+                out[:, :, a:a + sh * k1:sh, b:b + sw * k2:sw] += self.factor * weight
+        return out
+
+    def dense(self, weight: np.ndarray) -> np.ndarray:
+        """A weight [O, C*H'*W'] over the flattened pooled map as a weight over the flattened ``src``."""
+        (qh, qw), (sh, sw) = self.size, self.stride
+        c, hp, wp = self.shape
+        w4 = weight.reshape(weight.shape[0], c, hp, wp)
+        out = np.zeros((weight.shape[0], *self.src.shape))
+        for a in range(qh):
+            for b in range(qw):
+                out[:, :, a:a + sh * hp:sh, b:b + sw * wp:sw] += self.factor * w4
+        return out.reshape(weight.shape[0], -1)
+
+
+@dataclass
+class _Scale:
+    """A neuron node's factors from the graph's units to netspec's per-step normalized weights, per neuron:
+    ``spike`` for weights from spikes, ``drive`` for biases and weights from the analog input."""
+
+    spike: np.ndarray
+    drive: np.ndarray
+
+    def weights(self, src: _Tensor) -> np.ndarray:
+        return self.drive if src.analog else self.spike
+
+    def times(self, factor) -> "_Scale":
+        return _Scale(self.spike * factor, self.drive * factor)
 
 
 @dataclass
@@ -112,6 +213,8 @@ class Imported:
     doc: dict[str, Any]
     tensors: dict[str, np.ndarray]
     notes: list[str] = field(default_factory=list)
+    kappas: dict[str, tuple[str, float]] = field(default_factory=dict)  # layer of neurons -> its kappa (text, largest)
+    convention: Convention | None = None
 
 
 def read_graph(path: str | Path):
@@ -129,12 +232,41 @@ def read_graph(path: str | Path):
             if isinstance(node, nir.Conv2d) and int(np.asarray(node.groups)) > 1 and node.input_type["input"] is not None:
                 node.input_type = {"input": np.array([node.weight.shape[1] * int(np.asarray(node.groups)),
                                                       *node.input_type["input"][1:]])}
+        # Norse 1.1.0's to_nir keeps the batch dimension (of the sample it traced) in the Input and Output types
+        for node in graph.nodes.values():
+            for attr, key in ((("input_type", "input"),) if isinstance(node, nir.Input) else
+                              (("output_type", "output"),) if isinstance(node, nir.Output) else ()):
+                shape = np.asarray(getattr(node, attr)[key]).ravel()
+                if shape.size >= 2 and shape[0] == 1 and _batched(graph, node, shape):
+                    setattr(node, attr, {key: shape[1:]})
+                    if isinstance(node, nir.Input):
+                        node.output_type = {"output": shape[1:]}
+                    else:
+                        node.input_type = {"input": shape[1:]}
         graph.infer_types()
         graph.check_types()
         return graph
     except Exception as exc:  # h5py, NIR's asserts and type inference raise many kinds
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise NetspecError(f"{path}: not a readable NIR graph ({type(exc).__name__}: {detail[:300]})") from exc
+
+
+def _batched(graph, io_node, shape) -> bool:
+    """Whether the Input/Output node ``io_node`` carries a leading batch dimension of 1 that the node next to
+    it does not (an Affine's weight or a neuron node's parameters have ``shape[1:]``)."""
+    name = next(k for k, v in graph.nodes.items() if v is io_node)
+    rest = tuple(int(d) for d in shape[1:])
+    for a, b in graph.edges:
+        other = graph.nodes[b] if a == name else graph.nodes[a] if b == name else None
+        if other is None:
+            continue
+        weight = getattr(other, "weight", None)
+        if type(other).__name__ in ("Affine", "Linear") and np.ndim(weight) == 2:
+            return len(rest) == 1 and int(np.shape(weight)[1]) == rest[0]
+        value = getattr(other, "v_threshold", None)
+        if value is not None and np.ndim(value) >= 1:
+            return tuple(np.shape(value)) == rest
+    return False
 
 
 def identifiers(names) -> dict[str, str]:
@@ -155,13 +287,15 @@ def identifiers(names) -> dict[str, str]:
     return out
 
 
-def _arr(node, field_name: str, shape: tuple[int, ...]) -> np.ndarray:
+def _arr(node, field_name: str, shape: tuple[int, ...], infinite: bool = False) -> np.ndarray:
+    """A node's parameter broadcast to its neurons; ``infinite``: +inf is accepted (a time constant and r of a
+    neuron without leak, as snnTorch writes Leaky(beta=1)), the convention decides what it means."""
     value = np.asarray(getattr(node, field_name), dtype=np.float64)
     try:
         value = np.broadcast_to(value, shape)
     except ValueError:
         raise _Bad(f"{field_name} has shape {list(value.shape)}, the node's neurons are {list(shape)}") from None
-    if not np.all(np.isfinite(value)):
+    if not np.all(np.isfinite(value) | (infinite & (value == np.inf))):
         raise _Bad(f"{field_name} has values that are not finite")
     return value
 
@@ -182,21 +316,62 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _tuples(value):
+    """Lists (at any depth) as tuples, as the layer classes hold them."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _kind(type_name: str) -> type[Layer]:
+    """The layer class the reader makes for ``type_name``; it must be declared in :data:`READS`."""
+    kind = next((k for k in READS if k.type == type_name), None)
+    if kind is None or not READS[kind].nodes:
+        raise NetspecError(f"internal error: the NIR reader made a '{type_name}' layer, which READS says no NIR node "
+                           "reads into; please report this")
+    return kind
+
+
 class _Reader:
     def __init__(self, graph, path: Path, options: ImportOptions):
         self.graph = graph
         self.path = path
         self.options = options
-        self.layers: list[dict] = []
+        self.layers: list[Layer] = []
         self.tensors: dict[str, np.ndarray] = {}
         self.notes: list[str] = []
         self.spikes: dict[str, _Tensor] = {}
+        #: per layer of neurons: how kappa was computed, for the reachability warning
+        self.kappas: dict[str, tuple[str, float]] = {}
         gmeta = _meta(graph).get(GRAPH_KEY)
         self.own = gmeta if isinstance(gmeta, dict) else {}
-        self.dt_text = options.dt or (_text(self.own["dt_text"]) if "dt_text" in self.own else "1 ms")
+        self.convention = self._convention(options)
+        default_dt = _text(self.own["dt_text"]) if "dt_text" in self.own else self.convention.dt
+        self.dt_text = options.dt or default_dt
         self.dt = self._time(self.dt_text, "--dt" if options.dt else f"{path.name}: dt")
+        if options.reset not in (None, "zero", "subtract"):
+            raise NetspecError(f"--reset: expected zero or subtract, got {options.reset!r}", 2)
+        try:
+            self.encoding = options.encoding or (_text(self.own["encoding"]) if "encoding" in self.own else "analog")
+        except (TypeError, ValueError) as exc:
+            raise NetspecError(f"{path.name}: the graph's netspec metadata is unreadable ({exc})") from exc
+        if self.encoding not in ("analog", "poisson"):
+            raise NetspecError(f"--input-encoding: expected analog or poisson, got {self.encoding!r}", 2)
         self.names = identifiers(graph.nodes)
         self.taken = set(self.names.values())
+        self.gaps: dict[str, list[str]] = {}  # what differs from the library, -> the layers it concerns
+        self.pooled: dict[str, _Pooled] = {}  # pools (and their Flatten) folded into the weighted node after them
+
+    def _convention(self, options: ImportOptions) -> Convention:
+        name = options.convention
+        if name is None:
+            name, why = fingerprint(self.graph)
+            if why and name != "nir":
+                self.notes.append(f"read as a {CONVENTIONS[name].library} graph: {why}; --convention nir reads it by "
+                                  "NIR's equations")
+        elif name not in CONVENTIONS:
+            raise NetspecError(f"--convention: expected one of {', '.join(CONVENTIONS)}, got {name!r}", 2)
+        elif name != "nir" and self.own:
+            self.notes.append(f"the graph is netspec's own (metadata 'netspec'), read as {name} as asked")
+        return CONVENTIONS[name]
 
     def _time(self, text: str, what: str) -> float:
         try:
@@ -220,10 +395,29 @@ class _Reader:
         return NetspecError(f"{self.path.name}: node '{node}' ({kind}): {message}")
 
     def emit(self, entry: dict, tensors: dict[str, np.ndarray] | None = None) -> None:
+        """Make the spec layer ``entry`` (its fields, ``type`` naming the kind) with the layer class itself, so
+        that every field reaches the spec or fails loudly; its tensors become keys of the weights file."""
+        entry = dict(entry)
+        kind = _kind(entry.pop("type"))
+        name = entry["name"]
         for key, value in (tensors or {}).items():
-            self.tensors[f"{entry['name']}/{key}"] = np.asarray(value, dtype=np.float64)
-            entry[key] = f"{entry['name']}/{key}"
-        self.layers.append(entry)
+            self.tensors[f"{name}/{key}"] = np.asarray(value, dtype=np.float64)
+            entry[key] = TensorRef(key=f"{name}/{key}")
+        if not kind.takes_activation:
+            entry.pop("activation", None)
+        if "normalization" in entry:
+            entry["normalization"] = Normalization(float(entry["normalization"]))
+        if "neuron" in entry:  # only what differs from the defaults block
+            entry["neuron"] = {k: v for k, v in entry["neuron"].items() if NEURON_DEFAULTS.get(k) != v} or None
+        inputs = tuple(entry.pop("inputs", ()))
+        prev = self.layers[-1].name if self.layers else None
+        entry = {key: _tuples(value) for key, value in entry.items()}
+        try:
+            layer = kind(inputs=inputs, inputs_written=bool(inputs) and inputs != (prev,), **entry)
+        except TypeError as exc:  # a field the kind does not have: never drop it
+            raise NetspecError(f"internal error: the NIR reader made layer '{name}' ({kind.type}) with a field it does "
+                               f"not have ({exc}); please report this") from exc
+        self.layers.append(layer)
 
     # -- the walk ----------------------------------------------------------------------------------------
     def run(self) -> Imported:
@@ -267,7 +461,7 @@ class _Reader:
         if len(self.pred[out]) != 1 or self.role[self.pred[out][0]] != NEURON:
             feeder = ", ".join(f"'{p}' ({type(nodes[p]).__name__})" for p in self.pred[out]) or "nothing"
             raise self.fail(out, f"fed by {feeder}; netspec's output must be the spikes of one neuron node")
-        return Imported(self._document(), self.tensors, self.notes)
+        return Imported(self._document(), self.tensors, self.notes, self.kappas, self.convention)
 
     def _topological(self, nodes, edges) -> list[str]:
         indegree = {n: len(self.pred[n]) for n in nodes}
@@ -308,13 +502,21 @@ class _Reader:
             raise self.fail(name, f"shape {list(shape)}: netspec reads vectors [N] and images [C, H, W]")
         layer = self.names[name]
         self.input_shape = list(from_nir_shape(shape))
-        self.emit({"name": layer, "type": "input", "normalization": {"lambda": 1.0}})
-        self.spikes[name] = _Tensor(layer, shape)
+        self.emit({"name": layer, "type": "input", "normalization": 1.0})
+        self.spikes[name] = _Tensor(layer, shape, analog=self.encoding == "analog")
 
     def _relay(self, name: str) -> None:
         node = self.graph.nodes[name]
         if len(self.pred[name]) != 1:
             raise self.fail(name, f"has {len(self.pred[name])} inputs; netspec reshapes one")
+        pooled = self.pooled.get(self.pred[name][0])
+        if pooled is not None:  # the pool is folded into the Affine after this Flatten: flatten what it pooled
+            src = pooled.src
+            layer = self.names[name]
+            self.emit({"name": layer, "type": "flatten", "inputs": [src.layer]})
+            self.pooled[name] = pooled
+            self.spikes[name] = _Tensor(layer, (int(np.prod(src.shape)),), chw_order(*from_nir_shape(src.shape)), src.analog)
+            return
         src = self._spiking(name, self.pred[name][0])
         out = tuple(int(d) for d in np.asarray(node.output_type["output"]).ravel())
         if len(src.shape) == 1:
@@ -327,17 +529,51 @@ class _Reader:
         layer = self.names[name]
         self.emit({"name": layer, "type": "flatten", "inputs": [src.layer]})
         perm = chw_order(*from_nir_shape(src.shape)) if len(src.shape) == 3 else None
-        self.spikes[name] = _Tensor(layer, out, perm)
+        self.spikes[name] = _Tensor(layer, out, perm, src.analog)
 
     def _check_weighted(self, name: str) -> None:
         succ = self.succ[name]
+        if self._folds(name):
+            return
         if len(succ) != 1 or self.role[succ[0]] != NEURON:
             targets = ", ".join(f"'{s}' ({type(self.graph.nodes[s]).__name__})" for s in succ)
             raise self.fail(name, f"feeds {targets}; netspec needs every weighted node to feed one neuron node "
                                   "(a weighted sum read out without spiking is not a netspec output)")
         if len(self.pred[name]) != 1:
             raise self.fail(name, f"has {len(self.pred[name])} inputs; netspec's weighted layers read one")
-        self._spiking(name, self.pred[name][0])
+        if self.pred[name][0] not in self.pooled:
+            self._spiking(name, self.pred[name][0])
+
+    def _folds(self, name: str) -> bool:
+        """A pool whose one reader is a Conv2d, or a Flatten read by one Affine/Linear (sinabs' from_model puts
+        sum pooling between spiking layers and convolutions): registered to be folded into that node."""
+        node = self.graph.nodes[name]
+        kind = type(node).__name__
+        succ = self.succ[name]
+        if kind not in ("SumPool2d", "AvgPool2d") or len(succ) != 1 or len(self.pred[name]) != 1:
+            return False
+        nxt = self.graph.nodes[succ[0]]
+        if len(self.pred[succ[0]]) != 1:
+            return False
+        nkind = type(nxt).__name__
+        if nkind == "Flatten":
+            after = self.succ[succ[0]]
+            if len(after) != 1 or type(self.graph.nodes[after[0]]).__name__ not in ("Affine", "Linear"):
+                return False
+        elif nkind != "Conv2d":
+            return False
+        src = self._spiking(name, self.pred[name][0])
+        if len(src.shape) != 3:
+            raise self.fail(name, f"reads {list(src.shape)}; netspec pools images [C, H, W]")
+        if np.any(np.asarray(node.padding)):
+            raise self.fail(name, "padded pooling: PyTorch counts the padded zeros in the mean, Keras (and netspec) do not")
+        size = tuple(int(v) for v in np.broadcast_to(np.asarray(node.kernel_size).ravel(), (2,)))
+        stride = tuple(int(v) for v in np.broadcast_to(np.asarray(node.stride).ravel(), (2,)))
+        c, h, w = src.shape
+        shape = (c, (h - size[0]) // stride[0] + 1, (w - size[1]) // stride[1] + 1)
+        factor = 1.0 / (size[0] * size[1]) if kind == "AvgPool2d" else 1.0
+        self.pooled[name] = _Pooled(src, size, stride, factor, shape, name)
+        return True
 
     # -- neurons ---------------------------------------------------------------------------------------
     def _neuron(self, name: str) -> None:
@@ -357,10 +593,11 @@ class _Reader:
             entry, tensors = self._weighted(feed, name, layer, kappa, hidden=False)
             self.emit({**entry, "neuron": params}, tensors)
             self.spikes[name] = _Tensor(layer, shape)
+            self.kappas[layer] = self._describe(kappa)
             return
         inputs, orders = [], []
         for feed in feeds:
-            if self.role[feed] != WEIGHTED and np.all(kappa == 1.0):
+            if self.role[feed] != WEIGHTED and np.all(kappa.weights(self._spiking(name, feed)) == 1.0):
                 src = self._spiking(name, feed)
                 inputs.append(src.layer)
                 orders.append(None if src.perm is None else src.perm.tobytes())
@@ -377,41 +614,48 @@ class _Reader:
                                   "netspec channels-last)")
         layer = self.names[name]
         self.emit({"name": layer, "type": "add", "inputs": inputs, "activation": "relu",
-                   "normalization": {"lambda": 1.0}, "neuron": params})
+                   "normalization": 1.0, "neuron": params})
         perm = next((self.spikes[f].perm for f in feeds if f in self.spikes), None) if orders[0] is not None else None
         self.spikes[name] = _Tensor(layer, shape, perm)
+        self.kappas[layer] = self._describe(kappa)
 
     def _bias(self, feed: str):
         node = self.graph.nodes[feed]
         return getattr(node, "bias", None) if type(node).__name__ in ("Affine", "Conv2d") else None
 
-    def _params(self, name: str, node, shape, biased: bool) -> tuple[dict, np.ndarray]:
-        """The spec's neuron parameters for a neuron node, and kappa (graph units -> netspec's per-step
-        normalized weights) per neuron."""
+    def _params(self, name: str, node, shape, biased: bool) -> tuple[dict, _Scale]:
+        """The spec's neuron parameters for a neuron node, and its factors (graph units -> netspec's per-step
+        normalized weights) per neuron, as the convention steps the node."""
         kind = type(node).__name__
         meta = _meta(node)
-        arrays = {f: _arr(node, f, shape) for f in ("r", "v_threshold", "v_reset", "tau", "tau_mem", "tau_syn", "v_leak", "w_in")
+        arrays = {f: _arr(node, f, shape, infinite=f in ("r", "tau"))
+                  for f in ("r", "v_threshold", "v_reset", "tau", "tau_mem", "tau_syn", "v_leak", "w_in")
                   if hasattr(node, f) and getattr(node, f) is not None}
         float32 = all(np.asarray(getattr(node, f)).dtype == np.float32 for f in arrays)
-        leak = arrays.get("v_leak", np.zeros(shape))
-        span = arrays["v_threshold"] - leak
-        if np.any(span <= 0):
-            raise _Bad("v_threshold must lie above v_leak (0 for IF)")
+        conv = self.convention
+        try:
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                step = conv.stepping(kind, arrays, self.dt, self.options.reset)
+        except ValueError as exc:
+            raise _Bad(f"{exc} (--convention {conv.name})") from None
+        if not (np.all(np.isfinite(step.gain)) and np.all(np.isfinite(step.decay))):
+            raise _Bad(f"r or tau is infinite, which NIR's equations do not define (snnTorch writes Leaky(beta=1) so: "
+                       f"--convention snntorch) (--convention {conv.name})")
+        for gap in conv.gaps(kind, step):
+            self.gaps.setdefault(gap, []).append(name)
         params: dict[str, Any] = {}
-        if kind == "IF":
-            kappa = self.dt * arrays["r"] / span
-        else:
-            tau = arrays["tau"] if kind == "LIF" else arrays["tau_mem"]
-            if np.any(tau <= 0):
-                raise _Bad("time constants must be positive")
-            params["model"] = "lif"
-            params["tau_m"] = seconds_text(self._value(_uniform(tau, "tau" if kind == "LIF" else "tau_mem"), float32))
-            kappa = self.dt * arrays["r"] * arrays.get("w_in", 1.0) / (tau * span)
+        kappa = step.gain / step.span
+        c = 1.0  # drive per step of netspec's exact integration, against the library's step (1 for IF)
+        if not conv.stepped:  # NIR's equations: tau is the graph's
+            if kind != "IF":
+                tau = arrays["tau"] if kind == "LIF" else arrays["tau_mem"]
+                params["model"] = "lif"
+                params["tau_m"] = seconds_text(self._value(_uniform(tau, "tau" if kind == "LIF" else "tau_mem"), float32))
             if kind == "CubaLIF":
                 tau_syn = self._value(_uniform(arrays["tau_syn"], "tau_syn"), float32)
-                if not tau_syn > self.dt or not float(tau.flat[0]) > self.dt:
-                    raise _Bad(f"tau_syn {tau_syn:g} s and tau_mem {float(tau.flat[0]):g} s must be longer than dt "
-                               f"{self.dt_text!r} (netspec integrates exponential synapses with forward Euler); choose --dt")
+                if not tau_syn > self.dt or not float(arrays["tau_mem"].flat[0]) > self.dt:
+                    raise _Bad(f"tau_syn {tau_syn:g} s and tau_mem {float(arrays['tau_mem'].flat[0]):g} s must be longer than "
+                               f"dt {self.dt_text!r} (netspec integrates exponential synapses with forward Euler); choose --dt")
                 params["synapse"] = "exponential"
                 params["tau_syn"] = seconds_text(tau_syn)
                 if biased and _text(meta.get(BIAS_KEY, "")) != "membrane":
@@ -420,28 +664,47 @@ class _Reader:
                                    "adds to the membrane (the same in the steady state, not during the first tau_syn); "
                                    "--approximate accepts that")
                     self.notes.append(f"node '{name}': the bias enters the membrane directly, not through the synaptic current")
+        else:  # a library's discrete step: netspec's decay exp(-dt/tau_m) is the library's A
+            decay = _uniform(step.decay.astype(np.float32).astype(np.float64) if float32 else step.decay,
+                             "the decay per step")
+            if decay < 1:
+                params["model"] = "lif"
+                params["tau_m"] = seconds_text(-self.dt / float(np.log(decay)))
+                c = -float(np.log(decay)) / (1.0 - decay)
         if float32:
             kappa = kappa.astype(np.float32).astype(np.float64)
         kappa = np.where(np.abs(kappa - 1.0) <= RTOL, 1.0, kappa)
-        u_reset = self._value(_uniform((arrays["v_reset"] - leak) / span, "the reset (v_reset - v_leak)/(v_threshold - v_leak)"), float32)
-        mode = _text(meta.get(RESET_KEY, ""))
-        if mode == "subtract":
-            if abs(u_reset) > RTOL:
-                raise _Bad(f"metadata reset_mode 'subtract' with v_reset {u_reset:g} (of threshold) above rest")
-            params["reset"] = "subtract"
-        elif abs(u_reset) <= RTOL:
-            params["reset"] = "zero"
-        elif u_reset >= 1:
-            raise _Bad(f"v_reset at {u_reset:g} of the threshold: at or above it, the neuron would fire at every step")
-        else:
-            params["reset"] = u_reset
+        drive = kappa * c if c != 1.0 else kappa
+        params["reset"] = self._reset(step, meta, float32)
         for key, spec_key in ((REFRACTORY_KEY, "refractory"), (DELAY_KEY, "delay")):
             if key in meta:
                 value = float(np.asarray(meta[key], dtype=np.float64))
                 if not (np.isfinite(value) and value >= 0):
                     raise _Bad(f"metadata {key} {value!r} is not a duration")
                 params[spec_key] = seconds_text(value)
-        return params, kappa
+        return params, _Scale(kappa, drive)
+
+    def _reset(self, step, meta: dict, float32: bool):
+        """The spec's reset of a neuron node: 'subtract', 'zero' or the value of u."""
+        if isinstance(step.reset, str):
+            return step.reset
+        u_reset = self._value(_uniform(step.reset, "the reset (v_reset - v_leak)/(v_threshold - v_leak)"), float32)
+        mode = _text(meta.get(RESET_KEY, "")) if self.options.reset is None else ""
+        if mode == "subtract":
+            if abs(u_reset) > RTOL:
+                raise _Bad(f"metadata reset_mode 'subtract' with v_reset {u_reset:g} (of threshold) above rest")
+            return "subtract"
+        if abs(u_reset) <= RTOL:
+            return "zero"
+        if u_reset >= 1:
+            raise _Bad(f"v_reset at {u_reset:g} of the threshold: at or above it, the neuron would fire at every step")
+        return u_reset
+
+    def _describe(self, scale: _Scale) -> tuple[str, float]:
+        """kappa of a layer for messages, and its largest value."""
+        lo, hi = float(np.min(scale.spike)), float(np.max(scale.spike))
+        text = f"kappa {lo:.3g}" + (f" to {hi:.3g}" if hi != lo else "")
+        return text + f" (--convention {self.convention.name}, dt {self.dt_text})", hi
 
     @staticmethod
     def _value(x: float, float32: bool) -> float:
@@ -450,14 +713,30 @@ class _Reader:
         return float(np.format_float_scientific(np.float32(x), unique=True)) if float32 else x
 
     # -- weighted nodes ------------------------------------------------------------------------------------
-    def _weighted(self, feed: str, neuron: str, layer: str, kappa: np.ndarray, hidden: bool) -> tuple[dict, dict]:
+    def _weighted(self, feed: str, neuron: str, layer: str, kappa: _Scale, hidden: bool) -> tuple[dict, dict]:
         """The spec layer of the projection ``feed`` -> ``neuron`` (entry, tensors), kappa folded into its
-        weights; a zeropad2d layer it needs is emitted at once."""
+        weights (``kappa.drive`` into biases and weights from the analog input); a zeropad2d layer it needs
+        is emitted at once."""
         node = self.graph.nodes[feed]
         kind = type(node).__name__ if self.role[feed] == WEIGHTED else "none"
-        src = self._spiking(neuron, self.pred[feed][0] if kind != "none" else feed)
+        pooled = self.pooled.get(self.pred[feed][0]) if kind in ("Conv2d", "Affine", "Linear") else None
+        if pooled is not None and kind == "Conv2d":
+            if isinstance(node.padding, (str, bytes)) or np.any(np.asarray(node.padding)):
+                raise self.fail(feed, "a padded convolution after a pool: netspec folds the pool into the convolution "
+                                      "only without padding")
+            stride = np.broadcast_to(np.asarray(node.stride).ravel(), (2,)) * np.asarray(pooled.stride)
+            node = _Folded(weight=pooled.conv(np.asarray(node.weight, dtype=np.float64)), bias=node.bias, stride=tuple(stride),
+                           padding=(0, 0), dilation=node.dilation, groups=node.groups, metadata=_meta(node))
+            src = pooled.src
+            self.notes.append(f"pool '{self.pred[feed][0]}' folded into the convolution '{feed}' after it")
+        elif pooled is not None:
+            node = _Folded(weight=pooled.dense(np.asarray(node.weight, dtype=np.float64)), bias=getattr(node, "bias", None))
+            src = self._spiking(neuron, self.pred[feed][0])
+            self.notes.append(f"pool '{pooled.name}' folded into '{feed}' after it (through the Flatten '{self.pred[feed][0]}')")
+        else:
+            src = self._spiking(neuron, self.pred[feed][0] if kind != "none" else feed)
         base: dict[str, Any] = {"name": layer, "inputs": [src.layer], "activation": "linear" if hidden else "relu",
-                                "normalization": {"lambda": 1.0}}
+                                "normalization": 1.0}
         where = feed if kind != "none" else neuron
         try:
             if kind in ("Affine", "Linear"):
@@ -467,7 +746,7 @@ class _Reader:
             if kind in ("AvgPool2d", "SumPool2d"):
                 return self._pool(node, src, kappa, base, average=kind == "AvgPool2d")
             scale = np.ones(src.shape) if kind == "none" else _arr(node, "scale", src.shape)
-            return self._scale(scale * kappa, src, base)
+            return self._scale(kappa.times(scale), src, base)
         except _Bad as exc:
             raise self.fail(where, str(exc)) from None
 
@@ -480,13 +759,13 @@ class _Reader:
                        "has one factor per channel")
         return flat[:, 0]
 
-    def _dense(self, weight, bias, src: _Tensor, kappa, base) -> tuple[dict, dict]:
+    def _dense(self, weight, bias, src: _Tensor, kappa: _Scale, base) -> tuple[dict, dict]:
         """A dense layer from a NIR weight [out, in] (columns in the NIR order of ``src``)."""
         weight = np.asarray(weight, dtype=np.float64)
         if len(src.shape) != 1 or weight.ndim != 2 or weight.shape[1] != src.shape[0]:
             raise _Bad(f"weight {list(weight.shape)} reads {list(src.shape)}; netspec's dense layers read "
                        "vectors (put a Flatten before it)")
-        k = kappa.reshape(-1)
+        k = kappa.weights(src).reshape(-1)
         kernel = weight.T * k[None, :]
         if src.perm is not None:
             permuted = np.empty_like(kernel)
@@ -494,7 +773,7 @@ class _Reader:
             kernel = permuted
         tensors = {"kernel": kernel}
         if bias is not None:
-            tensors["bias"] = np.asarray(bias, dtype=np.float64).reshape(-1) * k
+            tensors["bias"] = np.asarray(bias, dtype=np.float64).reshape(-1) * kappa.drive.reshape(-1)
         return {**base, "type": "dense", "units": int(weight.shape[0])}, tensors
 
     def _padding(self, src: _Tensor, base: dict, padding, stride) -> str:
@@ -513,7 +792,7 @@ class _Reader:
         base["inputs"] = [pad]
         return "valid"
 
-    def _conv(self, node, src: _Tensor, kappa, base) -> tuple[dict, dict]:
+    def _conv(self, node, src: _Tensor, kappa: _Scale, base) -> tuple[dict, dict]:
         if len(src.shape) != 3:
             raise _Bad(f"reads {list(src.shape)}; netspec convolves images [C, H, W]")
         weight = np.asarray(node.weight, dtype=np.float64)
@@ -523,9 +802,9 @@ class _Reader:
             raise _Bad(f"dilation {list(dilation)}: netspec convolutions are not dilated")
         cout, cin_g, kh, kw = weight.shape
         groups, cin = int(np.asarray(node.groups)), src.shape[0]
-        kc = self._channels(kappa)
+        kc = self._channels(kappa.weights(src))
         padding = self._padding(src, base, node.padding, stride)
-        bias = np.asarray(node.bias, dtype=np.float64).reshape(-1) * kc
+        bias = np.asarray(node.bias, dtype=np.float64).reshape(-1) * self._channels(kappa.drive)
         common = {"kernel_size": [kh, kw], "strides": list(stride), "padding": padding}
         m = int(_meta(node).get(DEPTHWISE_KEY, 0))
         if groups == 1 and m > 0 and cout == cin * m and cin_g == cin:
@@ -547,14 +826,14 @@ class _Reader:
         raise _Bad(f"groups {groups} with {cin} input channels: netspec has full (groups 1) and depthwise "
                    "(groups = channels) convolutions")
 
-    def _pool(self, node, src: _Tensor, kappa, base, average: bool) -> tuple[dict, dict]:
+    def _pool(self, node, src: _Tensor, kappa: _Scale, base, average: bool) -> tuple[dict, dict]:
         if len(src.shape) != 3:
             raise _Bad(f"reads {list(src.shape)}; netspec pools images [C, H, W]")
         size = [int(s) for s in np.broadcast_to(np.asarray(node.kernel_size).ravel(), (2,))]
         stride = [int(s) for s in np.broadcast_to(np.asarray(node.stride).ravel(), (2,))]
         if np.any(np.asarray(node.padding)):
             raise _Bad("padded pooling: PyTorch counts the padded zeros in the mean, Keras (and netspec) do not")
-        kc = self._channels(kappa)
+        kc = self._channels(kappa.weights(src))
         mean = kc if average else kc * (size[0] * size[1])  # a sum whose neurons take 1/n of it is a mean
         if np.all(mean == 1.0) and base["activation"] != "linear":  # a hidden linear layer needs weights
             return {**base, "type": "avgpool2d", "pool_size": size, "strides": stride}, {}
@@ -563,15 +842,16 @@ class _Reader:
         return ({**base, "type": "depthwise_conv2d", "kernel_size": size, "strides": stride, "padding": "valid"},
                 {"kernel": kernel})
 
-    def _scale(self, factor: np.ndarray, src: _Tensor, base) -> tuple[dict, dict]:
+    def _scale(self, scale: _Scale, src: _Tensor, base) -> tuple[dict, dict]:
         """An element-wise scale: a 1x1 depthwise convolution of an image, a diagonal dense layer of a vector."""
+        factor = scale.weights(src)
         if len(src.shape) == 3:
             kc = self._channels(factor)
             return {**base, "type": "depthwise_conv2d", "kernel_size": [1, 1]}, {"kernel": kc.reshape(1, 1, -1, 1)}
         n = src.shape[0]
         if n > MAX_DIAGONAL:
             raise _Bad(f"an element-wise scale of {n} values would be a {n} x {n} dense layer (at most {MAX_DIAGONAL})")
-        return self._dense(np.diag(factor.reshape(-1)), None, src, np.ones(n), base)
+        return self._dense(np.diag(factor.reshape(-1)), None, src, _Scale(np.ones(n), np.ones(n)), base)
 
     # -- the document ------------------------------------------------------------------------------------
     def _document(self) -> dict:
@@ -585,28 +865,19 @@ class _Reader:
         opts = self.options
         duration = opts.duration or (_text(own["duration_text"]) if "duration_text" in own else "100 ms")
         self._time(duration, "--duration" if opts.duration else f"{self.path.name}: duration")
-        encoding = opts.encoding or (_text(own["encoding"]) if "encoding" in own else "analog")
-        if encoding not in ("analog", "poisson"):
-            raise NetspecError(f"--input-encoding: expected analog or poisson, got {encoding!r}", 2)
+        encoding = self.encoding
         low, high = (float(v) for v in np.asarray(own["range"]).ravel()[:2]) if "range" in own else (0.0, 1.0)
         inp: dict[str, Any] = {"shape": self.input_shape, "range": [low, high], "encoding": encoding}
         if encoding == "poisson":
             inp["max_rate"] = _text(own["max_rate_text"]) if "max_rate_text" in own else f"{1.0 / self.dt:g} Hz"
             inp["seed"] = int(own["seed"]) if "seed" in own else 0
-        layers = []
-        prev = None
-        for raw in self.layers:
-            entry = {key: raw[key] for key in _ORDER if key in raw}
-            if not LAYER_TYPES[entry["type"]].takes_activation:
-                entry.pop("activation", None)
-            if "neuron" in entry:  # only what differs from the defaults block
-                entry["neuron"] = {k: v for k, v in entry["neuron"].items() if NEURON_DEFAULTS.get(k) != v}
-                if not entry["neuron"]:
-                    del entry["neuron"]
-            if entry.get("inputs") == [prev]:
-                del entry["inputs"]
-            layers.append(entry)
-            prev = entry["name"]
+        layers = [layer.to_yaml() for layer in self.layers]
+        conv = self.convention
+        for gap, nodes in self.gaps.items():
+            self.notes.append(f"{gap} (nodes {', '.join(repr(n) for n in nodes)})")
+        if conv.name != "nir" and conv.fires == ">":
+            self.notes.append(f"{conv.library.split(' (')[0]} fires where the membrane exceeds the threshold, netspec where "
+                              "it reaches it: spike counts differ only where a membrane lands exactly on the threshold")
         nir = require_nir()
         renamed = [f"'{raw}' -> '{new}'" for raw, new in self.names.items() if raw != new]
         if renamed:
@@ -615,12 +886,14 @@ class _Reader:
             "netspec": 1,
             "name": "",
             "description": (f"Imported from the NIR graph {self.path.name} ({len(self.graph.nodes)} nodes): a spiking network, "
-                            f"every lambda 1, weights scaled to netspec's normalized membrane with dt = {self.dt_text}.")[:4000],
+                            f"every lambda 1, weights scaled to netspec's normalized membrane with dt = {self.dt_text}, "
+                            f"stepped as {conv.library}.")[:4000],
             "source": {"model": self.path.name[:1000], "framework": f"nir {getattr(nir, '__version__', '?')}",
                        "exporter": f"netspec {__version__}"},
             "weights": {"file": "", "sha256": ""},
             "input": inp,
-            "simulation": {"dt": self.dt_text, "duration": duration},
+            "simulation": {"dt": self.dt_text, "duration": duration,
+                           **({"timing": conv.timing} if conv.timing else {})},
             "neuron": {"model": NEURON_DEFAULTS["model"], "threshold": 1.0, "reset": NEURON_DEFAULTS["reset"]},
             "layers": layers,
         }
@@ -638,7 +911,9 @@ def import_graph(path: str | Path, spec_path: str | Path, options: ImportOptions
     Returns
     -------
     tuple[Path, list[str]]
-        The spec written and notes for the user (renamed nodes, approximations).
+        The spec written and notes for the user (the convention, renamed nodes, approximations, what the
+        library simulates otherwise); a note that starts with ``warning:`` names a layer that cannot spike
+        (:func:`~netspec.nir.check.unreachable`).
     """
     from ..export.pipeline import schema_pointer
     from ..export.writer import commit, spec_name, staging, write_npz
@@ -658,9 +933,11 @@ def import_graph(path: str | Path, spec_path: str | Path, options: ImportOptions
         staged = tmp / spec_path.name
         staged.write_text(spec_yaml(doc, schema_pointer(spec_path)), encoding="utf-8")
         try:
-            load_spec(staged)
+            spec = load_spec(staged)
         except SpecError as exc:
             first = exc.diagnostics[0].message if exc.diagnostics else str(exc)
             raise NetspecError(f"{Path(path).name}: the graph does not make a valid spec: {first}") from exc
         commit([tmp / npz_path.name, staged], [npz_path, spec_path])
-    return spec_path, imported.notes
+    from .check import unreachable
+
+    return spec_path, imported.notes + unreachable(spec, imported.kappas, imported.convention.name)

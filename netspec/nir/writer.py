@@ -398,6 +398,11 @@ HANDLERS: dict[type[Layer], Callable[[_Graph, Layer], None]] = {
 }
 
 
+def handles(kind: type[Layer]) -> bool:
+    """Whether the NIR writer has a handler (a mapping or a refusal by name) for the layer kind ``kind``."""
+    return kind in HANDLERS
+
+
 def build_graph(spec: Spec, *, approximate: bool = False):
     """The NIR graph of ``spec``'s spiking network (a ``nir.NIRGraph``, type-checked by NIR) and the
     :class:`Written` summary (``path`` empty). Raises :class:`NetspecError` naming the layer NIR cannot express."""
@@ -419,8 +424,8 @@ def build_graph(spec: Spec, *, approximate: bool = False):
     if g.subtract:
         g.notes.insert(0, f"reset by subtraction ({', '.join(g.subtract)}): NIR 1.0.8 IF/LIF nodes reset to v_reset; netspec "
                           "writes v_reset = 0 and reset_mode: subtract in each node's metadata and reads it back exactly. "
-                          "Other readers (snnTorch, Norse, Sinabs, ...) will reset to 0 and lose the charge above threshold, "
-                          "so strongly driven neurons fire less often than in netspec")
+                          "snnTorch's and Norse's readers reset to v_reset and lose the charge above threshold, so strongly "
+                          "driven neurons fire less often there (sinabs and Spyx subtract whatever the graph says)")
     if g.depthwise:
         g.notes.append(f"depthwise convolutions ({', '.join(g.depthwise)}): written as Conv2d with groups 1 and zero weights "
                        "between channels (nir 1.0.8's type check ignores groups), depth multiplier in the metadata")
