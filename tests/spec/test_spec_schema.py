@@ -43,6 +43,8 @@ def _property_schemas(node, root, where="#"):
 
 
 def test_the_two_copies_are_identical():
+    """schemas/ (where users and editors look) is a link to the copy inside the package: one file to edit."""
+    assert TOP.is_symlink() and TOP.resolve() == PACKAGED.resolve()
     assert TOP.read_bytes() == PACKAGED.read_bytes()
     assert schema_text() == TOP.read_text(encoding="utf-8")
 
