@@ -43,6 +43,17 @@ def _limit_options(p: argparse.ArgumentParser) -> None:
                    help="refuse networks and runs estimated to need more memory ('16G'; default half the physical memory)")
 
 
+def _simulation_options(p: argparse.ArgumentParser) -> None:
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--float32", dest="float64", action="store_false", default=False,
+                           help="single-precision state variables and weights (the default: half the bytes to move)")
+    precision.add_argument("--float64", dest="float64", action="store_true",
+                           help="double precision instead (spike counts differ from float32's by rounding only)")
+    p.add_argument("--batch", type=int, default=None, metavar="B",
+                   help="samples simulated side by side in one network, so that every weight read serves B of them "
+                   "(default 8, fewer for networks of over 500,000 neurons; the results do not depend on it)")
+
+
 def _connectivity_option(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--connectivity", choices=("kernel", "synapses"), default="kernel",
                    help=f"{what} projections from their kernels (default) or as one Brian2 synapse per connection")
@@ -111,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=1, metavar="N",
                    help="OpenMP threads of the standalone binary (default 1, as netspec run builds it: samples run "
                    "in parallel on worker processes, which use the cores better)")
-    b.add_argument("--float32", action="store_true", help="single-precision state variables")
+    _simulation_options(b)
     _connectivity_option(b, "simulate")
     b.add_argument("--force", action="store_true", help="rebuild even if the build folder is up to date")
     _limit_options(b)
@@ -129,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=None, metavar="N",
                    help="OpenMP threads per worker of the standalone binary (default 1: workers use the cores)")
     _connectivity_option(r, "simulate")
+    _simulation_options(r)
     r.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="simulate on the workers of a Dask cluster (tcp://host:8786) instead; needs netspec[dask]")
     r.add_argument("--report", default=None, metavar="FILE.json")
@@ -311,7 +323,7 @@ def _build(args) -> int:
     from .brian import BuildOptions, build_command  # imports Brian2, which installs its own SIGINT handler
     from .run.evaluate import interruptible
 
-    options = BuildOptions(standalone=args.standalone, threads=args.threads, float32=args.float32,
+    options = BuildOptions(standalone=args.standalone, threads=args.threads, float32=not args.float64, batch=args.batch,
                            connectivity=args.connectivity)
     with interruptible():  # Ctrl-C (even of a background job, where SIGINT was ignored): one line, exit 130
         return build_command(spec, options, args.output, force=args.force)
@@ -324,7 +336,7 @@ def _run(args) -> int:
     from .run import RunOptions, run_command
 
     options = RunOptions(data=args.data, limit=args.limit, duration=args.duration, standalone=args.standalone,
-                         workers=args.workers, threads=args.threads, connectivity=args.connectivity,
+                         workers=args.workers, threads=args.threads, connectivity=args.connectivity, float32=not args.float64, batch=args.batch,
                          report=args.report, plots=args.plots, seed=args.seed, build_dir=args.build_dir,
                          limits=_limits(args), scheduler=args.scheduler)
     return run_command(_load(args.spec, options.limits), options)

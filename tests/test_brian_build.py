@@ -21,7 +21,7 @@ import yaml
 
 from netspec.brian import BuildOptions, build, build_command, simulate
 from netspec.brian import codegen
-from netspec.brian.build import spec_hash
+from netspec.brian.build import resolve, spec_hash
 from netspec.brian.plan import make_plan
 from netspec.errors import NetspecError
 from netspec.spec import load_spec, load_spec_data
@@ -95,7 +95,7 @@ def test_generated_script_matches_golden_file(name):
     make_spec, options = GOLDENS[name]
     spec = make_spec()
     plan = make_plan(spec, options.steps, options.connectivity)
-    text = _masked(codegen.render(plan, "0" * 64, spec_hash(spec), options))
+    text = _masked(codegen.render(plan, "0" * 64, spec_hash(spec), resolve(spec, options)))
     path = GOLDEN / f"{name}.network.py"
     if os.environ.get("NETSPEC_REGENERATE_GOLDEN"):
         path.write_text(text)
@@ -106,7 +106,8 @@ def test_a_build_writes_the_rendered_script(tmp_path):
     spec = _shipped("tiny-dense")
     built = build(spec, tmp_path / "tiny")
     plan = make_plan(spec)
-    assert built.script.read_text() == codegen.render(plan, built.key, spec_hash(spec), BuildOptions())
+    assert built.options.batch == spec.estimate().default_batch == 8  # a small network: eight side by side
+    assert built.script.read_text() == codegen.render(plan, built.key, spec_hash(spec), built.options)
 
 
 def test_generated_script_is_deterministic_and_self_contained(tmp_path):
@@ -222,9 +223,13 @@ def test_build_command_prints_folder_and_reuse(tmp_path, capsys):
 
 def test_cli_build_end_to_end(tmp_path):
     done = subprocess.run([sys.executable, "-m", "netspec", "build", str(ROOT / "specs" / "tiny-dense.yaml"), "-o",
-                           str(tmp_path / "o"), "--float32"], capture_output=True, text=True)
+                           str(tmp_path / "o")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "FLOAT_DTYPE = np.float32" in (tmp_path / "o" / "network.py").read_text()
+    assert "FLOAT_DTYPE = np.float32" in (tmp_path / "o" / "network.py").read_text()  # the default
+    done = subprocess.run([sys.executable, "-m", "netspec", "build", str(ROOT / "specs" / "tiny-dense.yaml"), "-o",
+                           str(tmp_path / "o64"), "--float64"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "FLOAT_DTYPE = np.float64" in (tmp_path / "o64" / "network.py").read_text()
     bad = subprocess.run([sys.executable, "-m", "netspec", "build", str(ROOT / "specs" / "tiny-dense.yaml"), "-o",
                           str(tmp_path / "o"), "--threads", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "netspec: error: build: --threads must be at least 1, got 0" in bad.stderr

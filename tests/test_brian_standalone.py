@@ -52,7 +52,7 @@ def spec(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def standalone(spec, tmp_path_factory):
-    return build(spec, tmp_path_factory.mktemp("sa-build") / "b", BuildOptions(standalone=True, samples_per_run=3))
+    return build(spec, tmp_path_factory.mktemp("sa-build") / "b", BuildOptions(standalone=True, samples_per_run=3, batch=1))
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def runtime(spec, tmp_path_factory):
 
 
 def test_standalone_matches_runtime(standalone, runtime, tmp_path):
-    x = np.random.default_rng(5).uniform(0, 1, (5, 6, 6, 1))  # two runs of 3, the last one padded
+    x = np.random.default_rng(5).uniform(0, 1, (5, 6, 6, 1))  # two runs of 3, the last one padded (the runtime build: 8 side by side)
     done = []
     a = simulate(standalone, x, results_dir=tmp_path / "res", progress=done.append)
     b = simulate(runtime, x)

@@ -28,7 +28,7 @@ def _sim(n: int, steps: int, classes: int, seed: int) -> SimResult:
 
 
 def _build(spec):
-    return SimpleNamespace(spec=spec, dir=Path("build/x"), key="k" * 16, rebuilt=True, options=BuildOptions(),
+    return SimpleNamespace(spec=spec, dir=Path("build/x"), key="k" * 16, rebuilt=True, options=BuildOptions(batch=1),
                            populations={"conv1": 400, "fc": 3}, synapses={}, fanout={}, seconds=1.0, steps=20)
 
 

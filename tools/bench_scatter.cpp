@@ -1,6 +1,7 @@
-// The kernel-form projection alone (netspec::scatter_one: a spike adds its kernel slice to its targets), on the
-// geometries of LeNet's and VGG-16's convolutions, random spikes at a given density, float and double: the ns per
-// synaptic event of each. (Variants of the loop are measured by swapping them in here, on the same spikes.)
+// The kernel-form projection alone, netspec::scatter_one (a spike adds its kernel slice to its targets) against
+// netspec::scatter_grouped (a target tile takes the rows of every channel spiking at a pixel), on the geometries of
+// LeNet's and VGG-16's convolutions, random spikes at a given density, float and double: the ns per synaptic event
+// of each, on the same spikes, and whether the two results are bit-identical.
 //
 //   g++ -O3 -march=native -std=c++11 -I netspec/brian/runner tools/bench_scatter.cpp -o /tmp/bench_scatter
 //   /tmp/bench_scatter [density=0.1] [steps=50]
@@ -12,9 +13,6 @@
 #include <vector>
 
 #include "netspec_kernels.h"
-#ifdef CANDIDATE
-#include CANDIDATE
-#endif
 
 // each variant a function of its own, so that profilers (valgrind --tool=cachegrind) tell them apart
 template <typename T, int H, int W, int C, int OH, int OW, int K, int S, int P, int F>
@@ -24,12 +22,12 @@ __attribute__((noinline)) void push(const std::vector<int32_t>& s, const int32_t
         netspec::scatter_one<T, netspec::FULL, H, W, C, OH, OW, K, K, S, S, P, P, F, false>(s[k], pos, w, u, gate);
 }
 
-#ifdef CANDIDATE
 template <typename T, int H, int W, int C, int OH, int OW, int K, int S, int P, int F>
-__attribute__((noinline)) void candidate(const std::vector<int32_t>& s, const int32_t* pos, const T* w, T* u) {
-    netspec::scatter_grouped<T, H, W, C, OH, OW, K, K, S, S, P, P, F>(s.data(), s.size(), pos, w, u);
+__attribute__((noinline)) void grouped(const std::vector<int32_t>& s, const int32_t* pos, const T* w, T* u) {
+    const char* gate = nullptr;
+    netspec::scatter_grouped<T, H, W, C, OH, OW, K, K, S, S, P, P, F, false, char, H * W * C, OH * OW * F>(
+        s.data(), s.size(), pos, w, u, gate);
 }
-#endif
 
 template <typename T, int H, int W, int C, int OH, int OW, int K, int S, int P, int F>
 void run(const char* what, double density, int steps) {
@@ -72,17 +70,14 @@ void run(const char* what, double density, int steps) {
     const double push = std::chrono::duration<double>(t1 - t0).count();
     double sum = 0;
     for (auto v : u_push) sum += v;
-#ifdef CANDIDATE
-    std::vector<T> u_c(n_tgt, 0);
+    std::vector<T> u_g(n_tgt, 0);
     auto t2 = std::chrono::steady_clock::now();
-    for (auto& s : spikes) candidate<T, H, W, C, OH, OW, K, S, P, F>(s, pos.data(), w.data(), u_c.data());
-    auto t3 = std::chrono::steady_clock::now();
-    std::printf("    candidate %6.3f ns/event (%.2fx), %s\n", std::chrono::duration<double>(t3 - t2).count() / events * 1e9,
-                push / std::chrono::duration<double>(t3 - t2).count(),
-                std::memcmp(u_c.data(), u_push.data(), n_tgt * sizeof(T)) == 0 ? "identical" : "DIFFERENT");
-#endif
-    std::printf("%-38s %-6s %7.1f M events  %6.3f ns/event  (checksum %.6g)\n", what, sizeof(T) == 4 ? "float" : "double",
-                events / 1e6, push / events * 1e9, sum);
+    for (auto& s : spikes) grouped<T, H, W, C, OH, OW, K, S, P, F>(s, pos.data(), w.data(), u_g.data());
+    const double group = std::chrono::duration<double>(std::chrono::steady_clock::now() - t2).count();
+    const bool same = std::memcmp(u_g.data(), u_push.data(), n_tgt * sizeof(T)) == 0;
+    std::printf("%-38s %-6s %7.1f M events  push %6.3f  grouped %6.3f ns/event (%.2fx)  %s (checksum %.6g)\n", what,
+                sizeof(T) == 4 ? "float" : "double", events / 1e6, push / events * 1e9, group / events * 1e9, push / group,
+                same ? "identical" : "DIFFERENT", sum);
 }
 
 int main(int argc, char** argv) {

@@ -2,9 +2,10 @@
 
     PYTHONPATH=. python tools/bench_sim.py lenet --samples 1000 --unrolled-samples 1000
     PYTHONPATH=. python tools/bench_sim.py vgg --samples 200 --unrolled-samples 20
-    PYTHONPATH=. python tools/bench_sim.py vgg --samples 200 --unrolled-samples 20 --float32
+    PYTHONPATH=. python tools/bench_sim.py vgg --samples 200 --unrolled-samples 20 --float64
     PYTHONPATH=. python tools/bench_sim.py vgg16 --samples 3 --unrolled-samples 0
-    PYTHONPATH=. python tools/bench_sim.py vgg16 --samples 8 --unrolled-samples 0 --dense-samples 64
+    PYTHONPATH=. python tools/bench_sim.py vgg16 --samples 16 --unrolled-samples 0 --dense-samples 64 --float64 \
+        --before ../wt-base    # a worktree of the previous commit: git worktree add --detach ../wt-base HEAD~1
 
 Networks: ``lenet`` is specs/lenet-mnist.yaml on data/mnist-1k; ``vgg`` the random-weight VGG-style MNIST
 net of tools/bench_kernels.py (conv 32-32-pool-64-64-pool, dense 256, 10) on data/mnist-1k; ``vgg16`` VGG-16
@@ -14,8 +15,10 @@ a spiking layer of 3136 / 512 neurons -> 256, 10 / 128, 10), for the dense proje
 nets are written once, like `netspec export` writes a spec: He-initialized weights in a sidecar .npz named
 with its sha256, lambda per layer the 99.9th percentile of the reference activations on a few hundred
 calibration inputs (so they fire like a converted net, not saturated). T = 100, analog input, standalone,
-float64 (``--float32``: also a third build, kernel with float32 state, whose counts are compared with the
-float64 kernel build's), one worker, one thread. The load average is printed with every result.
+float32 and ``--batch`` samples side by side, netspec's defaults (``--float64``: also a kernel build with float64 state;
+``--batch N`` with N > 1: also the same build one sample at a time; ``--before CHECKOUT``: also the kernel build of
+an earlier netspec, e.g. a ``git worktree`` of the previous commit, with its own defaults; each one's counts are
+compared with the kernel build's), one worker, one thread. The load average is printed with every result.
 ``--dense-samples N`` adds the peer every speed figure should be a ratio against: a time-stepped dense simulation of
 the same normalized network in TensorFlow (tools/dense_baseline.py: one ANN forward pass per step, batch 64, one
 thread, IF with reset by subtraction), run in the same invocation on the same inputs, its outputs compared with
@@ -144,9 +147,12 @@ def dense(net: str, spec_path: Path, samples: int, steps: int) -> dict:
             "readout": spec.simulation.read_by, "out": out.tolist(), "predictions": np.argmax(out, axis=1).tolist()}
 
 
-def one(net: str, spec_path: Path, mode: str, samples: int, profile: bool = False, steps: int = 100) -> dict:
+def one(net: str, spec_path: Path, mode: str, samples: int, profile: bool = False, steps: int = 100,
+        batch: int = 1) -> dict:
     """In this process: generate, compile and simulate ``samples`` samples; the figures as a dict. ``mode``:
-    ``kernel``, ``synapses`` or ``float32`` (kernel, float32 state); ``dense``: the TensorFlow peer."""
+    ``kernel`` (netspec's defaults, ``batch`` samples side by side), ``batch1`` (the same, one sample at a time),
+    ``synapses`` (unrolled, float32, one at a time), ``float64`` (kernel, float64 state, ``batch``), ``before`` (the
+    kernel build of the netspec that ``--before`` names, with its own defaults); ``dense``: the TensorFlow peer."""
     if mode == "dense":
         return dense(net, spec_path, samples, steps)
     from netspec.brian import BuildOptions, build, simulate
@@ -157,8 +163,11 @@ def one(net: str, spec_path: Path, mode: str, samples: int, profile: bool = Fals
     spec = load_spec(spec_path, Limits(max_memory=None))
     load = time.perf_counter() - t0
     # a run of the binary simulates samples_per_run samples (padding a short last run): no more than measured
-    opts = dict(steps=steps, connectivity="kernel" if mode == "float32" else mode, float32=mode == "float32",
-                profile=profile, samples_per_run=min(100, samples))
+    opts = dict(steps=steps, connectivity="synapses" if mode == "synapses" else "kernel", profile=profile,
+                samples_per_run=min(100, samples))
+    if mode != "before":  # the previous implementation: its own defaults (it may not know these options)
+        opts["float32"] = mode != "float64"
+        opts["batch"] = batch if mode in ("kernel", "float64") else 1
     t0 = time.perf_counter()
     build(spec, base / "gen", BuildOptions(**opts))  # generation only (runtime build folder)
     generate = time.perf_counter() - t0
@@ -187,7 +196,7 @@ def one(net: str, spec_path: Path, mode: str, samples: int, profile: bool = Fals
             "compile_s": standalone - generate, "sim_s": wall, "samples_per_s": len(x) / wall,
             "events_per_sample": events, "spikes_per_sample": spikes,
             "ns_per_event": wall / len(x) / total * 1e9 if total else None,
-            "connections": sum(built.synapses.values()), "counts": res.counts.tolist(), "v_out": res.v_out.tolist(),
+            "connections": sum(built.synapses.values()), "batch": getattr(built.options, "batch", 1), "counts": res.counts.tolist(), "v_out": res.v_out.tolist(),
             "readout": spec.simulation.read_by,
             "predictions": res.predictions().tolist(), "profile": _profile(spec, opts["connectivity"], times, events, len(x))}
 
@@ -239,16 +248,24 @@ def main() -> int:
     ap.add_argument("net", choices=("lenet", "vgg", "vgg16", "vgg16-4096", "dense-vgg", "dense-lenet"))
     ap.add_argument("--samples", type=int, default=200, help="samples for the kernel build")
     ap.add_argument("--unrolled-samples", type=int, default=20, help="samples for the unrolled build (0: skip it)")
-    ap.add_argument("--float32", action="store_true", help="also a kernel build with float32 state")
+    ap.add_argument("--float64", action="store_true", help="also a kernel build with float64 state")
     ap.add_argument("--profile", action="store_true", help="time every code object (Brian2's profiling)")
     ap.add_argument("--dense-samples", type=int, default=0,
                     help="samples for the time-stepped dense TensorFlow peer (tools/dense_baseline.py; 0: skip it)")
     ap.add_argument("--steps", type=int, default=100, help="time steps per sample (default 100)")
-    ap.add_argument("--one", choices=("kernel", "synapses", "float32", "dense"), help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, default=None,
+                    help="samples side by side in the kernel builds (BuildOptions.batch; default netspec's own choice)")
+    ap.add_argument("--before", type=Path, default=None, metavar="CHECKOUT",
+                    help="also the kernel build of the netspec in this checkout (a git worktree of an earlier commit), "
+                    "with its own defaults: the previous implementation, in the same run")
+    ap.add_argument("--one", choices=("kernel", "batch1", "synapses", "float64", "before", "dense"), help=argparse.SUPPRESS)
     ap.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.net, args.spec, args.one, args.samples, args.profile, args.steps)))
+        if args.one == "before":  # import netspec from that checkout, not this one
+            sys.path.insert(0, str(args.before.resolve()))
+        print(json.dumps(one(args.net, args.spec, args.one, args.samples, args.profile, args.steps,
+                             None if args.batch == 0 else args.batch)))
         return 0
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{args.net}-spec-"))
     print(f"load average {_loadavg()} (1/5/15 min) at start")
@@ -259,13 +276,19 @@ def main() -> int:
               + ", ".join(f"{k} {v:.3g}" for k, v in info["lambdas"].items()))
     rows = {}
     runs = [("dense", args.dense_samples), ("kernel", args.samples), ("synapses", args.unrolled_samples)]
-    if args.float32:
-        runs.append(("float32", args.samples))
+    if args.batch != 1:
+        runs.append(("batch1", args.samples))
+    if args.float64:
+        runs.append(("float64", args.samples))
+    if args.before:
+        runs.append(("before", args.samples))
     for mode, n in runs:
         if n <= 0:
             continue
         proc = subprocess.Popen([sys.executable, __file__, args.net, "--one", mode, "--samples", str(n), "--spec", str(spec_path),
-                                 "--steps", str(args.steps), *(["--profile"] if args.profile else [])],
+                                 "--steps", str(args.steps), "--batch", str(args.batch or 0),
+                                 *(["--before", str(args.before)] if args.before else []),
+                                 *(["--profile"] if args.profile else [])],
                                 stdout=subprocess.PIPE, text=True)
         out = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
@@ -279,7 +302,7 @@ def main() -> int:
             print(f"{args.net} dense   : {row['samples']} samples, {row['samples_per_s']:.2f} samples/s (TensorFlow, one "
                   f"thread, batch {DENSE_BATCH}, {args.steps} steps), peak {row['peak_mb']:.0f} MB; load average {_loadavg()}")
             continue
-        print(f"{args.net} {mode:8s}: {row['samples']} samples, {row['samples_per_s']:.2f} samples/s, "
+        print(f"{args.net} {mode:8s}: {row['samples']} samples, batch {row['batch']}, {row['samples_per_s']:.2f} samples/s, "
               f"build {row['generate_s'] + row['compile_s']:.1f} s (generate {row['generate_s']:.1f} s, compile "
               f"{row['compile_s']:.1f} s; spec load {row['load_s']:.1f} s), "
               f"peak {row['peak_mb']:.0f} MB, {row['connections']:,} connections, "
@@ -301,19 +324,20 @@ def main() -> int:
         same = k["counts"][:n] == s["counts"][:n] and k["v_out"][:n] == s["v_out"][:n]
         print(f"kernel / unrolled samples/s: {k['samples_per_s'] / s['samples_per_s']:.1f}x; output counts and "
               f"final output membranes of the first {n} samples {'identical' if same else 'DIFFER'}")
-    for mode in ("kernel", "float32"):
+    for mode in ("kernel", "batch1", "float64", "before"):
         if "dense" in rows and mode in rows:
             _against_dense(rows["dense"], rows[mode], mode)
-    if "float32" in rows and "kernel" in rows:
-        f, k = rows["float32"], rows["kernel"]
-        n = min(k["samples"], f["samples"])
-        diff = np.abs(np.array(f["counts"][:n]) - np.array(k["counts"][:n]))
-        print(f"float32 / float64 kernel samples/s: {f['samples_per_s'] / k['samples_per_s']:.2f}x; output counts of "
-              f"{n} samples: max difference {diff.max()} spikes, {np.mean(diff.any(axis=1)) * 100:.1f} % of samples "
-              f"differ, predictions differ in {_disagree(f['predictions'][:n], k['predictions'][:n]) * 100:.1f} %")
-        if "synapses" in rows:
-            s = rows["synapses"]
-            print(f"float32 kernel / unrolled samples/s: {f['samples_per_s'] / s['samples_per_s']:.1f}x")
+    batch = rows["kernel"]["batch"] if "kernel" in rows else args.batch
+    for other, what in (("batch1", f"batch {batch} / batch 1 (both float32)"),
+                        ("float64", f"float32 / float64 kernel (both batch {batch})"),
+                        ("before", f"this netspec / the one in {args.before}")):
+        if other in rows and "kernel" in rows:
+            d, k = rows[other], rows["kernel"]
+            n = min(k["samples"], d["samples"])
+            diff = np.abs(np.array(d["counts"][:n]) - np.array(k["counts"][:n]))
+            print(f"{what} samples/s: {k['samples_per_s'] / d['samples_per_s']:.2f}x; output counts of "
+                  f"{n} samples: max difference {diff.max()} spikes, {np.mean(diff.any(axis=1)) * 100:.1f} % of samples "
+                  f"differ, predictions differ in {_disagree(d['predictions'][:n], k['predictions'][:n]) * 100:.1f} %")
     return 0
 
 

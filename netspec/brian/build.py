@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -44,8 +44,16 @@ class BuildOptions:
 
     standalone: bool = False
     threads: int = 1
-    float32: bool = False
+    #: single-precision state and weights (the default: the scatter moves half the bytes; spike counts stay within the
+    #: tolerance tests/test_brian_kernels.py states against float64); False: double precision (``--float64``)
+    float32: bool = True
     samples_per_run: int = 100
+    #: samples simulated side by side in one network (every group holds ``batch`` copies of its layer, so that a
+    #: projection's kernel is read from memory once per step for all of them); samples_per_run is rounded up to a
+    #: multiple of it. Results are those of ``batch = 1`` (tested). None: chosen by :func:`resolve`, from the
+    #: network's size (:attr:`netspec.spec.resources.Estimate.default_batch`: 8, fewer for networks whose eight
+    #: copies would hold over 256 MB of neuron state).
+    batch: int | None = None
     steps: int | None = None
     connectivity: str = "kernel"  # 'kernel' or 'synapses' (unrolled, one Brian2 synapse per connection)
     #: Brian2's profiling: every code object is timed, and each run of the standalone binary writes the seconds
@@ -194,9 +202,18 @@ def _check_counters(plan: Plan) -> None:
                                f"the per-step operation counter (int32, at most {COUNTER_MAX:,})", 2)
 
 
+def resolve(spec: Spec, options: BuildOptions) -> BuildOptions:
+    """``options`` with what they leave to the builder chosen for ``spec`` (``batch``), as the build records them."""
+    if options.batch is None:
+        return replace(options, batch=spec.estimate().default_batch)  # neurons: the same for any connectivity
+    return options
+
+
 def _check_options(options: BuildOptions) -> None:
     if not isinstance(options.threads, int) or options.threads < 1:
         raise NetspecError(f"build: --threads must be at least 1, got {options.threads}", 2)
+    if options.batch is not None and (not isinstance(options.batch, int) or options.batch < 1):
+        raise NetspecError(f"build: --batch must be at least 1, got {options.batch}", 2)
     if not isinstance(options.samples_per_run, int) or options.samples_per_run < 1:
         raise NetspecError(f"build: samples_per_run must be at least 1, got {options.samples_per_run}", 2)
     if options.steps is not None and (not isinstance(options.steps, int) or options.steps < 1):
@@ -212,6 +229,7 @@ def build(spec: Spec, out_dir: str | Path | None = None, options: BuildOptions =
     machine's when it runs that machine's binary (:func:`adopt`), after checking its CPU can."""
     t0 = time.perf_counter()
     _check_options(options)
+    options = resolve(spec, options)
     folder = Path(out_dir) if out_dir is not None else Path("build") / spec.name
     plan = make_plan(spec, options.steps, options.connectivity)
     key = build_key(spec, options, cpu)

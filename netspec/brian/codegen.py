@@ -233,6 +233,7 @@ def _projection(plan: Plan, proj) -> dict:
         "index": proj.index,
         "source": keys.group(ident(proj.source)),
         "source_name": proj.source,
+        "source_size": plan.size(proj.source),
         "target": keys.group(ident(proj.target)),
         "target_name": proj.target,
         "count": int(proj.count),
@@ -262,6 +263,7 @@ def _relay(plan: Plan, relay: Relay) -> dict:
             "source": keys.group(ident(e.source)),
             "source_name": e.source,
             "count": int(e.pre.size),
+            "source_size": plan.size(e.source),
             "of_gates": e.source in plan.relays,
             "on_pre": f"cand_post = clip(int({count} >= best_post)*(K - key + K*int(key == winner_post)), cand_post, inf)",
         })
@@ -288,7 +290,8 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
     rows = 0
     for position, n in enumerate(plan.order, start=1):
         fan = plan.fanout[n]
-        uniform = bool(fan.size == 0 or np.all(fan == fan[0]))
+        # side by side, every layer's spikes are counted per sample (a PopulationRateMonitor counts all BATCH)
+        uniform = bool(fan.size == 0 or np.all(fan == fan[0])) and options.batch == 1
         spiking = not (n == plan.output and plan.readout == MEMBRANE)
         node = {"position": position, "name": ident(n), "var": keys.group(ident(n)), "size": plan.size(n),
                 "fanout": int(fan[0]) if uniform and fan.size else 0, "uniform": uniform and spiking, "row": None,
@@ -322,7 +325,8 @@ def context(plan: Plan, key: str, spec_hash: str, options) -> dict:
         "zero_latency": bool(spec.simulation.zero_latency),
         "timing": ZERO_LATENCY if spec.simulation.zero_latency else ONE_STEP_PER_LAYER,
         "connectivity": plan.connectivity,
-        "samples_per_run": int(options.samples_per_run),
+        "samples_per_run": int(-(-options.samples_per_run // options.batch) * options.batch),  # a multiple of it
+        "batch": int(options.batch),
         "steps": int(plan.steps),
         "dt": num(spec.simulation.dt.value),
         "dt_text": show(spec.simulation.dt),

@@ -45,7 +45,8 @@ class RunOptions:
     the number of worker processes and ``threads`` the OpenMP threads of each standalone binary (None: one
     thread, and as many workers as usable cores, so that workers x threads never exceeds them; given
     threads and no workers: the usable cores divided by the threads); ``connectivity`` is the build's
-    (``'kernel'``: projections from their kernels, ``'synapses'``: unrolled); ``seed`` overrides the spec's input seed;
+    (``'kernel'``: projections from their kernels, ``'synapses'``: unrolled); ``float32`` its precision (False:
+    ``--float64``) and ``batch`` its samples side by side (None: the build's default); ``seed`` overrides the spec's input seed;
     ``scheduler`` is a Dask scheduler's address (the chunks go to its workers); ``report``/``plots``/``build_dir`` are output paths (None: not written / ``build/<name>/``); ``limits``
     bound the steps per sample and the memory of the run (``--max-steps``, ``--max-memory``).
     """
@@ -57,6 +58,8 @@ class RunOptions:
     workers: int | None = None
     threads: int | None = None
     connectivity: str = "kernel"
+    float32: bool = True
+    batch: int | None = None
     report: str | None = None
     plots: str | None = None
     seed: int | None = None
@@ -101,7 +104,7 @@ def _check_resources(spec, args: RunOptions, steps: int | None):
     """Before loading the data: its headers fit the spec's input, and the run (network, data, recorded
     per-step output counts) fits the memory limit. Returns what the headers say."""
     from ..datasets import check_memory, check_shape, inspect_dataset
-    from ..spec.resources import check_steps, estimate
+    from ..spec.resources import check_steps
 
     if steps is not None:
         why = check_steps(steps, args.limits)
@@ -109,9 +112,9 @@ def _check_resources(spec, args: RunOptions, steps: int | None):
             raise NetspecError(f"--duration {args.duration!r}: {why}", 2)
     info = inspect_dataset(args.data, limit=args.limit)
     check_shape(info, spec)
-    delayed = {name for name, p in spec.neurons.items() if p.delay.value > 0}
-    est = estimate(spec.layers, spec.shapes, spec.output_layer.name, spec.simulation.steps, args.connectivity, delayed)
-    need = est.run_bytes(info.samples, steps, input_bytes=info.nbytes)
+    est = spec.estimate(args.connectivity)
+    batch = est.default_batch if args.batch is None else args.batch
+    need = est.run_bytes(info.samples, steps, input_bytes=info.nbytes, batch=batch)
     check_memory(info, args.limits.max_memory, need,
                  f"a run of {(steps or spec.simulation.steps):,} steps per sample on {est.describe()}")
     return info
@@ -152,6 +155,8 @@ def run_command(spec, args: RunOptions) -> int:
         from .cluster import check_scheduler
 
         check_scheduler(args.scheduler)  # a one-line error within seconds, before any work
+    if args.batch is not None and args.batch < 1:
+        raise NetspecError(f"--batch: must be at least 1, got {args.batch}", 2)
     if args.seed is not None and not SEED_RANGE[0] <= args.seed <= SEED_RANGE[1]:
         raise NetspecError(f"--seed: must be an integer from {SEED_RANGE[0]} to {SEED_RANGE[1]:,} (2^32 - 1), got {args.seed}", 2)
     if args.plots is not None:
@@ -185,7 +190,8 @@ def _run(spec, args: RunOptions, data, workers: int, threads: int, steps: int | 
     from ..brian import BuildOptions, build
 
     prepare_workers(min(workers, len(data)))
-    options = BuildOptions(standalone=args.standalone, steps=steps, threads=threads, connectivity=args.connectivity)
+    options = BuildOptions(standalone=args.standalone, steps=steps, threads=threads, connectivity=args.connectivity,
+                           float32=args.float32, batch=args.batch)
     t0 = time.perf_counter()
     built = build(spec, out_dir=args.build_dir, options=options)
     build_seconds = time.perf_counter() - t0

@@ -129,7 +129,7 @@ def make_report(spec, evaluation, labels: np.ndarray, ann_scores: np.ndarray, *,
             "seed": evaluation.seed,
             "build": {"dir": str(build.dir), "key": str(build.key), "rebuilt": bool(build.rebuilt),
                       "samples_per_run": int(options.samples_per_run), "threads": int(options.threads),
-                      "float32": bool(options.float32)},
+                      "float32": bool(options.float32), "batch": int(options.batch)},
             "versions": _versions(),
         },
         "accuracy": {

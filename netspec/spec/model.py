@@ -226,6 +226,13 @@ class Spec:
         """Spiking neurons of the SNN (hidden linear layers have none)."""
         return sum(int(np.prod(self.shapes[l.name])) for l in self.layers if self.is_population(l))
 
+    def estimate(self, connectivity: str = "kernel"):
+        """The network's size (:class:`netspec.spec.resources.Estimate`) built with ``connectivity``."""
+        from .resources import estimate
+
+        delayed = {name for name, p in self.neurons.items() if p.delay.value > 0}
+        return estimate(self.layers, self.shapes, self.output_layer.name, self.simulation.steps, connectivity, delayed)
+
     # -- writing back ----------------------------------------------------------------------------
     def to_yaml(self) -> dict:
         """The spec as plain YAML data, equal to what was read (no defaults added)."""

@@ -42,6 +42,10 @@ BYTES_PER_INPUT = 8
 BYTES_PER_KERNEL_VALUE = 32
 #: Bytes one source neuron of a kernel projection costs: its int32 position map and fan-out, copied alike.
 BYTES_PER_KERNEL_INDEX = 16
+#: Samples a build simulates side by side when not told (``netspec build --batch``): at most this many, ...
+BATCH_MAX = 8
+#: ... and no more than whose copies of the network's neurons (BYTES_PER_NEURON each) fit this many bytes.
+BATCH_BUDGET = 256 * 2**20
 #: The builder's connectivities (``netspec build --connectivity``); the first is the default.
 CONNECTIVITIES = ("kernel", "synapses")
 #: Largest count a 32-bit index can address.
@@ -182,14 +186,22 @@ class Estimate:
             parts.append(f"{self.kernel_values:,} kernel values")
         return ", ".join(parts[:-1]) + " and " + parts[-1]
 
-    def run_bytes(self, samples: int, steps: int | None = None, input_bytes: int | None = None) -> int:
-        """Memory of a run over ``samples`` samples: the network, the data (float32, or ``input_bytes`` when
-        known from the file), the per-step output counts a run records (uint16, [samples, steps, outputs]) and
-        the per-step spikes and operations of every recorded layer (two int64 [samples, steps] each)."""
+    def run_bytes(self, samples: int, steps: int | None = None, input_bytes: int | None = None, batch: int = 1) -> int:
+        """Memory of a run over ``samples`` samples: the network (its neurons ``batch`` times: samples side by
+        side), the data (float32, or ``input_bytes`` when known from the file), the per-step output counts a run
+        records (uint16, [samples, steps, outputs]) and the per-step spikes and operations of every recorded layer
+        (two int64 [samples, steps] each)."""
         steps = self.steps if steps is None else steps
         data = samples * self.inputs * 4 if input_bytes is None else input_bytes
         per_step = samples * (steps or 0) * (self.outputs * 2 + self.recorded_layers * 16)
-        return self.network_bytes + data + per_step
+        copies = (batch - 1) * self.neurons * BYTES_PER_NEURON
+        return self.network_bytes + copies + data + per_step
+
+    @property
+    def default_batch(self) -> int:
+        """Samples side by side when a build is not told: :data:`BATCH_MAX`, fewer where that many copies of the
+        neurons would pass :data:`BATCH_BUDGET` (one for networks of over 4 M neurons), at least one."""
+        return max(1, min(BATCH_MAX, BATCH_BUDGET // max(1, self.neurons * BYTES_PER_NEURON)))
 
 
 def estimate(layers: Iterable[Layer], shapes: Mapping[str, Shape], output: str, steps: int | None,

@@ -7,8 +7,12 @@ The converted network of Rueckauer et al. (2017): the firing rate of every neuro
 time step) approximates its ANN activation divided by the layer's lambda. Membranes are simulated
 normalized, u = 0 at rest and 1 at threshold; an incoming spike makes u jump by its normalized weight
 (W * lambda_source / lambda_target), a bias b/lambda is added every time step. Every state variable is reset
-at the start of each sample, so one run simulates 100 samples back to back; each sample lasts
+at the start of each sample, so one run simulates 104 samples back to back; each sample lasts
 100 steps of dt = 1 ms.
+
+BATCH = 8 samples run side by side: every group holds BATCH copies of its layer (sample b's neurons
+at b*size to (b+1)*size - 1), so that in every step each projection runs for all of them one after another and
+reads its kernel from memory once for all. Every sample's result is what it would be on its own.
 
 The network is written in data-flow order: each node (the poisson input, layers of neurons, the max-pooling
 gates) with what it receives and what records it. Its place in a time step is its position k in that
@@ -40,25 +44,26 @@ the runtime and standalone runners) is the package netspec_runner/ next to this 
 particular to this network.
 """
 import numpy as np
-from brian2 import Clock, Network, NeuronGroup, PopulationRateMonitor, SpikeMonitor, StateMonitor, TimedArray, second
+from brian2 import Clock, Network, NeuronGroup, SpikeMonitor, StateMonitor, TimedArray, second
 
 import netspec_runner as runner
 
 STANDALONE = False
 THREADS = 1
-FLOAT_DTYPE = np.float64
-SAMPLES_PER_RUN = 100  # samples per run of the network (compiled in for standalone)
+FLOAT_DTYPE = np.float32
+SAMPLES_PER_RUN = 104  # samples per run of the network (compiled in for standalone)
+BATCH = 8  # samples simulated side by side: every group holds BATCH copies of its layer
 STEPS = 100  # time steps per sample
 DT = 0.001  # seconds per time step
 SEED = 1  # seed of the random numbers (poisson input); NETSPEC_SEED overrides it in the binary
 INPUT_SHAPE = (4, 4, 1,)
 #: every spiking layer, in data-flow order
 LAYERS = ['x', 'a', 'b', 'pool', 'out']
-#: layers whose neurons share one fan-out (spikes counted by a PopulationRateMonitor): name -> fan-out
-UNIFORM_FANOUT = {'a': 0, 'b': 0, 'pool': 3, 'out': 0}
-#: layers whose fan-outs differ, in the row order of the counter group C
-COUNTED = ['x']
-#: neurons per layer
+#: layers whose neurons share one fan-out, one sample at a time (spikes counted by a PopulationRateMonitor): name -> fan-out
+UNIFORM_FANOUT = {}
+#: the other layers (all of them when samples run side by side), in the row order of the counter group C
+COUNTED = ['x', 'a', 'b', 'pool', 'out']
+#: neurons per layer (of one sample)
 SIZES = {'x': 16, 'a': 32, 'b': 16, 'pool': 12, 'out': 3}
 
 
@@ -83,19 +88,19 @@ def make_network(values, n_samples, a, record_neurons=False):
     recorders = {}
     inputs = {}  # the TimedArrays that carry each sample's input (run_args replace their values)
 
-    # spikes and synaptic operations per time step of the layers whose neurons' fan-outs differ (the others are
-    # counted by a PopulationRateMonitor each: operations = spikes x fan-out), one row per layer
-    C = NeuronGroup(1, '''
+    # spikes and synaptic operations per time step of the COUNTED layers (the others are counted by a
+    # PopulationRateMonitor each: operations = spikes x fan-out), one row per layer and sample
+    C = NeuronGroup(5 * BATCH, '''
         spikes : integer  # spikes of the layer in this time step
         ops : integer     # synaptic operations: the fan-outs of the neurons that spiked
-        ''', clock=clock, name='counters')
+        ''', clock=clock, name='counters')  # row r * BATCH + b: layer r, sample b
     objects.append(C)
     recorders['counters'] = StateMonitor(C, ['spikes', 'ops'], record=True, clock=clock, when='end', name='M_counters')
 
     # == 1: input 'x': 16 poisson neurons
     at = schedule.node(1)
-    TA_x = inputs['TA_x'] = TimedArray(values['TA_x'], dt=duration, name='TA_x')
-    L_x = NeuronGroup(16, '''
+    TA_x = inputs['TA_x'] = TimedArray(runner.side_by_side(values['TA_x'], BATCH), dt=duration, name='TA_x')
+    L_x = NeuronGroup(BATCH * 16, '''
         p : 1  # spike probability per time step (set per sample)
         ''', threshold='rand() < p', clock=clock, name='L_x',
         namespace={'TA_x': TA_x})
@@ -108,7 +113,7 @@ def make_network(values, n_samples, a, record_neurons=False):
 
     # == 2: layer 'a': conv2d [4x4x2], 32 neurons; IF, reset by subtraction; lambda 1.5
     at = schedule.node(2)
-    L_a = NeuronGroup(32, '''
+    L_a = NeuronGroup(BATCH * 32, '''
         du/dt = I/dt : 1  # membrane, normalized: 0 at rest, 1 at threshold
         I : 1 (constant)  # drive per time step: bias
         count : integer   # spikes in this sample (read by the max-pooling gates)
@@ -124,12 +129,12 @@ def make_network(values, n_samples, a, record_neurons=False):
     objects.append(runner.kernel_projection(
         name='S_a_0', source=L_x, target=L_a, adds_to='u', only_where_not_refractory=False,
         windows=[runner.Filters(input=(4, 4, 1), output=(4, 4), kernel=(3, 3), stride=(1, 1), padding=(1, 1), filters=2)],
-        arrays=a, clock=clock, at=at.project(0)))
-    recorders['rate_a'] = PopulationRateMonitor(L_a, name='P_a')  # spikes per step; fan-out 0
+        arrays=a, batch=BATCH, clock=clock, at=at.project(0)))
+    # its spikes and operations: row 1 of the counter group C (counted at the end of the step)
 
     # == 3: layer 'b': conv2d [4x4x1], 16 neurons; IF, reset by subtraction; lambda 0.5
     at = schedule.node(3)
-    L_b = NeuronGroup(16, '''
+    L_b = NeuronGroup(BATCH * 16, '''
         du/dt = I/dt : 1  # membrane, normalized: 0 at rest, 1 at threshold
         I : 1 (constant)  # drive per time step: bias
         count : integer   # spikes in this sample (read by the max-pooling gates)
@@ -145,8 +150,8 @@ def make_network(values, n_samples, a, record_neurons=False):
     objects.append(runner.kernel_projection(
         name='S_b_0', source=L_x, target=L_b, adds_to='u', only_where_not_refractory=False,
         windows=[runner.Filters(input=(4, 4, 1), output=(4, 4), kernel=(1, 1), stride=(1, 1), padding=(0, 0), filters=1)],
-        arrays=a, clock=clock, at=at.project(0)))
-    recorders['rate_b'] = PopulationRateMonitor(L_b, name='P_b')  # spikes per step; fan-out 0
+        arrays=a, batch=BATCH, clock=clock, at=at.project(0)))
+    # its spikes and operations: row 2 of the counter group C (counted at the end of the step)
 
     # == 4: max pooling 'pool': [2x2x3] gates, one per window; lambda per channel, 0.5 to 1.5
     # A gate passes one spike whenever a member's count in this sample exceeds every count before it (then
@@ -155,7 +160,7 @@ def make_network(values, n_samples, a, record_neurons=False):
     # input, then lowest index). The members elect, then the gates fire and reset (at.elect, at.gate_fire,
     # at.gate_reset), before any projection carries their spikes on: no extra latency.
     at = schedule.node(4, stage=1)
-    L_pool = NeuronGroup(12, '''
+    L_pool = NeuronGroup(BATCH * 12, '''
         best : 1    # spikes passed in this sample = the running maximum of the member counts
         winner : 1  # key of the member that holds the maximum (-1: none yet)
         cand : 1    # this step's election: 0 none, else K - key (2K - key for the winner)
@@ -174,16 +179,16 @@ def make_network(values, n_samples, a, record_neurons=False):
     # a elects: 32 (neuron, window) pairs
     objects.append(runner.pool_election(
         name='E_pool_0', source=L_a, gates=L_pool, of_gates=False, members=4, arrays=a,
-        clock=clock, at=at.elect()))
+        batch=BATCH, clock=clock, at=at.elect()))
     # b elects: 16 (neuron, window) pairs
     objects.append(runner.pool_election(
         name='E_pool_1', source=L_b, gates=L_pool, of_gates=False, members=4, arrays=a,
-        clock=clock, at=at.elect()))
-    recorders['rate_pool'] = PopulationRateMonitor(L_pool, name='P_pool')  # spikes per step; fan-out 3
+        batch=BATCH, clock=clock, at=at.elect()))
+    # its spikes and operations: row 3 of the counter group C (counted at the end of the step)
 
     # == 5: layer 'out': dense [3], 3 neurons; IF, reset by subtraction; lambda 2.0
     at = schedule.node(5)
-    L_out = NeuronGroup(3, '''
+    L_out = NeuronGroup(BATCH * 3, '''
         du/dt = I/dt : 1  # membrane, normalized: 0 at rest, 1 at threshold
         I : 1 (constant)  # drive per time step: bias
         ''', threshold='u >= 1', reset='u -= 1', method='euler',
@@ -197,16 +202,16 @@ def make_network(values, n_samples, a, record_neurons=False):
     objects.append(runner.kernel_projection(
         name='S_out_0', source=L_pool, target=L_out, adds_to='u', only_where_not_refractory=False,
         windows=[runner.Filters(input=(1, 1, 12), output=(1, 1), kernel=(1, 1), stride=(1, 1), padding=(0, 0), filters=3)],
-        arrays=a, clock=clock, at=at.project(0)))
+        arrays=a, batch=BATCH, clock=clock, at=at.project(0)))
     # the output: its spikes, and its membrane at each sample's end, read at the next sample's start before the reset
     # (so a run lasts one step longer than its samples)
     recorders['out'] = SpikeMonitor(L_out, name='M_out')
     recorders['v'] = StateMonitor(L_out, 'u', record=True, clock=sample_clock, when='start', order=-10, name='M_v')
-    recorders['rate_out'] = PopulationRateMonitor(L_out, name='P_out')  # spikes per step; fan-out 0
+    # its spikes and operations: row 4 of the counter group C (counted at the end of the step)
 
     # the counter group's rows: the spikes of each layer in this step and the sum of their fan-outs
-    runner.spike_counters(C, [L_x],
-                          [a['F_x']], clock)
+    runner.spike_counters(C, [L_x, L_a, L_b, L_pool, L_out],
+                          [a['F_x'], a['F_a'], a['F_b'], a['F_pool'], a['F_out']], BATCH, clock)
     if record_neurons:
         recorders['neurons_x'] = SpikeMonitor(L_x, name='N_x')
         recorders['neurons_a'] = SpikeMonitor(L_a, name='N_a')
@@ -221,7 +226,7 @@ def make_network(values, n_samples, a, record_neurons=False):
 #: this network as the runner sees it (a, the arrays of arrays.npz, are named in netspec_runner/keys.py)
 MODEL = runner.Model(
     script=__file__, standalone=STANDALONE, threads=THREADS, float_dtype=FLOAT_DTYPE, samples_per_run=SAMPLES_PER_RUN,
-    steps=STEPS, dt=DT, seed=SEED, input_shape=INPUT_SHAPE, n_out=3, layers=LAYERS,
+    steps=STEPS, dt=DT, seed=SEED, input_shape=INPUT_SHAPE, n_out=3, layers=LAYERS, batch=BATCH,
     uniform_fanout=UNIFORM_FANOUT, counted=COUNTED, sizes=SIZES, input_values=input_values, make_network=make_network)
 
 

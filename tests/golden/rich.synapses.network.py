@@ -7,8 +7,12 @@ The converted network of Rueckauer et al. (2017): the firing rate of every neuro
 time step) approximates its ANN activation divided by the layer's lambda. Membranes are simulated
 normalized, u = 0 at rest and 1 at threshold; an incoming spike makes u jump by its normalized weight
 (W * lambda_source / lambda_target), a bias b/lambda is added every time step. Every state variable is reset
-at the start of each sample, so one run simulates 100 samples back to back; each sample lasts
+at the start of each sample, so one run simulates 104 samples back to back; each sample lasts
 100 steps of dt = 1 ms.
+
+BATCH = 8 samples run side by side: every group holds BATCH copies of its layer (sample b's neurons
+at b*size to (b+1)*size - 1), so that in every step each projection runs for all of them one after another and
+reads its kernel from memory once for all. Every sample's result is what it would be on its own.
 
 The network is written in data-flow order: each node (the poisson input, layers of neurons, the max-pooling
 gates) with what it receives and what records it. Its place in a time step is its position k in that
@@ -40,25 +44,26 @@ the runtime and standalone runners) is the package netspec_runner/ next to this 
 particular to this network.
 """
 import numpy as np
-from brian2 import Clock, Network, NeuronGroup, PopulationRateMonitor, SpikeMonitor, StateMonitor, Synapses, TimedArray, second, volt
+from brian2 import Clock, Network, NeuronGroup, SpikeMonitor, StateMonitor, Synapses, TimedArray, second, volt
 
 import netspec_runner as runner
 
 STANDALONE = False
 THREADS = 1
-FLOAT_DTYPE = np.float64
-SAMPLES_PER_RUN = 100  # samples per run of the network (compiled in for standalone)
+FLOAT_DTYPE = np.float32
+SAMPLES_PER_RUN = 104  # samples per run of the network (compiled in for standalone)
+BATCH = 8  # samples simulated side by side: every group holds BATCH copies of its layer
 STEPS = 100  # time steps per sample
 DT = 0.001  # seconds per time step
 SEED = 3  # seed of the random numbers (poisson input); NETSPEC_SEED overrides it in the binary
 INPUT_SHAPE = (5, 5, 1,)
 #: every spiking layer, in data-flow order
 LAYERS = ['x', 'c', 'p', 'out']
-#: layers whose neurons share one fan-out (spikes counted by a PopulationRateMonitor): name -> fan-out
-UNIFORM_FANOUT = {'c': 0, 'p': 2, 'out': 0}
-#: layers whose fan-outs differ, in the row order of the counter group C
-COUNTED = ['x']
-#: neurons per layer
+#: layers whose neurons share one fan-out, one sample at a time (spikes counted by a PopulationRateMonitor): name -> fan-out
+UNIFORM_FANOUT = {}
+#: the other layers (all of them when samples run side by side), in the row order of the counter group C
+COUNTED = ['x', 'c', 'p', 'out']
+#: neurons per layer (of one sample)
 SIZES = {'x': 25, 'c': 32, 'p': 8, 'out': 2}
 
 
@@ -83,20 +88,20 @@ def make_network(values, n_samples, a, record_neurons=False):
     recorders = {}
     inputs = {}  # the TimedArrays that carry each sample's input (run_args replace their values)
 
-    # spikes and synaptic operations per time step of the layers whose neurons' fan-outs differ (the others are
-    # counted by a PopulationRateMonitor each: operations = spikes x fan-out), one row per layer
-    C = NeuronGroup(1, '''
+    # spikes and synaptic operations per time step of the COUNTED layers (the others are counted by a
+    # PopulationRateMonitor each: operations = spikes x fan-out), one row per layer and sample
+    C = NeuronGroup(4 * BATCH, '''
         spikes : integer  # spikes of the layer in this time step
         ops : integer     # synaptic operations: the fan-outs of the neurons that spiked
-        ''', clock=clock, name='counters')
+        ''', clock=clock, name='counters')  # row r * BATCH + b: layer r, sample b
     C.run_regularly('spikes = 0; ops = 0', clock=clock, when='start', name='counters_reset')
     objects.append(C)
     recorders['counters'] = StateMonitor(C, ['spikes', 'ops'], record=True, clock=clock, when='end', name='M_counters')
 
     # == 1: input 'x': 25 poisson neurons
     at = schedule.node(1)
-    TA_x = inputs['TA_x'] = TimedArray(values['TA_x'], dt=duration, name='TA_x')
-    L_x = NeuronGroup(25, '''
+    TA_x = inputs['TA_x'] = TimedArray(runner.side_by_side(values['TA_x'], BATCH), dt=duration, name='TA_x')
+    L_x = NeuronGroup(BATCH * 25, '''
         p : 1  # spike probability per time step (set per sample)
         ''', threshold='rand() < p', clock=clock, name='L_x',
         namespace={'TA_x': TA_x})
@@ -108,14 +113,14 @@ def make_network(values, n_samples, a, record_neurons=False):
     # its spikes and operations: row 0 of the counter group C, each neuron adding its fan-out
     C_x = Synapses(L_x, C, 'f : integer (constant)', on_pre='spikes_post += 1; ops_post += f',
                      clock=clock, name='C_x')
-    C_x.connect(i=np.arange(25), j=np.full(25, 0))
-    C_x.f = a['F_x']
+    C_x.connect(i=np.arange(BATCH * 25), j=0 * BATCH + np.arange(BATCH * 25) // 25)
+    C_x.f = np.tile(a['F_x'], BATCH)
     runner.place(C_x.pre, at.count())
     objects.append(C_x)
 
     # == 2: layer 'c': conv2d [4x4x2], 32 neurons; LIF, reset to -70 mV, refractory 1 ms, exponential synapses (3 ms), delay 2 ms; lambda 1.0
     at = schedule.node(2)
-    L_c = NeuronGroup(32, '''
+    L_c = NeuronGroup(BATCH * 32, '''
         du/dt = -u/tau_m + (I + q)/dt : 1 (unless refractory)  # membrane, normalized: 0 at rest, 1 at threshold
         dq/dt = -q/tau_syn : 1                                 # synaptic charge entering the membrane per time step
         I : 1 (constant)                                       # drive per time step: bias
@@ -140,12 +145,19 @@ def make_network(values, n_samples, a, record_neurons=False):
     S_c_0 = Synapses(L_x, L_c, 'w : 1 (constant)', on_pre='q_post += w*int(timestep(t, dt) % 100 >= 2)',
         delay=2*dt,  # 2 ms
         clock=clock, name='S_c_0')
-    S_c_0.connect(i=a['S_c_0_i'], j=a['S_c_0_j'])
-    S_c_0.w = a['S_c_0_w']
+    S_c_0.connect(i=runner.copies(a['S_c_0_i'], 25, BATCH),
+                      j=runner.copies(a['S_c_0_j'], 32, BATCH))
+    S_c_0.w = np.tile(a['S_c_0_w'], BATCH)
     runner.place(S_c_0.pre, at.project(0))
     at.project(0).declare('S_c_0', S_c_0.pre, L_x, L_c)
     objects.append(S_c_0)
-    recorders['rate_c'] = PopulationRateMonitor(L_c, name='P_c')  # spikes per step; fan-out 0
+    # its spikes and operations: row 1 of the counter group C, each neuron adding its fan-out
+    C_c = Synapses(L_c, C, 'f : integer (constant)', on_pre='spikes_post += 1; ops_post += f',
+                     clock=clock, name='C_c')
+    C_c.connect(i=np.arange(BATCH * 32), j=1 * BATCH + np.arange(BATCH * 32) // 32)
+    C_c.f = np.tile(a['F_c'], BATCH)
+    runner.place(C_c.pre, at.count())
+    objects.append(C_c)
 
     # == 3: max pooling 'p': [2x2x2] gates, one per window; lambda 1.0
     # A gate passes one spike whenever a member's count in this sample exceeds every count before it (then
@@ -154,7 +166,7 @@ def make_network(values, n_samples, a, record_neurons=False):
     # input, then lowest index). The members elect, then the gates fire and reset (at.elect, at.gate_fire,
     # at.gate_reset), before any projection carries their spikes on: no extra latency.
     at = schedule.node(3, stage=1)
-    L_p = NeuronGroup(8, '''
+    L_p = NeuronGroup(BATCH * 8, '''
         best : 1    # spikes passed in this sample = the running maximum of the member counts
         winner : 1  # key of the member that holds the maximum (-1: none yet)
         cand : 1    # this step's election: 0 none, else K - key (2K - key for the winner)
@@ -173,16 +185,23 @@ def make_network(values, n_samples, a, record_neurons=False):
     E_p_0 = Synapses(L_c, L_p, 'key : 1 (constant)',
         on_pre='cand_post = clip(int(count_pre >= best_post)*(K - key + K*int(key == winner_post)), cand_post, inf)',
         clock=clock, name='E_p_0', namespace={'K': 4})
-    E_p_0.connect(i=a['E_p_0_i'], j=a['E_p_0_j'])  # 32 (neuron, window) pairs
-    E_p_0.key = a['E_p_0_key']
+    E_p_0.connect(i=runner.copies(a['E_p_0_i'], 32, BATCH),
+                        j=runner.copies(a['E_p_0_j'], 8, BATCH))  # 32 (neuron, window) pairs per sample
+    E_p_0.key = np.tile(a['E_p_0_key'], BATCH)
     runner.place(E_p_0.pre, at.elect())
     at.elect().declare('E_p_0', E_p_0.pre, L_c, L_p)
     objects.append(E_p_0)
-    recorders['rate_p'] = PopulationRateMonitor(L_p, name='P_p')  # spikes per step; fan-out 2
+    # its spikes and operations: row 2 of the counter group C, each neuron adding its fan-out
+    C_p = Synapses(L_p, C, 'f : integer (constant)', on_pre='spikes_post += 1; ops_post += f',
+                     clock=clock, name='C_p')
+    C_p.connect(i=np.arange(BATCH * 8), j=2 * BATCH + np.arange(BATCH * 8) // 8)
+    C_p.f = np.tile(a['F_p'], BATCH)
+    runner.place(C_p.pre, at.count())
+    objects.append(C_p)
 
     # == 4: layer 'out': dense [2], 2 neurons; LIF, reset to -70 mV, refractory 1 ms, exponential synapses (3 ms), delay 2 ms; lambda 1.0
     at = schedule.node(4)
-    L_out = NeuronGroup(2, '''
+    L_out = NeuronGroup(BATCH * 2, '''
         du/dt = -u/tau_m + (I + q)/dt : 1 (unless refractory)  # membrane, normalized: 0 at rest, 1 at threshold
         dq/dt = -q/tau_syn : 1                                 # synaptic charge entering the membrane per time step
         I : 1 (constant)                                       # drive per time step: bias
@@ -205,8 +224,9 @@ def make_network(values, n_samples, a, record_neurons=False):
     S_out_0 = Synapses(L_p, L_out, 'w : 1 (constant)', on_pre='q_post += w*int(timestep(t, dt) % 100 >= 2)',
         delay=2*dt,  # 2 ms
         clock=clock, name='S_out_0')
-    S_out_0.connect(i=a['S_out_0_i'], j=a['S_out_0_j'])
-    S_out_0.w = a['S_out_0_w']
+    S_out_0.connect(i=runner.copies(a['S_out_0_i'], 8, BATCH),
+                      j=runner.copies(a['S_out_0_j'], 2, BATCH))
+    S_out_0.w = np.tile(a['S_out_0_w'], BATCH)
     runner.place(S_out_0.pre, at.project(0))
     at.project(0).declare('S_out_0', S_out_0.pre, L_p, L_out)
     objects.append(S_out_0)
@@ -214,7 +234,13 @@ def make_network(values, n_samples, a, record_neurons=False):
     # (so a run lasts one step longer than its samples)
     recorders['out'] = SpikeMonitor(L_out, name='M_out')
     recorders['v'] = StateMonitor(L_out, 'u', record=True, clock=sample_clock, when='start', order=-10, name='M_v')
-    recorders['rate_out'] = PopulationRateMonitor(L_out, name='P_out')  # spikes per step; fan-out 0
+    # its spikes and operations: row 3 of the counter group C, each neuron adding its fan-out
+    C_out = Synapses(L_out, C, 'f : integer (constant)', on_pre='spikes_post += 1; ops_post += f',
+                     clock=clock, name='C_out')
+    C_out.connect(i=np.arange(BATCH * 2), j=3 * BATCH + np.arange(BATCH * 2) // 2)
+    C_out.f = np.tile(a['F_out'], BATCH)
+    runner.place(C_out.pre, at.count())
+    objects.append(C_out)
     if record_neurons:
         recorders['neurons_x'] = SpikeMonitor(L_x, name='N_x')
         recorders['neurons_c'] = SpikeMonitor(L_c, name='N_c')
@@ -228,7 +254,7 @@ def make_network(values, n_samples, a, record_neurons=False):
 #: this network as the runner sees it (a, the arrays of arrays.npz, are named in netspec_runner/keys.py)
 MODEL = runner.Model(
     script=__file__, standalone=STANDALONE, threads=THREADS, float_dtype=FLOAT_DTYPE, samples_per_run=SAMPLES_PER_RUN,
-    steps=STEPS, dt=DT, seed=SEED, input_shape=INPUT_SHAPE, n_out=2, layers=LAYERS,
+    steps=STEPS, dt=DT, seed=SEED, input_shape=INPUT_SHAPE, n_out=2, layers=LAYERS, batch=BATCH,
     uniform_fanout=UNIFORM_FANOUT, counted=COUNTED, sizes=SIZES, input_values=input_values, make_network=make_network)
 
 

@@ -7,8 +7,12 @@ The converted network of Rueckauer et al. (2017): the firing rate of every neuro
 time step) approximates its ANN activation divided by the layer's lambda. Membranes are simulated
 normalized, u = 0 at rest and 1 at threshold; an incoming spike makes u jump by its normalized weight
 (W * lambda_source / lambda_target), a bias b/lambda is added every time step. Every state variable is reset
-at the start of each sample, so one run simulates 100 samples back to back; each sample lasts
+at the start of each sample, so one run simulates 104 samples back to back; each sample lasts
 200 steps of dt = 1 ms.
+
+BATCH = 8 samples run side by side: every group holds BATCH copies of its layer (sample b's neurons
+at b*size to (b+1)*size - 1), so that in every step each projection runs for all of them one after another and
+reads its kernel from memory once for all. Every sample's result is what it would be on its own.
 
 The network is written in data-flow order: each node (the layers of neurons, the max-pooling
 gates) with what it receives and what records it. Its place in a time step is its position k in that
@@ -42,25 +46,26 @@ the runtime and standalone runners) is the package netspec_runner/ next to this 
 particular to this network.
 """
 import numpy as np
-from brian2 import Clock, Network, NeuronGroup, PopulationRateMonitor, SpikeMonitor, StateMonitor, TimedArray, second
+from brian2 import Clock, Network, NeuronGroup, SpikeMonitor, StateMonitor, TimedArray, second
 
 import netspec_runner as runner
 
 STANDALONE = True
 THREADS = 2
-FLOAT_DTYPE = np.float64
-SAMPLES_PER_RUN = 100  # samples per run of the network (compiled in for standalone)
+FLOAT_DTYPE = np.float32
+SAMPLES_PER_RUN = 104  # samples per run of the network (compiled in for standalone)
+BATCH = 8  # samples simulated side by side: every group holds BATCH copies of its layer
 STEPS = 200  # time steps per sample
 DT = 0.001  # seconds per time step
 SEED = None  # seed of the random numbers (poisson input); NETSPEC_SEED overrides it in the binary
 INPUT_SHAPE = (10, 10, 1,)
 #: every spiking layer, in data-flow order
 LAYERS = ['conv1', 'pool1', 'conv2', 'fc']
-#: layers whose neurons share one fan-out (spikes counted by a PopulationRateMonitor): name -> fan-out
-UNIFORM_FANOUT = {'conv1': 0, 'conv2': 3, 'fc': 0}
-#: layers whose fan-outs differ, in the row order of the counter group C
-COUNTED = ['pool1']
-#: neurons per layer
+#: layers whose neurons share one fan-out, one sample at a time (spikes counted by a PopulationRateMonitor): name -> fan-out
+UNIFORM_FANOUT = {}
+#: the other layers (all of them when samples run side by side), in the row order of the counter group C
+COUNTED = ['conv1', 'pool1', 'conv2', 'fc']
+#: neurons per layer (of one sample)
 SIZES = {'conv1': 400, 'pool1': 100, 'conv2': 54, 'fc': 3}
 
 
@@ -85,19 +90,19 @@ def make_network(values, n_samples, a, record_neurons=False):
     recorders = {}
     inputs = {}  # the TimedArrays that carry each sample's input (run_args replace their values)
 
-    # spikes and synaptic operations per time step of the layers whose neurons' fan-outs differ (the others are
-    # counted by a PopulationRateMonitor each: operations = spikes x fan-out), one row per layer
-    C = NeuronGroup(1, '''
+    # spikes and synaptic operations per time step of the COUNTED layers (the others are counted by a
+    # PopulationRateMonitor each: operations = spikes x fan-out), one row per layer and sample
+    C = NeuronGroup(4 * BATCH, '''
         spikes : integer  # spikes of the layer in this time step
         ops : integer     # synaptic operations: the fan-outs of the neurons that spiked
-        ''', clock=clock, name='counters')
+        ''', clock=clock, name='counters')  # row r * BATCH + b: layer r, sample b
     objects.append(C)
     recorders['counters'] = StateMonitor(C, ['spikes', 'ops'], record=True, clock=clock, when='end', name='M_counters')
 
     # == 1: layer 'conv1': conv2d [10x10x4], 400 neurons; IF, reset by subtraction; lambda 1.5
     at = schedule.node(1)
-    TA_conv1 = inputs['TA_conv1'] = TimedArray(values['TA_conv1'], dt=duration, name='TA_conv1')
-    L_conv1 = NeuronGroup(400, '''
+    TA_conv1 = inputs['TA_conv1'] = TimedArray(runner.side_by_side(values['TA_conv1'], BATCH), dt=duration, name='TA_conv1')
+    L_conv1 = NeuronGroup(BATCH * 400, '''
         du/dt = I/dt : 1  # membrane, normalized: 0 at rest, 1 at threshold
         I : 1             # drive per time step: bias + analog input (set per sample)
         count : integer   # spikes in this sample (read by the max-pooling gates)
@@ -111,7 +116,7 @@ def make_network(values, n_samples, a, record_neurons=False):
         ''', clock=sample_clock, when='start', order=-1, name='R_conv1')
     runner.place_neurons(L_conv1, at)
     objects.append(L_conv1)
-    recorders['rate_conv1'] = PopulationRateMonitor(L_conv1, name='P_conv1')  # spikes per step; fan-out 0
+    # its spikes and operations: row 0 of the counter group C (counted at the end of the step)
 
     # == 2: max pooling 'pool1': [5x5x4] gates, one per window; lambda 1.5
     # A gate passes one spike whenever a member's count in this sample exceeds every count before it (then
@@ -120,7 +125,7 @@ def make_network(values, n_samples, a, record_neurons=False):
     # input, then lowest index). The members elect, then the gates fire and reset (at.elect, at.gate_fire,
     # at.gate_reset), before any projection carries their spikes on: no extra latency.
     at = schedule.node(2, stage=1)
-    L_pool1 = NeuronGroup(100, '''
+    L_pool1 = NeuronGroup(BATCH * 100, '''
         best : 1    # spikes passed in this sample = the running maximum of the member counts
         winner : 1  # key of the member that holds the maximum (-1: none yet)
         cand : 1    # this step's election: 0 none, else K - key (2K - key for the winner)
@@ -139,17 +144,17 @@ def make_network(values, n_samples, a, record_neurons=False):
     # conv1 elects: 400 (neuron, window) pairs
     objects.append(runner.pool_election(
         name='E_pool1_0', source=L_conv1, gates=L_pool1, of_gates=False, members=4, arrays=a,
-        clock=clock, at=at.elect()))
-    # its spikes and operations: row 0 of the counter group C (counted at the end of the step)
+        batch=BATCH, clock=clock, at=at.elect()))
+    # its spikes and operations: row 1 of the counter group C (counted at the end of the step)
 
     # == 3: layer 'conv2': conv2d [3x3x6], 54 neurons; IF, reset by subtraction; lambda 2.0
     at = schedule.node(3)
-    L_conv2 = NeuronGroup(54, '''
+    L_conv2 = NeuronGroup(BATCH * 54, '''
         du/dt = I/dt : 1  # membrane, normalized: 0 at rest, 1 at threshold
         I : 1 (constant)  # drive per time step: bias
         ''', threshold='u >= 1', reset='u -= 1', method='euler',
         clock=clock, name='L_conv2')
-    L_conv2.I = a['B_conv2']
+    L_conv2.I = np.tile(a['B_conv2'], BATCH)
     L_conv2.run_regularly('''
         u = 0
         ''', clock=sample_clock, when='start', order=-1, name='R_conv2')
@@ -159,12 +164,12 @@ def make_network(values, n_samples, a, record_neurons=False):
     objects.append(runner.kernel_projection(
         name='S_conv2_0', source=L_pool1, target=L_conv2, adds_to='u', only_where_not_refractory=False,
         windows=[runner.Filters(input=(5, 5, 4), output=(3, 3), kernel=(3, 3), stride=(1, 1), padding=(0, 0), filters=6)],
-        arrays=a, clock=clock, at=at.project(0)))
-    recorders['rate_conv2'] = PopulationRateMonitor(L_conv2, name='P_conv2')  # spikes per step; fan-out 3
+        arrays=a, batch=BATCH, clock=clock, at=at.project(0)))
+    # its spikes and operations: row 2 of the counter group C (counted at the end of the step)
 
     # == 4: layer 'fc': dense [3], 3 neurons; IF, reset by subtraction; lambda 3.0
     at = schedule.node(4)
-    L_fc = NeuronGroup(3, '''
+    L_fc = NeuronGroup(BATCH * 3, '''
         du/dt = I/dt : 1  # membrane, normalized: 0 at rest, 1 at threshold
         I : 1 (constant)  # drive per time step: bias
         ''', threshold='u >= 1', reset='u -= 1', method='euler',
@@ -178,16 +183,16 @@ def make_network(values, n_samples, a, record_neurons=False):
     objects.append(runner.kernel_projection(
         name='S_fc_0', source=L_conv2, target=L_fc, adds_to='u', only_where_not_refractory=False,
         windows=[runner.Filters(input=(1, 1, 54), output=(1, 1), kernel=(1, 1), stride=(1, 1), padding=(0, 0), filters=3)],
-        arrays=a, clock=clock, at=at.project(0)))
+        arrays=a, batch=BATCH, clock=clock, at=at.project(0)))
     # the output: its spikes, and its membrane at each sample's end, read at the next sample's start before the reset
     # (so a run lasts one step longer than its samples)
     recorders['out'] = SpikeMonitor(L_fc, name='M_out')
     recorders['v'] = StateMonitor(L_fc, 'u', record=True, clock=sample_clock, when='start', order=-10, name='M_v')
-    recorders['rate_fc'] = PopulationRateMonitor(L_fc, name='P_fc')  # spikes per step; fan-out 0
+    # its spikes and operations: row 3 of the counter group C (counted at the end of the step)
 
     # the counter group's rows: the spikes of each layer in this step and the sum of their fan-outs
-    runner.spike_counters(C, [L_pool1],
-                          [a['F_pool1']], clock)
+    runner.spike_counters(C, [L_conv1, L_pool1, L_conv2, L_fc],
+                          [a['F_conv1'], a['F_pool1'], a['F_conv2'], a['F_fc']], BATCH, clock)
     if record_neurons:
         recorders['neurons_conv1'] = SpikeMonitor(L_conv1, name='N_conv1')
         recorders['neurons_pool1'] = SpikeMonitor(L_pool1, name='N_pool1')
@@ -201,7 +206,7 @@ def make_network(values, n_samples, a, record_neurons=False):
 #: this network as the runner sees it (a, the arrays of arrays.npz, are named in netspec_runner/keys.py)
 MODEL = runner.Model(
     script=__file__, standalone=STANDALONE, threads=THREADS, float_dtype=FLOAT_DTYPE, samples_per_run=SAMPLES_PER_RUN,
-    steps=STEPS, dt=DT, seed=SEED, input_shape=INPUT_SHAPE, n_out=3, layers=LAYERS,
+    steps=STEPS, dt=DT, seed=SEED, input_shape=INPUT_SHAPE, n_out=3, layers=LAYERS, batch=BATCH,
     uniform_fanout=UNIFORM_FANOUT, counted=COUNTED, sizes=SIZES, input_values=input_values, make_network=make_network)
 
 

@@ -7,8 +7,12 @@ The converted network of Rueckauer et al. (2017): the firing rate of every neuro
 time step) approximates its ANN activation divided by the layer's lambda. Membranes are simulated
 normalized, u = 0 at rest and 1 at threshold; an incoming spike makes u jump by its normalized weight
 (W * lambda_source / lambda_target), a bias b/lambda is added every time step. Every state variable is reset
-at the start of each sample, so one run simulates 100 samples back to back; each sample lasts
+at the start of each sample, so one run simulates 104 samples back to back; each sample lasts
 100 steps of dt = 1 ms.
+
+BATCH = 8 samples run side by side: every group holds BATCH copies of its layer (sample b's neurons
+at b*size to (b+1)*size - 1), so that in every step each projection runs for all of them one after another and
+reads its kernel from memory once for all. Every sample's result is what it would be on its own.
 
 The network is written in data-flow order: each node (the layers of neurons, the max-pooling
 gates) with what it receives and what records it. Its place in a time step is its position k in that
@@ -38,25 +42,26 @@ the runtime and standalone runners) is the package netspec_runner/ next to this 
 particular to this network.
 """
 import numpy as np
-from brian2 import Clock, Network, NeuronGroup, PopulationRateMonitor, SpikeMonitor, StateMonitor, TimedArray, second
+from brian2 import Clock, Network, NeuronGroup, SpikeMonitor, StateMonitor, TimedArray, second
 
 import netspec_runner as runner
 
 STANDALONE = False
 THREADS = 1
-FLOAT_DTYPE = np.float64
-SAMPLES_PER_RUN = 100  # samples per run of the network (compiled in for standalone)
+FLOAT_DTYPE = np.float32
+SAMPLES_PER_RUN = 104  # samples per run of the network (compiled in for standalone)
+BATCH = 8  # samples simulated side by side: every group holds BATCH copies of its layer
 STEPS = 100  # time steps per sample
 DT = 0.001  # seconds per time step
 SEED = None  # seed of the random numbers (poisson input); NETSPEC_SEED overrides it in the binary
 INPUT_SHAPE = (4,)
 #: every spiking layer, in data-flow order
 LAYERS = ['hidden', 'out']
-#: layers whose neurons share one fan-out (spikes counted by a PopulationRateMonitor): name -> fan-out
-UNIFORM_FANOUT = {'hidden': 2, 'out': 0}
-#: layers whose fan-outs differ, in the row order of the counter group C
-COUNTED = []
-#: neurons per layer
+#: layers whose neurons share one fan-out, one sample at a time (spikes counted by a PopulationRateMonitor): name -> fan-out
+UNIFORM_FANOUT = {}
+#: the other layers (all of them when samples run side by side), in the row order of the counter group C
+COUNTED = ['hidden', 'out']
+#: neurons per layer (of one sample)
 SIZES = {'hidden': 3, 'out': 2}
 
 
@@ -81,10 +86,19 @@ def make_network(values, n_samples, a, record_neurons=False):
     recorders = {}
     inputs = {}  # the TimedArrays that carry each sample's input (run_args replace their values)
 
+    # spikes and synaptic operations per time step of the COUNTED layers (the others are counted by a
+    # PopulationRateMonitor each: operations = spikes x fan-out), one row per layer and sample
+    C = NeuronGroup(2 * BATCH, '''
+        spikes : integer  # spikes of the layer in this time step
+        ops : integer     # synaptic operations: the fan-outs of the neurons that spiked
+        ''', clock=clock, name='counters')  # row r * BATCH + b: layer r, sample b
+    objects.append(C)
+    recorders['counters'] = StateMonitor(C, ['spikes', 'ops'], record=True, clock=clock, when='end', name='M_counters')
+
     # == 1: layer 'hidden': dense [3], 3 neurons; IF, reset by subtraction; lambda 1.2
     at = schedule.node(1)
-    TA_hidden = inputs['TA_hidden'] = TimedArray(values['TA_hidden'], dt=duration, name='TA_hidden')
-    L_hidden = NeuronGroup(3, '''
+    TA_hidden = inputs['TA_hidden'] = TimedArray(runner.side_by_side(values['TA_hidden'], BATCH), dt=duration, name='TA_hidden')
+    L_hidden = NeuronGroup(BATCH * 3, '''
         du/dt = I/dt : 1  # membrane, normalized: 0 at rest, 1 at threshold
         I : 1             # drive per time step: bias + analog input (set per sample)
         ''', threshold='u >= 1', reset='u -= 1', method='euler',
@@ -96,11 +110,11 @@ def make_network(values, n_samples, a, record_neurons=False):
         ''', clock=sample_clock, when='start', order=-1, name='R_hidden')
     runner.place_neurons(L_hidden, at)
     objects.append(L_hidden)
-    recorders['rate_hidden'] = PopulationRateMonitor(L_hidden, name='P_hidden')  # spikes per step; fan-out 2
+    # its spikes and operations: row 0 of the counter group C (counted at the end of the step)
 
     # == 2: layer 'out': dense [2], 2 neurons; IF, reset by subtraction; lambda 0.9
     at = schedule.node(2)
-    L_out = NeuronGroup(2, '''
+    L_out = NeuronGroup(BATCH * 2, '''
         du/dt = I/dt : 1  # membrane, normalized: 0 at rest, 1 at threshold
         I : 1 (constant)  # drive per time step: bias
         ''', threshold='u >= 1', reset='u -= 1', method='euler',
@@ -114,12 +128,16 @@ def make_network(values, n_samples, a, record_neurons=False):
     objects.append(runner.kernel_projection(
         name='S_out_0', source=L_hidden, target=L_out, adds_to='u', only_where_not_refractory=False,
         windows=[runner.Filters(input=(1, 1, 3), output=(1, 1), kernel=(1, 1), stride=(1, 1), padding=(0, 0), filters=2)],
-        arrays=a, clock=clock, at=at.project(0)))
+        arrays=a, batch=BATCH, clock=clock, at=at.project(0)))
     # the output: its spikes, and its membrane at each sample's end, read at the next sample's start before the reset
     # (so a run lasts one step longer than its samples)
     recorders['out'] = SpikeMonitor(L_out, name='M_out')
     recorders['v'] = StateMonitor(L_out, 'u', record=True, clock=sample_clock, when='start', order=-10, name='M_v')
-    recorders['rate_out'] = PopulationRateMonitor(L_out, name='P_out')  # spikes per step; fan-out 0
+    # its spikes and operations: row 1 of the counter group C (counted at the end of the step)
+
+    # the counter group's rows: the spikes of each layer in this step and the sum of their fan-outs
+    runner.spike_counters(C, [L_hidden, L_out],
+                          [a['F_hidden'], a['F_out']], BATCH, clock)
     if record_neurons:
         recorders['neurons_hidden'] = SpikeMonitor(L_hidden, name='N_hidden')
         recorders['neurons_out'] = SpikeMonitor(L_out, name='N_out')
@@ -131,7 +149,7 @@ def make_network(values, n_samples, a, record_neurons=False):
 #: this network as the runner sees it (a, the arrays of arrays.npz, are named in netspec_runner/keys.py)
 MODEL = runner.Model(
     script=__file__, standalone=STANDALONE, threads=THREADS, float_dtype=FLOAT_DTYPE, samples_per_run=SAMPLES_PER_RUN,
-    steps=STEPS, dt=DT, seed=SEED, input_shape=INPUT_SHAPE, n_out=2, layers=LAYERS,
+    steps=STEPS, dt=DT, seed=SEED, input_shape=INPUT_SHAPE, n_out=2, layers=LAYERS, batch=BATCH,
     uniform_fanout=UNIFORM_FANOUT, counted=COUNTED, sizes=SIZES, input_values=input_values, make_network=make_network)
 
 

@@ -23,7 +23,7 @@ per network (its groups, projections and constants) is written in ``network.py``
 """
 from . import keys
 from .geometry import Average, Depthwise, Filters, Window
-from .model import Model, Results, chunk_seed, chunks, load_arrays, ranking, summarize
+from .model import Model, Results, chunk_seed, chunks, copies, load_arrays, ranking, side_by_side, summarize
 from .operations import UnsupportedTarget, kernel_drive, kernel_projection, pool_election, spike_counters
 from .runtime import run_runtime
 from .schedule import Schedule, place, place_gates, place_neurons
@@ -31,6 +31,7 @@ from .standalone import compile_standalone, run_standalone
 from .cli import main
 
 
-__all__ = ["keys", "Window", "Filters", "Depthwise", "Average", "Model", "Results", "chunk_seed", "chunks", "load_arrays", "ranking", "summarize",
-           "UnsupportedTarget", "kernel_drive", "kernel_projection", "pool_election", "spike_counters", "Schedule",
-           "place", "place_gates", "place_neurons", "run_runtime", "compile_standalone", "run_standalone", "main"]
+__all__ = ["keys", "Window", "Filters", "Depthwise", "Average", "Model", "Results", "chunk_seed", "chunks", "copies",
+           "load_arrays", "ranking", "side_by_side", "summarize", "UnsupportedTarget", "kernel_drive", "kernel_projection",
+           "pool_election", "spike_counters", "Schedule", "place", "place_gates", "place_neurons", "run_runtime",
+           "compile_standalone", "run_standalone", "main"]

@@ -37,7 +37,7 @@ class Model:
     float_dtype : numpy floating type
         Brian2's default float type (``np.float64`` or ``np.float32``).
     samples_per_run : int
-        Samples simulated per run of the network (compiled in for standalone).
+        Samples simulated per run of the network (compiled in for standalone); a multiple of ``batch``.
     steps : int
         Time steps per sample.
     dt : float
@@ -67,6 +67,9 @@ class Model:
     profile : bool
         Brian2's profiling: the standalone binary times every code object and writes the seconds per code
         object to ``profiling_info.txt`` in its results folder.
+    batch : int
+        Samples simulated side by side: every group holds ``batch`` copies of its layer (sample b's neurons at
+        ``b*size .. (b+1)*size - 1``), and a run of ``n`` samples lasts ``ceil(n/batch)`` sample durations.
     """
 
     script: str
@@ -87,6 +90,11 @@ class Model:
     make_network: Callable[..., tuple[Network, dict[str, Any], dict[str, TimedArray]]]
     readout: str = "spike_count"
     profile: bool = False
+    batch: int = 1
+
+    def rounds(self, n_samples: int) -> int:
+        """Sample durations a run of ``n_samples`` takes (``batch`` samples side by side in each)."""
+        return -(-n_samples // self.batch)
 
     @property
     def folder(self) -> Path:
@@ -239,6 +247,32 @@ class Results:
             neuron_counts=None if first.neuron_counts is None else join([p.neuron_counts for p in parts]))
 
 
+def side_by_side(values: np.ndarray, batch: int) -> np.ndarray:
+    """Per-sample rows ``[n, size]`` as the rows of a group holding ``batch`` copies of a layer: ``[n/batch,
+    batch*size]``, sample ``r*batch + b`` in row ``r`` at ``b*size`` (the same bytes: sample-major)."""
+    values = np.asarray(values)
+    if len(values) % batch:
+        raise ValueError(f"{len(values)} samples do not fill rows of {batch} side by side")
+    return values.reshape(len(values) // batch, batch * values.shape[1])
+
+
+def copies(index: np.ndarray, size: int, batch: int) -> np.ndarray:
+    """Indices into one copy of a group of ``size`` neurons, for all ``batch`` copies side by side (copy b offset by
+    ``b*size``), copy after copy."""
+    index = np.asarray(index)
+    return (index[None, :] + size * np.arange(batch, dtype=index.dtype)[:, None]).ravel()
+
+
+def _samples_first(a: np.ndarray, rounds: int, steps: int | None, batch: int, width: int) -> np.ndarray:
+    """Recordings of ``rounds`` sample durations, ``steps`` rows each (None: one row per duration), of groups
+    holding ``batch`` copies of ``width`` columns each: per sample, ``[rounds*batch, (steps,) width]``."""
+    a = np.asarray(a)
+    if steps is None:
+        return a[:rounds].reshape(rounds * batch, width)
+    a = a[:rounds * steps].reshape(rounds, steps, batch, width)
+    return a.transpose(0, 2, 1, 3).reshape(rounds * batch, steps, width)
+
+
 def summarize(model: Model, raw: Mapping[str, np.ndarray], n: int) -> Results:
     """The :class:`Results` of one run of ``n`` samples from its raw recordings.
 
@@ -253,36 +287,45 @@ def summarize(model: Model, raw: Mapping[str, np.ndarray], n: int) -> Results:
         ``v_steps`` (the membrane read-out's output membrane at the end of every step), ``v`` (output membrane at
         every sample start, the end state of the previous sample), ``rate_<layer>`` (population rate per step, for
         layers in ``model.uniform_fanout``), ``spikes`` and ``ops`` (the counter group's rows per step, when
-        ``model.counted``).
+        ``model.counted``: row ``r*batch + b`` is layer ``r``, sample ``b``). Neurons of the groups holding
+        ``batch`` samples side by side are numbered sample after sample.
     n : int
-        Samples in the run (a padded standalone run recorded more; they are dropped).
+        Samples in the run (a padded run recorded more; they are dropped).
     """
-    steps, dt = model.steps, model.dt
-    out_steps = np.zeros((n, steps, model.n_out), dtype=np.uint16)
+    steps, dt, batch, n_out = model.steps, model.dt, model.batch, model.n_out
+    rounds = model.rounds(n)
+    out_steps = np.zeros((rounds * batch, steps, n_out), dtype=np.uint16)
     if "out_t" in raw:  # a spiking output
         step = np.rint(raw["out_t"] / dt).astype(np.int64)
-        keep = step < n * steps
-        np.add.at(out_steps, (step[keep] // steps, step[keep] % steps, raw["out_i"][keep].astype(np.int64)), 1)
-    v = np.asarray(raw["v"], dtype=np.float64).reshape(-1, model.n_out)
+        keep = step < rounds * steps
+        neuron = raw["out_i"][keep].astype(np.int64)
+        sample = (step[keep] // steps) * batch + neuron // n_out
+        np.add.at(out_steps, (sample, step[keep] % steps, neuron % n_out), 1)
+    out_steps = out_steps[:n]
+    v = np.asarray(raw["v"], dtype=np.float64).reshape(-1, batch * n_out)
+    v_out = _samples_first(v[1:], rounds, None, batch, n_out)[:n]
     v_steps = None
     if "v_steps" in raw:  # membrane read-out: the output membrane at the end of every step
-        v_steps = np.asarray(raw["v_steps"], dtype=np.float64).reshape(-1, model.n_out)[:n * steps]
-        v_steps = v_steps.reshape(n, steps, model.n_out)
+        v_steps = np.asarray(raw["v_steps"], dtype=np.float64).reshape(-1, batch * n_out)
+        v_steps = _samples_first(v_steps, rounds, steps, batch, n_out)[:n]
     counted = list(model.counted)
     if counted:
-        spikes = np.asarray(raw["spikes"], dtype=np.int64).reshape(-1, len(counted))[:n * steps]
-        ops = np.asarray(raw["ops"], dtype=np.int64).reshape(-1, len(counted))[:n * steps]
+        rows = len(counted)
+        spikes = np.asarray(raw["spikes"], dtype=np.int64).reshape(-1, rows * batch)
+        ops = np.asarray(raw["ops"], dtype=np.int64).reshape(-1, rows * batch)
+        spikes = _samples_first(spikes, rounds, steps, 1, rows * batch).reshape(rounds, steps, rows, batch)
+        ops = _samples_first(ops, rounds, steps, 1, rows * batch).reshape(rounds, steps, rows, batch)
     layer_spikes, layer_ops = {}, {}
     for name in model.layers:
         if name not in model.uniform_fanout and name not in counted:  # a non-spiking output
             layer_spikes[name] = layer_ops[name] = np.zeros((n, steps), dtype=np.int64)
-        elif name in model.uniform_fanout:  # rate = spikes / (neurons * dt)
+        elif name in model.uniform_fanout:  # rate = spikes / (neurons * dt); one sample at a time
             count = np.rint(np.asarray(raw[keys.rate(name)])[:n * steps] * model.sizes[name] * dt).astype(np.int64)
             layer_spikes[name] = count.reshape(n, steps)
             layer_ops[name] = count.reshape(n, steps) * model.uniform_fanout[name]
         else:
             row = counted.index(name)
-            layer_spikes[name] = spikes[:, row].reshape(n, steps)
-            layer_ops[name] = ops[:, row].reshape(n, steps)
-    return Results(counts=out_steps.sum(axis=1, dtype=np.int32), v_out=v[1:n + 1], out_steps=out_steps,
+            layer_spikes[name] = spikes[:, :, row, :].transpose(0, 2, 1).reshape(rounds * batch, steps)[:n]
+            layer_ops[name] = ops[:, :, row, :].transpose(0, 2, 1).reshape(rounds * batch, steps)[:n]
+    return Results(counts=out_steps.sum(axis=1, dtype=np.int32), v_out=v_out, out_steps=out_steps,
                    layer_spikes=layer_spikes, layer_ops=layer_ops, v_steps=v_steps)

@@ -11,6 +11,7 @@
 // unrolled builds spike identically, in float64 and float32 alike.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -46,7 +47,7 @@ inline const T* resident(const T* w, size_t n) {
 // consecutive weights, goes to F consecutive targets: the loop vectorizes and the rows stream from memory.
 // (Measured against pulling rows per target tile, with a filter tile's kernel slice kept in cache, and against
 // pushing one block of filters at a time: both were slower on every LeNet and VGG-16 geometry, in float and
-// double; tools/bench_scatter.cpp times the push on those geometries.)
+// double. scatter_grouped below is faster where it applies; tools/bench_scatter.cpp times both.)
 template <typename T, int MODE, int H, int W, int C, int OH, int OW, int KH, int KW, int SY, int SX, int PT, int PL,
           int F, bool GATED, typename G>
 inline void scatter_one(int32_t s, const int32_t* pos, const T* w, T* u, const G* gate) {
@@ -72,18 +73,114 @@ inline void scatter_one(int32_t s, const int32_t* pos, const T* w, T* u, const G
     }
 }
 
+// --- push grouped by input pixel: a tile of a target row takes the rows of every channel spiking there -------
+// For a projection of one Filters window whose index map ascends with the source index (a source layer's own
+// positions, through flatten, padding and channel concatenation), the spikes of this step come grouped by input
+// pixel, their channels ascending. For each of the pixel's taps, a tile of the target row (up to 8 vectors) is
+// kept in registers while the kernel rows of all the pixel's spiking channels are added to it, and written back
+// once: per event one kernel load instead of a load, an add and a store of the target. The additions of every
+// target are Brian2's (spikes in ascending index), so the results are those of scatter_one, bit for bit.
+template <typename T>
+struct simd;  // GCC/Clang vector extensions: the compiler maps them onto the CPU's vector registers
+template <>
+struct simd<float> {
+    typedef float v __attribute__((vector_size(32), aligned(4)));  // unaligned loads and stores
+    enum { n = 8 };
+};
+template <>
+struct simd<double> {
+    typedef double v __attribute__((vector_size(32), aligned(8)));
+    enum { n = 4 };
+};
+
+template <typename T, int V, int F, bool GATED, typename G>
+inline void grouped_tile(T* __restrict target, const G* __restrict gate, const T* __restrict tap, const int32_t* chan,
+                         int32_t m) {
+    typedef typename simd<T>::v vec;
+    const int N = simd<T>::n;
+    vec acc[V], g[V];
+    for (int i = 0; i < V; i++) acc[i] = *reinterpret_cast<const vec*>(target + i * N);
+    if (GATED)
+        for (int i = 0; i < V; i++)
+            for (int e = 0; e < N; e++) g[i][e] = static_cast<T>(gate[i * N + e]);
+    for (int32_t j = 0; j < m; j++) {
+        const T* row = tap + chan[j] * F;
+        for (int i = 0; i < V; i++) {
+            const vec r = *reinterpret_cast<const vec*>(row + i * N);
+            acc[i] += GATED ? r * g[i] : r;
+        }
+    }
+    for (int i = 0; i < V; i++) *reinterpret_cast<vec*>(target + i * N) = acc[i];
+}
+
+template <typename T, int F, bool GATED, typename G>
+inline void grouped_row(T* __restrict target, const G* __restrict gate, const T* __restrict tap, const int32_t* chan,
+                        int32_t m) {
+    const int N = simd<T>::n, V = 8;
+    constexpr int VECTORS = F / N, WHOLE = VECTORS / V * V, LEFT = VECTORS % V, TAIL = F % N;
+    for (int32_t f0 = 0; f0 < WHOLE * N; f0 += V * N)
+        grouped_tile<T, V, F, GATED, G>(target + f0, GATED ? gate + f0 : gate, tap + f0, chan, m);
+    if (LEFT)
+        grouped_tile<T, LEFT ? LEFT : 1, F, GATED, G>(target + WHOLE * N, GATED ? gate + WHOLE * N : gate,
+                                                      tap + WHOLE * N, chan, m);
+    for (int32_t f = VECTORS * N; f < VECTORS * N + TAIL; f++) {  // the last F % N targets, one by one
+        T acc = target[f];
+        for (int32_t j = 0; j < m; j++) acc += GATED ? tap[chan[j] * F + f] * gate[f] : tap[chan[j] * F + f];
+        target[f] = acc;
+    }
+}
+
+// Samples side by side: source neuron s of the spike list is neuron s % n_source of sample s / n_source, whose
+// targets start at (s / n_source) * n_target.
+template <typename T, int H, int W, int C, int OH, int OW, int KH, int KW, int SY, int SX, int PT, int PL, int F,
+          bool GATED, typename G, int32_t n_source, int32_t n_target>
+inline void scatter_grouped(const int32_t* spikes, int32_t n, const int32_t* pos, const T* __restrict w,
+                            T* __restrict targets, const G* __restrict gates) {
+    static int32_t chan[C];
+    int32_t k = 0;
+    while (k < n) {
+        const int32_t copy = spikes[k] / n_source;
+        int32_t p = pos[spikes[k] - copy * n_source];
+        if (p < 0) {
+            k++;
+            continue;
+        }
+        const int32_t q = p / C;
+        int32_t m = 0;
+        while (k < n && spikes[k] / n_source == copy && (p = pos[spikes[k] - copy * n_source]) >= 0 && p / C == q) {
+            chan[m++] = p % C;
+            k++;
+        }
+        T* __restrict u = targets + copy * n_target;
+        const G* __restrict gate = GATED ? gates + copy * n_target : gates;
+        const int32_t ix = q % W, iy = q / W;
+        for (int32_t ky = 0; ky < KH; ky++) {
+            const int32_t ty = iy + PT - ky;
+            if (ty < 0 || ty % SY != 0 || ty / SY >= OH) continue;
+            for (int32_t kx = 0; kx < KW; kx++) {
+                const int32_t tx = ix + PL - kx;
+                if (tx < 0 || tx % SX != 0 || tx / SX >= OW) continue;
+                const int32_t t0 = ((ty / SY) * OW + tx / SX) * F;
+                grouped_row<T, F, GATED, G>(u + t0, GATED ? gate + t0 : gate, w + (ky * KW + kx) * C * F, chan, m);
+            }
+        }
+    }
+}
+
 // --- max pooling: members that spiked bid for their windows ---------------------------------------------------
 // A member's bid for window j is K - key + K*(key == winner[j]) when its count in this sample before this step
 // (a gate of gates: best - 1) is at least the window's best so far, else 0; cand[j] keeps the largest bid (a
 // maximum: the order of the spikes does not matter). off/win/key list each member's windows.
-template <typename TC, typename TG>
+// Samples side by side: member s is member s % n_source of sample s / n_source, whose windows start at
+// (s / n_source) * n_gates.
+template <int32_t n_source, int32_t n_gates, typename TC, typename TG>
 inline void elect(const int32_t* spikes, int32_t n, const TC* count, bool of_gates, const TG* best, const TG* winner,
                   TG* cand, const int32_t* off, const int32_t* win, const double* key, double K) {
     for (int32_t k = 0; k < n; k++) {
-        const int32_t s = spikes[k];
+        const int32_t s = spikes[k], copy = s / n_source, local = s - copy * n_source;
         const double c = of_gates ? count[s] - 1 : count[s];
-        for (int32_t m = off[s]; m < off[s + 1]; m++) {
-            const int32_t j = win[m];
+        for (int32_t m = off[local]; m < off[local + 1]; m++) {
+            const int32_t j = win[m] + copy * n_gates;
             const double w = winner[j], key_m = key[m];
             const TG bid = (c >= best[j]) ? K - key_m + K * (key_m == w) : 0.0;
             if (bid > cand[j]) cand[j] = bid;
@@ -91,10 +188,29 @@ inline void elect(const int32_t* spikes, int32_t n, const TC* count, bool of_gat
     }
 }
 
-// --- counters: a layer's operations in this step, the fan-outs of its spikes ----------------------------------
-inline int32_t operations(const int32_t* spikes, int32_t n, const int32_t* fanout) {
+// --- counters: a layer's spikes in this step, and their operations (the sum of their fan-outs) ----------------
+// of one sample: the spike list of a group of `batch` copies of `size` neurons holds them in ascending order, so
+// sample `copy`'s spikes are one range of it.
+inline void copy_range(const int32_t* spikespace, int32_t size, int32_t batch, int32_t copy, int32_t* lo,
+                       int32_t* hi) {
+    const int32_t* spikes = spikespace;
+    const int32_t* end = spikespace + spikespace[size * batch];
+    *lo = static_cast<int32_t>(std::lower_bound(spikes, end, copy * size) - spikes);
+    *hi = static_cast<int32_t>(std::lower_bound(spikes, end, (copy + 1) * size) - spikes);
+}
+
+inline int32_t copy_spikes(const int32_t* spikespace, int32_t size, int32_t batch, int32_t copy) {
+    int32_t lo, hi;
+    copy_range(spikespace, size, batch, copy, &lo, &hi);
+    return hi - lo;
+}
+
+inline int32_t copy_operations(const int32_t* spikespace, int32_t size, int32_t batch, int32_t copy,
+                               const int32_t* fanout) {
+    int32_t lo, hi;
+    copy_range(spikespace, size, batch, copy, &lo, &hi);
     int64_t sum = 0;
-    for (int32_t k = 0; k < n; k++) sum += fanout[spikes[k]];
+    for (int32_t k = lo; k < hi; k++) sum += fanout[spikespace[k] - copy * size];
     return static_cast<int32_t>(sum);
 }
 

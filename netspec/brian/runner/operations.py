@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import keys
-from .geometry import Window
+from .geometry import Filters, Window
 from .schedule import Slot
 
 Arrays = Mapping[str, np.ndarray]
@@ -102,14 +102,26 @@ def _step_operation(name: str, fname: str, func: Any, clock: Any, slot: Slot, re
     return group
 
 
+def grouped(windows: Sequence[Window], pos: Sequence[np.ndarray]) -> bool:
+    """Whether a projection's C++ scatter may group the spikes of this step by input pixel (netspec_kernels.h's
+    ``scatter_grouped``): one :class:`~.geometry.Filters` window, read through an index map that ascends with the
+    source index, so that a pixel's spikes are consecutive and the order of every target's additions is kept."""
+    if len(windows) != 1 or not isinstance(windows[0], Filters):
+        return False
+    valid = pos[0][pos[0] >= 0]
+    return bool(np.all(np.diff(valid) > 0))
+
+
 def kernel_projection(*, name: str, source: Any, target: Any, adds_to: str, only_where_not_refractory: bool,
-                      windows: Sequence[Window], arrays: Arrays, clock: Any, at: Slot) -> Any:
+                      windows: Sequence[Window], arrays: Arrays, clock: Any, at: Slot, batch: int = 1) -> Any:
     """A projection simulated from its kernels.
 
     For every neuron of ``source`` that spiked in this step (ascending index) and every window (piece) in order,
     it adds the neuron's kernel slice to ``adds_to`` of its targets in ``target`` (only where ``not_refractory``
     when ``only_where_not_refractory``): the additions of Brian2's synapses, in their order. The arrays of window
-    ``p`` are ``arrays[keys.piece(name, p) + POS / W]``. A one-element group named ``name`` calls it at ``at``.
+    ``p`` are ``arrays[keys.piece(name, p) + POS / W]``. A one-element group named ``name`` calls it at ``at``. The
+    C++ groups the spikes by input pixel where it may (:func:`grouped`). With ``batch`` samples side by side, the
+    spikes of sample b (source neurons ``b*size ..``) reach sample b's copy of the targets.
     """
     standalone = _standalone(f"the kernel projection {name}")
     tv = target.variables[adds_to]
@@ -117,16 +129,21 @@ def kernel_projection(*, name: str, source: Any, target: Any, adds_to: str, only
     nr = target.variables["not_refractory"] if only_where_not_refractory else None
     pos = [np.ascontiguousarray(arrays[keys.piece(name, p) + keys.POS], dtype=np.int32) for p in range(len(windows))]
     w = [np.ascontiguousarray(arrays[keys.piece(name, p) + keys.W], dtype=tv.dtype) for p in range(len(windows))]
+    n_source, n_target = len(pos[0]), int(np.prod(windows[0].output)) * windows[0].channels_out
+    if source.N != batch * n_source or target.N != batch * n_target:
+        raise ValueError(f"{name}: groups of {source.N} and {target.N} neurons are not {batch} copies of {n_source} and "
+                         f"{n_target}")
     fname = "scatter_" + name
 
     def scatter(t):
         space = ss.get_value()
         spikes = space[:space[-1]]
         if spikes.size:
-            parts = [win.targets(spikes, pos[p], w[p]) for p, win in enumerate(windows)]
+            copy, local = spikes // n_source, spikes % n_source
+            parts = [win.targets(local, pos[p], w[p]) for p, win in enumerate(windows)]
             rank = np.concatenate([r for r, _, _ in parts])
             order = np.argsort(rank, kind="stable")  # by spike, then piece
-            tgt = np.concatenate([t_ for _, t_, _ in parts])[order]
+            tgt = np.concatenate([t_ + copy[r] * n_target for r, t_, _ in parts])[order]
             val = np.concatenate([v for _, _, v in parts])[order]
             if nr is not None:
                 val = val * nr.get_value()[tgt]
@@ -150,12 +167,20 @@ def kernel_projection(*, name: str, source: Any, target: Any, adds_to: str, only
         for p, win in enumerate(windows):
             namespace[f"_{name}_{p}_pos"], namespace[f"_{name}_{p}_w"] = pos[p], w[p]
             lines.append(f"    static const {ctype}* _w{p} = netspec::resident(_namespace_{name}_{p}_w, {int(w[p].size)});")
-        lines += ["    for (int32_t _k = 0; _k < _n; _k++) {", "        const int32_t _s = _ss[_k];"]
-        for p, win in enumerate(windows):
-            geometry = ", ".join(str(int(v)) for v in win.template_arguments())
-            lines.append(f"        netspec::scatter_one<{ctype}, {win.cpp_mode}, {geometry}, {gated}>(_s, "
-                         f"_namespace_{name}_{p}_pos, _w{p}, _u, _gate);")
-        lines.append("    }")
+        if grouped(windows, pos):
+            geometry = ", ".join(str(int(v)) for v in windows[0].template_arguments())
+            lines.append(f"    netspec::scatter_grouped<{ctype}, {geometry}, {gated}, {gtype}, {n_source}, {n_target}>(_ss, _n, "
+                         f"_namespace_{name}_0_pos, _w0, _u, _gate);")
+        else:
+            lines += ["    for (int32_t _k = 0; _k < _n; _k++) {",
+                      f"        const int32_t _copy = _ss[_k] / {n_source}, _s = _ss[_k] % {n_source};",
+                      f"        {ctype}* _t = _u + _copy * {n_target};",
+                      f"        const {gtype}* _g = _gate ? _gate + _copy * {n_target} : _gate;"]
+            for p, win in enumerate(windows):
+                geometry = ", ".join(str(int(v)) for v in win.template_arguments())
+                lines.append(f"        netspec::scatter_one<{ctype}, {win.cpp_mode}, {geometry}, {gated}>(_s, "
+                             f"_namespace_{name}_{p}_pos, _w{p}, _t, _g);")
+            lines.append("    }")
         lines += ["    return 0.0;", "}", ""]
         cpp = "\n".join(lines)
     from brian2 import second
@@ -165,7 +190,7 @@ def kernel_projection(*, name: str, source: Any, target: Any, adds_to: str, only
 
 
 def pool_election(*, name: str, source: Any, gates: Any, of_gates: bool, members: int, arrays: Arrays, clock: Any,
-                  at: Slot) -> Any:
+                  at: Slot, batch: int = 1) -> Any:
     """The max-pooling election of the members in ``source`` for their windows in ``gates``, without synapses.
 
     For every neuron of ``source`` that spiked in this step and every window it belongs to (``arrays[keys.election
@@ -173,12 +198,14 @@ def pool_election(*, name: str, source: Any, gates: Any, of_gates: bool, members
     winner))`` (``count``: the member's spikes in this sample before this step; ``best - 1`` for a gate of gates,
     ``of_gates``) is kept in ``cand`` of the window when it is the largest: what the ``on_pre`` of the synapses of
     an unrolled build does (a maximum, so the order of the spikes is irrelevant). ``members``: K, the most members
-    of a window. A one-element group named ``name`` calls it at ``at``."""
+    of a window. A one-element group named ``name`` calls it at ``at``. With ``batch`` samples side by side, sample
+    b's members bid for sample b's copy of the windows."""
     standalone = _standalone(f"the max-pooling election {name}")
     pre = np.asarray(arrays[name + keys.PRE], dtype=np.int64)
+    n_source, n_gates = source.N // batch, gates.N // batch
     by_member = np.argsort(pre, kind="stable")
-    offsets = np.zeros(source.N + 1, dtype=np.int32)
-    np.cumsum(np.bincount(pre, minlength=source.N), out=offsets[1:])
+    offsets = np.zeros(n_source + 1, dtype=np.int32)
+    np.cumsum(np.bincount(pre, minlength=n_source), out=offsets[1:])
     window = np.ascontiguousarray(np.asarray(arrays[name + keys.POST])[by_member], dtype=np.int32)
     key = np.ascontiguousarray(np.asarray(arrays[name + keys.KEY])[by_member], dtype=np.float64)
     ss = source.variables["_spikespace"]
@@ -191,12 +218,13 @@ def pool_election(*, name: str, source: Any, gates: Any, of_gates: bool, members
         space = ss.get_value()
         spikes = space[:space[-1]]
         if spikes.size:
-            first, last = offsets[spikes], offsets[spikes + 1]
+            local = spikes % n_source
+            first, last = offsets[local], offsets[local + 1]
             member = np.repeat(spikes, last - first)
             m = np.arange(len(member)) - np.repeat(np.cumsum(last - first) - (last - first), last - first) + \
                 np.repeat(first, last - first)
             c = count.get_value()[member] - (1 if of_gates else 0)
-            j, kk = window[m], key[m]
+            j, kk = window[m] + (member // n_source) * n_gates, key[m]
             bid = (c >= best.get_value()[j]) * (k_ - kk + k_ * (kk == winner.get_value()[j]))
             np.maximum.at(cand.get_value(), j, bid.astype(cand.dtype))
         return 0.0
@@ -207,9 +235,9 @@ def pool_election(*, name: str, source: Any, gates: Any, of_gates: bool, members
             f"// {name}: a spike of {source.name} bids for its max-pooling windows in {gates.name}",
             f"double {fname}(double t) {{",
             f"    const int32_t* _ss = {_array(ss)};",
-            f"    netspec::elect(_ss, _ss[{int(source.N)}], {_array(count)}, {'true' if of_gates else 'false'}, "
-            f"{_array(best)}, {_array(winner)}, {_array(cand)}, _namespace_{name}_off, _namespace_{name}_win, "
-            f"_namespace_{name}_key, {k_!r});",
+            f"    netspec::elect<{n_source}, {n_gates}>(_ss, _ss[{int(source.N)}], {_array(count)}, "
+            f"{'true' if of_gates else 'false'}, {_array(best)}, {_array(winner)}, {_array(cand)}, _namespace_{name}_off, "
+            f"_namespace_{name}_win, _namespace_{name}_key, {k_!r});",
             "    return 0.0;", "}", ""])
     from brian2 import second
 
@@ -218,37 +246,49 @@ def pool_election(*, name: str, source: Any, gates: Any, of_gates: bool, members
     return _step_operation(name, fname, func, clock, at, source, gates)
 
 
-def spike_counters(group: Any, layers: Sequence[Any], fanouts: Sequence[np.ndarray], clock: Any) -> None:
+def spike_counters(group: Any, layers: Sequence[Any], fanouts: Sequence[np.ndarray], batch: int, clock: Any) -> None:
     """Count, every step, the spikes and synaptic operations of ``layers`` into the rows of ``group`` (``spikes``
     and ``ops``, integer), without synapses: an operation of ``group`` at the end of the step (before any monitor
-    there) calls ``spikes_<group>(i)`` and ``ops_<group>(i)``, which read row ``i``'s layer's spikes of this step
-    and sum their fan-outs (``fanouts[i]``, one per neuron of ``layers[i]``)."""
+    there) calls ``spikes_<group>(i)`` and ``ops_<group>(i)``, which read the spikes of this step of row ``i``'s
+    layer ``i // batch``, sample ``i % batch`` (its ``batch`` copies side by side), and sum their fan-outs
+    (``fanouts[r]``, one per neuron of a copy of ``layers[r]``)."""
     standalone = _standalone(f"the spike counters {group.name}")
     spaces = [layer.variables["_spikespace"] for layer in layers]
     fanouts = [np.ascontiguousarray(f, dtype=np.int32) for f in fanouts]
     fs, fo = f"spikes_{group.name}", f"ops_{group.name}"
+    sizes = [layer.N // batch for layer in layers]
+
+    def _copy(i):
+        """Row i's spikes of this step (neuron indices within its copy)."""
+        layer, copy = divmod(int(i), batch)
+        space = spaces[layer].get_value()
+        spikes = space[:space[-1]]
+        lo, hi = np.searchsorted(spikes, [copy * sizes[layer], (copy + 1) * sizes[layer]])
+        return layer, spikes[lo:hi] - copy * sizes[layer]
 
     def spikes(i):
-        return np.array([spaces[r].get_value()[-1] for r in np.asarray(i, dtype=np.int64)], dtype=np.int32)
+        return np.array([len(_copy(r)[1]) for r in np.asarray(i, dtype=np.int64)], dtype=np.int32)
 
     def ops(i):
         out = []
         for r in np.asarray(i, dtype=np.int64):
-            space = spaces[r].get_value()
-            out.append(int(fanouts[r][space[:space[-1]]].sum(dtype=np.int64)))
+            layer, own = _copy(r)
+            out.append(int(fanouts[layer][own].sum(dtype=np.int64)))
         return np.array(out, dtype=np.int32)
 
     cpp_s = cpp_o = None
     if standalone:
-        cases_s = [f"        case {r}: return {_array(s)}[{int(layer.N)}];  // {layer.name}"
-                   for r, (s, layer) in enumerate(zip(spaces, layers))]
-        cases_o = [f"        case {r}: return netspec::operations({_array(s)}, {_array(s)}[{int(layer.N)}], "
-                   f"_namespace_F_{group.name}_{r});  // {layer.name}" for r, (s, layer) in enumerate(zip(spaces, layers))]
-        cpp_s = "\n".join([f"// {fs}(i): spikes in this step of the layer of row i",
-                           f"int32_t {fs}(int32_t i) {{", "    switch (i) {", *cases_s, "    }", "    return 0;", "}", ""])
-        cpp_o = "\n".join([f"// {fo}(i): synaptic operations in this step of the layer of row i (the fan-outs of its "
-                           "spikes)", f"int32_t {fo}(int32_t i) {{", "    switch (i) {", *cases_o, "    }", "    return 0;",
-                           "}", ""])
+        cases_s = [f"        case {r}: _ss = {_array(s)}; _size = {size}; break;  // {layer.name}"
+                   for r, (s, layer, size) in enumerate(zip(spaces, layers, sizes))]
+        cases_o = [f"        case {r}: _ss = {_array(s)}; _size = {size}; _f = _namespace_F_{group.name}_{r}; break;  // "
+                   f"{layer.name}" for r, (s, layer, size) in enumerate(zip(spaces, layers, sizes))]
+        head = ["    const int32_t* _ss = 0; const int32_t* _f = 0; int32_t _size = 0;", f"    switch (i / {batch}) {{"]
+        cpp_s = "\n".join([f"// {fs}(i): spikes in this step of row i (layer i / {batch}, sample i % {batch})",
+                           f"int32_t {fs}(int32_t i) {{", *head, *cases_s, "        default: return 0;", "    }",
+                           f"    return netspec::copy_spikes(_ss, _size, {batch}, i % {batch});", "}", ""])
+        cpp_o = "\n".join([f"// {fo}(i): synaptic operations in this step of row i (the fan-outs of its spikes)",
+                           f"int32_t {fo}(int32_t i) {{", *head, *cases_o, "        default: return 0;", "    }",
+                           f"    return netspec::copy_operations(_ss, _size, {batch}, i % {batch}, _f);", "}", ""])
     f_spikes = _function(spikes, fs, cpp_s, {}, arg_unit=1, arg_type="integer", return_type="integer")
     f_ops = _function(ops, fo, cpp_o, {f"_F_{group.name}_{r}": f for r, f in enumerate(fanouts)}, arg_unit=1,
                       arg_type="integer", return_type="integer")

@@ -22,11 +22,11 @@ def preferences(model: Model, target: str | None = None) -> None:
 
 
 def run_length(model: Model, n_samples: int):
-    """The duration of a run of ``n_samples`` samples: one step longer than the samples (in that step the last
-    sample's end state is recorded)."""
+    """The duration of a run of ``n_samples`` samples (``batch`` of them side by side): one step longer than the
+    samples (in that step the last sample's end state is recorded)."""
     from brian2 import second
 
-    return (n_samples * model.steps + 1) * model.dt * second
+    return (model.rounds(n_samples) * model.steps + 1) * model.dt * second
 
 
 def run_runtime(model: Model, x: np.ndarray, seed_value: int | None = None, *, target: str = "numpy",
@@ -61,8 +61,12 @@ def run_runtime(model: Model, x: np.ndarray, seed_value: int | None = None, *, t
         n = len(chunk)
         if seed_value is not None:
             seed(chunk_seed(seed_value, index))
-        net, rec, _ = model.make_network(model.input_values(chunk, a), n, a, record_neurons)
-        with quiet_election_warnings():
+        padded = np.zeros((model.rounds(n) * model.batch, *chunk.shape[1:]))  # whole rows of samples side by side
+        padded[:n] = chunk
+        net, rec, _ = model.make_network(model.input_values(padded, a), len(padded), a, record_neurons)
+        # errstate: Brian2's after-run check compares float32 state with 1e50, a cast numpy reports as overflow
+        # (its own warning on NaN or huge values stays)
+        with quiet_election_warnings(), np.errstate(over="ignore"):
             net.run(run_length(model, n), namespace={})
         raw = {"v": rec["v"].u_[:].T}
         if "out" in rec:
@@ -77,10 +81,11 @@ def run_runtime(model: Model, x: np.ndarray, seed_value: int | None = None, *, t
             results.neuron_counts = {}
             for name in model.layers:
                 mon = rec[keys.neurons(name)]
-                size = mon.source.N
-                sample = np.rint(mon.t_[:] / model.dt).astype(np.int64) // model.steps
+                size = model.sizes[name]
+                neuron = mon.i[:].astype(np.int64)
+                sample = (np.rint(mon.t_[:] / model.dt).astype(np.int64) // model.steps) * model.batch + neuron // size
                 keep = sample < n
-                flat = np.bincount(sample[keep] * size + mon.i[:][keep], minlength=n * size)
+                flat = np.bincount(sample[keep] * size + neuron[keep] % size, minlength=n * size)
                 results.neuron_counts[name] = flat.reshape(n, size).astype(np.int32)
         parts.append(results)
         del net, rec

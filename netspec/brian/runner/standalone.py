@@ -152,7 +152,7 @@ def run_standalone(model: Model, x: np.ndarray, results_dir: str | Path | None =
             args = [str(cpp_dir / "main"), "--results_dir", str(results) + os.sep]
             for name, v in model.input_values(padded, a).items():
                 expect = manifest["inputs"][name]
-                if list(v.shape) != expect["shape"]:
+                if v.size != int(np.prod(expect["shape"])):  # per-sample rows; the binary holds batch of them a row
                     raise ValueError(f'input {name}: shape {list(v.shape)}, the binary expects {expect["shape"]}')
                 path = results / (name + ".values")
                 np.ascontiguousarray(v, dtype=expect["dtype"]).tofile(path)
