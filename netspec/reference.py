@@ -19,8 +19,8 @@ import numpy as np
 
 from .errors import NetspecError
 from .spec import Spec
-from .spec.layers import (Add, AvgPool2D, Concatenate, Conv2D, Dense, DepthwiseConv2D, Flatten, GlobalAvgPool2D, Input, Layer,
-                          MaxPool2D, Role, ZeroPad2D, conv_geometry)
+from .spec.layers import (Add, AvgPool2D, Conv2D, Dense, DepthwiseConv2D, GlobalAvgPool2D, Input, Layer, MaxPool2D, Role,
+                          conv_geometry)
 
 #: Largest temporary (windows of a convolution) built at once, in float64 elements.
 _CHUNK_ELEMENTS = 8_000_000
@@ -86,7 +86,16 @@ def preactivation(spec: Spec, layer: Layer | str, inputs: list[np.ndarray]) -> n
 # -- one rule per layer kind (a test checks every registered kind has one) ----------------------------
 @functools.singledispatch
 def _preact(layer: Layer, spec: Spec, xs: list[np.ndarray]) -> np.ndarray:
-    raise ValueError(f"layer '{layer.name}': no reference for type {layer.type!r}")
+    sources = layer.sources(spec.in_shapes(layer)) if layer.role is Role.RELAY else None
+    if sources is None:
+        raise ValueError(f"layer '{layer.name}': no reference for type {layer.type!r}")
+    # an index-only kind: every output element copies the input element its class's ``sources`` names
+    n = xs[0].shape[0]
+    out = np.zeros((n, int(np.prod(spec.shapes[layer.name]))))
+    for x, src in zip(xs, sources):
+        hit = np.flatnonzero(src >= 0)
+        out[:, hit] = x.reshape(n, -1)[:, src[hit]]
+    return out.reshape(n, *spec.shapes[layer.name])
 
 
 @_preact.register
@@ -121,22 +130,6 @@ def _(layer: GlobalAvgPool2D, spec, xs):
 
 
 @_preact.register
-def _(layer: Flatten, spec, xs):
-    return xs[0].reshape(xs[0].shape[0], -1)
-
-
-@_preact.register
-def _(layer: ZeroPad2D, spec, xs):
-    (t, b), (l, r) = layer.padding
-    return np.pad(xs[0], ((0, 0), (t, b), (l, r), (0, 0)))
-
-
-@_preact.register
-def _(layer: Concatenate, spec, xs):
-    return np.concatenate(xs, axis=1 + layer.resolved_axis(xs[0].ndim - 1))
-
-
-@_preact.register
 def _(layer: Add, spec, xs):
     total = xs[0].copy()
     for a in xs[1:]:
@@ -151,6 +144,8 @@ def _(layer: Input, spec, xs):
 
 def handles(kind: type[Layer]) -> bool:
     """Whether the reference has a rule for the layer kind ``kind``."""
+    if kind.role is Role.RELAY:
+        return kind.sources is not Layer.sources
     return _preact.dispatch(kind) is not _preact.dispatch(object)
 
 

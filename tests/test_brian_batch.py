@@ -35,7 +35,7 @@ def test_batch_equals_one_sample_at_a_time(tmp_path, name, timing):
 
 def test_batch_with_unrolled_synapses(tmp_path):
     """Unrolled projections, elections and counters are replicated per copy."""
-    spec, x = _spec(tmp_path, "zeropad-concat-add-maxpool")
+    spec, x = _spec(tmp_path, "zeropad-crop-concat-add-maxpool")
     one = simulate(build(spec, tmp_path / "one", BuildOptions(samples_per_run=5, connectivity="synapses")), x)
     many = simulate(build(spec, tmp_path / "many", BuildOptions(samples_per_run=6, batch=3, connectivity="synapses")), x)
     assert_same_results(one, many)
@@ -53,7 +53,7 @@ def test_batch_membrane_read_out(tmp_path):
 
 
 @pytest.mark.cpp
-@pytest.mark.parametrize("name", ["zeropad-concat-add-maxpool", "maxpool-overlap-stacked", "depthwise-pool-refractory"])
+@pytest.mark.parametrize("name", ["zeropad-crop-concat-add-maxpool", "maxpool-overlap-stacked", "depthwise-pool-refractory"])
 def test_standalone_batch_equals_one_sample_at_a_time(tmp_path, name):
     """The C++ of every operation with copies side by side: grouped and per-spike scatters, elections of windows
     and of gates, counters of each copy, refractory gating, exponential synapses."""

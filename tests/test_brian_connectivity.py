@@ -11,6 +11,7 @@ from netspec.brian import connectivity as conn
 from netspec.brian.plan import make_plan
 from netspec.reference import preactivation
 from netspec.spec import SpecError, load_spec_data
+from netspec.spec.layers import Concatenate, Flatten, ZeroPad2D
 from test_brian_support import calibrated, spec_data
 
 
@@ -78,16 +79,15 @@ def test_global_avgpool_and_dense(tmp_path):
 
 
 def test_zeropad_and_concat_index_maps():
-    src = conn.zeropad_source((2, 3, 1), ((1, 0), (0, 2)))
+    (src,) = ZeroPad2D(name="p", padding=((1, 0), (0, 2))).sources([(2, 3, 1)])
     grid = src.reshape(3, 5)
     assert grid[0].tolist() == [-1] * 5
     assert grid[1].tolist() == [0, 1, 2, -1, -1] and grid[2].tolist() == [3, 4, 5, -1, -1]
-    a, b = conn.concat_sources([(2, 2, 1), (2, 2, 3)], axis=2)
-    out = np.zeros(16, dtype=int)
-    out[a] = 1
-    out[b] = 2
-    assert out.reshape(2, 2, 4)[..., 0].ravel().tolist() == [1] * 4
-    assert (out.reshape(2, 2, 4)[..., 1:] == 2).all()
+    a, b = Concatenate(name="c").sources([(2, 2, 1), (2, 2, 3)])
+    assert a.reshape(2, 2, 4)[..., 0].ravel().tolist() == [0, 1, 2, 3] and (a.reshape(2, 2, 4)[..., 1:] == -1).all()
+    assert (b.reshape(2, 2, 4)[..., 0] == -1).all() and b.reshape(2, 2, 4)[..., 1:].ravel().tolist() == list(range(12))
+    (f,) = Flatten(name="f").sources([(2, 2, 3)])
+    assert f.tolist() == list(range(12))
 
 
 def test_plan_composes_flatten_zeropad_concat_and_scales_each_branch(tmp_path):

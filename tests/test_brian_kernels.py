@@ -40,13 +40,14 @@ def _nets():
         {"name": "g", "type": "global_avgpool2d", "neuron": {"synapse": "exponential", "tau_syn": "3 ms"}},
         {"name": "out", "type": "dense", "units": 2, "kernel": _r(rng, 4, 2), "activation": "softmax"},
     ])
-    nets["zeropad-concat-add-maxpool"] = ((6, 6, 1), [
+    nets["zeropad-crop-concat-add-maxpool"] = ((6, 6, 1), [
         {"name": "c1", "type": "conv2d", "filters": 2, "kernel_size": 3, "padding": "same", "kernel": _r(rng, 3, 3, 1, 2), "activation": "relu"},
         {"name": "mp", "type": "maxpool2d", "pool_size": 2},
         {"name": "c2", "type": "conv2d", "inputs": ["c1"], "filters": 2, "kernel_size": 2, "strides": 2, "kernel": _r(rng, 2, 2, 2, 2),
          "activation": "relu"},
         {"name": "cat", "type": "concatenate", "inputs": ["mp", "c2"]},
-        {"name": "zp", "type": "zeropad2d", "padding": [[1, 0], [0, 1]]},
+        {"name": "zp", "type": "zeropad2d", "padding": [[1, 1], [1, 1]]},
+        {"name": "crop", "type": "crop2d", "cropping": [[0, 1], [1, 0]]},
         {"name": "c3", "type": "conv2d", "filters": 2, "kernel_size": 2, "kernel": _r(rng, 2, 2, 4, 2), "activation": "relu"},
         {"name": "cat2", "type": "concatenate", "inputs": ["c3", "c3"]},
         {"name": "c4", "type": "conv2d", "filters": 2, "kernel_size": 1, "kernel": _r(rng, 1, 1, 4, 2), "activation": "relu"},
@@ -99,14 +100,14 @@ def test_kernel_equals_synapses(tmp_path, name, encoding, timing):
 def test_split_into_runs_does_not_matter(tmp_path):
     """Analog input (poisson runs are seeded per run by design): the drive of a sample does not depend on the
     other samples of its run, nor on how many there are."""
-    spec, x = _spec(tmp_path, "zeropad-concat-add-maxpool")
+    spec, x = _spec(tmp_path, "zeropad-crop-concat-add-maxpool")
     a = simulate(build(spec, tmp_path / "a", BuildOptions(samples_per_run=5)), x)
     b = simulate(build(spec, tmp_path / "b", BuildOptions(samples_per_run=2)), x)
     assert_same_results(a, b)
 
 
 def test_plan_holds_no_per_connection_arrays(tmp_path):
-    spec, _ = _spec(tmp_path, "zeropad-concat-add-maxpool")
+    spec, _ = _spec(tmp_path, "zeropad-crop-concat-add-maxpool")
     k, s = plan.make_plan(spec), plan.make_plan(spec, connectivity="synapses")
     for name, pop in k.populations.items():
         assert [p.count for p in pop.inputs] == [p.count for p in s.populations[name].inputs]
@@ -142,7 +143,7 @@ def test_float32_within_tolerance(tmp_path):
 @pytest.mark.parametrize("timing", ["zero-latency", "one-step-per-layer"])
 def test_standalone_kernel_equals_runtime_synapses(tmp_path, timing):
     """Analog input (runtime and the binary draw different random numbers for poisson input)."""
-    spec, x = _spec(tmp_path, "zeropad-concat-add-maxpool", timing=timing)
+    spec, x = _spec(tmp_path, "zeropad-crop-concat-add-maxpool", timing=timing)
     sa = simulate(build(spec, tmp_path / "sa", BuildOptions(standalone=True, samples_per_run=3)), x, results_dir=tmp_path / "r")
     rt = simulate(build(spec, tmp_path / "rt", BuildOptions(samples_per_run=2, connectivity="synapses")), x)
     assert sa.counts.sum() > 0
@@ -181,7 +182,7 @@ def test_cython_target_with_kernel_projections_is_one_clear_error(tmp_path):
 def test_standalone_openmp_threads_give_the_same_counts(tmp_path):
     """--threads 2: the kernel scatter runs once per step (the operation of a one-element group), not once per
     thread, and neuron updates split over threads change nothing."""
-    spec, x = _spec(tmp_path, "zeropad-concat-add-maxpool")
+    spec, x = _spec(tmp_path, "zeropad-crop-concat-add-maxpool")
     one = simulate(build(spec, tmp_path / "one", BuildOptions(standalone=True, samples_per_run=5)), x,
                    results_dir=tmp_path / "r1")
     two = simulate(build(spec, tmp_path / "two", BuildOptions(standalone=True, samples_per_run=5, threads=2)), x,

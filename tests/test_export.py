@@ -210,6 +210,7 @@ SINGLE = {  # layer -> (input shape, encoding)
     "global_avg": (lambda L: L.GlobalAveragePooling2D(), (4, 5, 3), "analog"),
     "zeropad": (lambda L: L.ZeroPadding2D(((2, 0), (1, 3))), (3, 4, 2), "analog"),
     "flatten": (lambda L: L.Flatten(), (3, 4, 2), "analog"),
+    "crop": (lambda L: L.Cropping2D(((1, 0), (2, 1))), (4, 5, 2), "analog"),
 }
 
 

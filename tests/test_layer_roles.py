@@ -50,7 +50,7 @@ def test_roles_are_consistent():
     roles = {name: kind.role for name, kind in KINDS}
     assert [n for n, r in roles.items() if r is Role.SOURCE] == ["input"]
     assert sorted(n for n, r in roles.items() if r is Role.GATE) == ["maxpool2d"]
-    assert sorted(n for n, r in roles.items() if r is Role.RELAY) == ["concatenate", "flatten", "zeropad2d"]
+    assert sorted(n for n, r in roles.items() if r is Role.RELAY) == ["concatenate", "crop2d", "flatten", "zeropad2d"]
     for name, kind in KINDS:
         # only populations compute a weighted sum, and only kinds with weights or an average do
         assert not kind.macs or kind.role is Role.POPULATION, name

@@ -91,9 +91,23 @@ class SteppedNetwork:
             return tf.pad(xs[0], ((0, 0), (t, bt), (lf, r), (0, 0)))
         elif isinstance(layer, k["Concatenate"]):
             return tf.concat(xs, axis=1 + layer.resolved_axis(len(xs[0].shape) - 1))
+        elif layer.role is self.Role.RELAY and layer.sources(self.spec.in_shapes(layer)) is not None:
+            return self.gather(layer, xs)
         else:
             raise SystemExit(f"dense baseline: layer '{layer.name}' ({layer.type}) is not implemented")
         return z if b is None else z + b
+
+    def gather(self, layer, xs):
+        """Any other index-only kind, as its class's ``sources`` says: each output element copies one input
+        element (or is 0). A zero is appended to every input's flat values for the elements it does not give."""
+        tf = self.tf
+        n = tf.shape(xs[0])[0]
+        out = 0
+        for x, src in zip(xs, layer.sources(self.spec.in_shapes(layer))):
+            flat = tf.concat([tf.reshape(x, (n, -1)), tf.zeros((n, 1), x.dtype)], axis=1)
+            index = np.where(src >= 0, src, flat.shape[1] - 1)
+            out = out + tf.gather(flat, index, axis=1)
+        return tf.reshape(out, (n, *self.spec.shapes[layer.name]))
 
     # -- state ----------------------------------------------------------------------------------------
     def start(self, x):

@@ -6,8 +6,8 @@ and ``post`` its output, both flattened channels-last (row-major over ``[H, W, C
 synapse or per neuron: a convolution is built from the valid (output position, kernel tap) pairs of each
 axis, combined by broadcasting with the channel axes.
 
-Index-only layers (flatten, zero padding, concatenation) are described by where each output element comes
-from (:func:`zeropad_source`, :func:`concat_sources`); flatten is the identity on flat indices.
+Index-only layers (flatten, zero padding, concatenation) say where each output element comes from
+themselves (``Layer.sources`` on their classes); the plan composes those maps.
 """
 from __future__ import annotations
 
@@ -115,29 +115,3 @@ def identity(n: int):
     """One-to-one synapses with weight 1 (the branches of an add layer)."""
     idx = np.arange(n, dtype=INDEX)
     return idx, idx.copy(), np.ones(n)
-
-
-def zeropad_source(in_shape, padding) -> np.ndarray:
-    """For every output element of a ZeroPadding2D, the input element it copies, or -1 for padding."""
-    h, w, c = in_shape
-    (t, b), (l, r) = padding
-    src = np.full((h + t + b, w + l + r, c), -1, dtype=np.int64)
-    src[t:t + h, l:l + w, :] = np.arange(h * w * c).reshape(h, w, c)
-    return src.ravel()
-
-
-def concat_sources(in_shapes, axis: int) -> list[np.ndarray]:
-    """For each input of a concatenation, the output positions of its elements (in its own flat order)."""
-    sizes = [int(s[axis]) for s in in_shapes]
-    total = sum(sizes)
-    out_shape = list(in_shapes[0])
-    out_shape[axis] = total
-    positions = np.arange(int(np.prod(out_shape))).reshape(out_shape)
-    parts = []
-    start = 0
-    for shape, size in zip(in_shapes, sizes):
-        sl = [slice(None)] * len(out_shape)
-        sl[axis] = slice(start, start + size)
-        parts.append(positions[tuple(sl)].ravel())
-        start += size
-    return parts

@@ -35,8 +35,7 @@ import numpy as np
 from ..errors import NetspecError
 from ..spec import NeuronParams, Spec
 from ..spec.units import steps_in
-from ..spec.layers import (AvgPool2D, Concatenate, Conv2D, Dense, DepthwiseConv2D, Flatten, GlobalAvgPool2D, Layer, Role,
-                           ZeroPad2D)
+from ..spec.layers import AvgPool2D, Conv2D, Dense, DepthwiseConv2D, GlobalAvgPool2D, Layer, Role
 from . import connectivity as conn
 from . import kernels as kern
 from .kernels import Piece
@@ -197,38 +196,19 @@ def _segments(spec: Spec, name: str, cache: dict[str, list[Segment]]) -> list[Se
     return segs
 
 
-# -- relays: how each index-only kind re-indexes its inputs (a test checks every relay kind has a rule) --
-@functools.singledispatch
+# -- relays: every index-only kind re-indexes its inputs as its class's ``sources`` says -------------------
 def _reindex(layer: Layer, spec: Spec, cache: dict[str, list[Segment]]) -> list[Segment]:
-    raise NetspecError(f"layer '{layer.name}': the builder cannot route through layer type {layer.type!r}")
-
-
-@_reindex.register
-def _(layer: Flatten, spec, cache):
-    return _segments(spec, layer.inputs[0], cache)
-
-
-@_reindex.register
-def _(layer: ZeroPad2D, spec, cache):
-    src = conn.zeropad_source(spec.shapes[layer.inputs[0]], layer.padding)
+    sources = layer.sources(spec.in_shapes(layer))
+    if sources is None:
+        raise NetspecError(f"layer '{layer.name}': the builder cannot route through layer type {layer.type!r}")
     segs = []
-    for node, sidx, oidx in _segments(spec, layer.inputs[0], cache):
-        inv = np.full(int(np.prod(spec.shapes[layer.inputs[0]])), -1, dtype=np.int64)
-        inv[oidx] = np.arange(oidx.size)
-        hit = np.flatnonzero(src >= 0)
-        hit = hit[inv[src[hit]] >= 0]
-        segs.append((node, sidx[inv[src[hit]]], hit))
-    return segs
-
-
-@_reindex.register
-def _(layer: Concatenate, spec, cache):
-    in_shapes = spec.in_shapes(layer)
-    positions = conn.concat_sources(in_shapes, layer.resolved_axis(len(in_shapes[0])))
-    segs = []
-    for branch, pos in zip(layer.inputs, positions):
-        for node, sidx, oidx in _segments(spec, branch, cache):
-            segs.append((node, sidx, pos[oidx]))
+    for name, src in zip(layer.inputs, sources):
+        hit = np.flatnonzero(src >= 0)  # the output elements this input gives
+        for node, sidx, oidx in _segments(spec, name, cache):
+            inv = np.full(int(np.prod(spec.shapes[name])), -1, dtype=np.int64)
+            inv[oidx] = np.arange(oidx.size)
+            mine = hit[inv[src[hit]] >= 0]  # ... out of this segment of it
+            segs.append((node, sidx[inv[src[mine]]], mine))
     return segs
 
 
@@ -315,7 +295,7 @@ def handles(kind: type[Layer]) -> bool:
     if kind.role in (Role.SOURCE, Role.GATE):
         return True
     if kind.role is Role.RELAY:
-        return _reindex.dispatch(kind) is not _reindex.dispatch(object)
+        return kind.sources is not Layer.sources
     return kind.sums_inputs or (_connections.dispatch(kind) is not _connections.dispatch(object)
                                 and kern.handles(kind))
 

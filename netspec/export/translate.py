@@ -9,7 +9,7 @@ Rules (each refusal names the Keras layer and its class):
   the same condition; a ReLU on values that are already non-negative (after pooling, flatten, padding or
   concatenation of ReLU outputs) is the identity and dropped. Hidden layers may use relu only; softmax
   only on the output; a hidden layer left linear may only feed Add layers (a residual branch).
-* MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, ZeroPadding2D, Concatenate (channel
+* MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, ZeroPadding2D, Cropping2D, Concatenate (channel
   axis) and Add map one to one.
 
 Names: Keras names sanitized into ``^[A-Za-z][A-Za-z0-9_]{0,63}$`` and made unique; a folded chain
@@ -31,7 +31,7 @@ from .keras_reader import KGraph, KNode, config_value
 SUPPORTED = (
     "InputLayer, Dense, Conv2D, DepthwiseConv2D, BatchNormalization (after Dense/Conv2D/DepthwiseConv2D), "
     "ReLU (plain), Softmax (output), Activation (relu, softmax, linear), MaxPooling2D, AveragePooling2D, "
-    "GlobalAveragePooling2D, Flatten, ZeroPadding2D, Concatenate (channel axis), Add, and inference no-ops "
+    "GlobalAveragePooling2D, Flatten, ZeroPadding2D, Cropping2D, Concatenate (channel axis), Add, and inference no-ops "
     "(Dropout, SpatialDropout, GaussianNoise, GaussianDropout, AlphaDropout, ActivityRegularization, Identity)"
 )
 _WEIGHTED = {"Dense": "dense", "Conv2D": "conv2d", "DepthwiseConv2D": "depthwise_conv2d"}
@@ -278,6 +278,11 @@ class _Translator:
         self.check_format(node)
         pad = [[int(v) for v in row] for row in node.config["padding"]]
         self.new(node, "zeropad2d", fields={"padding": pad}, nonneg=self.of[node.inputs[0]].nonneg)
+
+    def on_Cropping2D(self, node: KNode) -> None:
+        self.check_format(node)
+        crop = [[int(v) for v in row] for row in node.config["cropping"]]
+        self.new(node, "crop2d", fields={"cropping": crop}, nonneg=self.of[node.inputs[0]].nonneg)
 
     def on_Concatenate(self, node: KNode) -> None:
         rank = len(node.shape) + 1

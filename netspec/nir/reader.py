@@ -35,7 +35,7 @@ import numpy as np
 from .. import __version__
 from ..errors import NetspecError
 from ..spec import SpecError, load_spec, parse_quantity, spec_yaml
-from ..spec.layers import (Add, AvgPool2D, Concatenate, Conv2D, Dense, DepthwiseConv2D, Flatten, GlobalAvgPool2D, Input,
+from ..spec.layers import (Add, AvgPool2D, Concatenate, Conv2D, Crop2D, Dense, DepthwiseConv2D, Flatten, GlobalAvgPool2D, Input,
                            Layer, MaxPool2D, Normalization, TensorRef, ZeroPad2D)
 from ..spec.units import TIME
 from .convention import (BIAS_KEY, CONVENTIONS, DELAY_KEY, DEPTHWISE_KEY, GRAPH_KEY, REFRACTORY_KEY, RESET_KEY, RTOL, Convention,
@@ -92,6 +92,7 @@ READS: dict[type[Layer], Reads] = {
                                "the same network"),
     MaxPool2D: Reads((), "none: NIR 1.0.8 has no max-pooling node"),
     Concatenate: Reads((), "none: NIR 1.0.8 has no concatenation node"),
+    Crop2D: Reads((), "none: NIR 1.0.8 has no cropping node"),
 }
 
 

@@ -39,7 +39,7 @@ import numpy as np
 from .. import __version__
 from ..errors import NetspecError
 from ..spec import Spec
-from ..spec.layers import (Add, AvgPool2D, Concatenate, Conv2D, Dense, DepthwiseConv2D, Flatten, GlobalAvgPool2D, Input,
+from ..spec.layers import (Add, AvgPool2D, Concatenate, Conv2D, Crop2D, Dense, DepthwiseConv2D, Flatten, GlobalAvgPool2D, Input,
                            Layer, MaxPool2D, Role, ZeroPad2D, conv_geometry)
 from ..spec.units import steps_in
 from .convention import (BIAS_KEY, DELAY_KEY, DEPTHWISE_KEY, GRAPH_KEY, LAYER_KEY, REFRACTORY_KEY, RESET_KEY, chw_order, require_nir,
@@ -385,6 +385,10 @@ def _maxpool(g: _Graph, layer: MaxPool2D) -> None:
                        "each window's most active input); train the network with average pooling to write it as NIR")
 
 
+def _crop(g: _Graph, layer: Crop2D) -> None:
+    raise NetspecError(f"layer '{layer.name}' (crop2d): NIR has no cropping node")
+
+
 def _concatenate(g: _Graph, layer: Concatenate) -> None:
     raise NetspecError(f"layer '{layer.name}' (concatenate): NIR has no concatenation node; netspec does not split the "
                        "layers that read it by input yet")
@@ -394,7 +398,7 @@ def _concatenate(g: _Graph, layer: Concatenate) -> None:
 HANDLERS: dict[type[Layer], Callable[[_Graph, Layer], None]] = {
     Input: _input, Dense: _population, Conv2D: _population, DepthwiseConv2D: _population, AvgPool2D: _population,
     GlobalAvgPool2D: _population, Add: _add, Flatten: _flatten, ZeroPad2D: _zeropad, MaxPool2D: _maxpool,
-    Concatenate: _concatenate,
+    Concatenate: _concatenate, Crop2D: _crop,
 }
 
 

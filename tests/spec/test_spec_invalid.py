@@ -236,7 +236,7 @@ def test_several_schema_defects_are_all_reported_shallowest_first(tmp_path):
         ("NS106", 13, 5, "layer 'conv' (layers[1]).kernel_size", "expected 2 items, got 3"),
         ("NS104", 18, 5, "layer 'pool' (layers[2]).type",
          'string \'maxpool\' is not one of "input", "dense", "conv2d", "depthwise_conv2d", "avgpool2d", '
-         '"maxpool2d", "global_avgpool2d", "flatten", "zeropad2d", "concatenate", "add"; did you mean \'maxpool2d\'?'),
+         '"maxpool2d", "global_avgpool2d", "flatten", "zeropad2d", "crop2d", "concatenate", "add"; did you mean \'maxpool2d\'?'),
     ]
 
 

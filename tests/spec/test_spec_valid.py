@@ -144,7 +144,7 @@ def test_lif_in_millivolts_merges_defaults_and_overrides():
 def test_strided_conv_and_units_of_a_second():
     spec = load_spec(HERE / "valid" / "strided-conv.yaml")
     assert spec.shapes["conv"] == (4, 4, 2)  # 'same' stride 2 on 7: ceil(7/2)
-    assert spec.shapes["pool"] == (2, 2, 2)
+    assert spec.shapes["pool"] == (2, 2, 2) and spec.shapes["top"] == (1, 2, 2)
     assert spec.simulation.duration.value == 1.0 and spec.simulation.steps == 1000
     assert spec.lam("image") == 255 and spec.lam("flat") == 90.5
     assert spec.input.range == (0.0, 255.0)

@@ -227,6 +227,14 @@ class Layer:
         """Synapses once unrolled (= multiply-accumulates per sample in the ANN)."""
         return 0
 
+    def sources(self, in_shapes: list[Shape]) -> list[np.ndarray] | None:
+        """What an index-only kind (``Role.RELAY``) does, the one place it is said: per input, an int64 array
+        over the layer's output (flat, channels-last) holding the flat index of the input element each output
+        element copies, or -1 where it copies none of that input's (padding, another input's part). Every
+        output element copies at most one input element. The reference and the builder route every relay
+        through this alone; None (the default): the kind is no index map."""
+        return None
+
     def tensors(self) -> dict[str, TensorRef]:
         return {k: getattr(self, k) for k in self.tensor_fields if getattr(self, k) is not None}
 

@@ -1,8 +1,10 @@
-"""Layers that only route: input, flatten, zeropad2d, concatenate, and add (which sums into neurons)."""
+"""Layers that only route: input, flatten, zeropad2d, crop2d, concatenate, and add (which sums into neurons)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from .base import Analog, Layer, Role, ShapeError, one_spatial, register
 
@@ -34,6 +36,9 @@ class Flatten(Layer):
             n *= d
         return (n,)
 
+    def sources(self, in_shapes):
+        return [np.arange(int(np.prod(in_shapes[0])), dtype=np.int64)]
+
 
 @register
 @dataclass(frozen=True)
@@ -52,6 +57,40 @@ class ZeroPad2D(Layer):
         h, w, c = one_spatial(in_shapes, self.type)
         (t, b), (l, r) = self.padding
         return (h + t + b, w + l + r, c)
+
+    def sources(self, in_shapes):
+        h, w, c = in_shapes[0]
+        (t, b), (l, r) = self.padding
+        src = np.full((h + t + b, w + l + r, c), -1, dtype=np.int64)
+        src[t:t + h, l:l + w, :] = np.arange(h * w * c).reshape(h, w, c)
+        return [src.ravel()]
+
+
+@register
+@dataclass(frozen=True)
+class Crop2D(Layer):
+    """Drops [[top, bottom], [left, right]] rows/columns at the edges (Keras Cropping2D)."""
+
+    type = "crop2d"
+    analog = Analog.PASSES
+    cropping: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
+
+    @classmethod
+    def convert(cls, key: str, value: Any) -> Any:
+        return tuple(tuple(int(v) for v in row) for row in value) if key == "cropping" else value
+
+    def output_shape(self, in_shapes):
+        h, w, c = one_spatial(in_shapes, self.type)
+        (t, b), (l, r) = self.cropping
+        if t + b >= h or l + r >= w:
+            raise ShapeError("NS301", f"cropping {[list(p) for p in self.cropping]} leaves nothing of a {h}x{w} image",
+                             "cropping")
+        return (h - t - b, w - l - r, c)
+
+    def sources(self, in_shapes):
+        h, w, c = in_shapes[0]
+        (t, b), (l, r) = self.cropping
+        return [np.arange(h * w * c, dtype=np.int64).reshape(h, w, c)[t:h - b, l:w - r, :].ravel()]
 
 
 @register
@@ -84,6 +123,19 @@ class Concatenate(Layer):
         out = list(in_shapes[0])
         out[axis] = sum(s[axis] for s in in_shapes)
         return tuple(out)
+
+    def sources(self, in_shapes):
+        axis = self.resolved_axis(len(in_shapes[0]))
+        out = self.output_shape(in_shapes)
+        parts, start = [], 0
+        for shape in in_shapes:
+            src = np.full(out, -1, dtype=np.int64)
+            where = [slice(None)] * len(out)
+            where[axis] = slice(start, start + shape[axis])
+            src[tuple(where)] = np.arange(int(np.prod(shape))).reshape(shape)
+            parts.append(src.ravel())
+            start += shape[axis]
+        return parts
 
 
 @register
