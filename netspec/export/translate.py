@@ -105,6 +105,7 @@ class _Translator:
         self.names: set[str] = set()
         self.folded: list[tuple[str, str]] = []
         self.dropped: list[str] = []
+        self.affine: list[str] = []
         #: Keras nodes whose output is [1, 1, C] in Keras and [C] in the spec (GlobalAveragePooling2D with
         #: keepdims=True and what reads it, as MobileNet's head: its 1x1 convolutions become dense layers)
         self.flat: set[str] = set()
@@ -188,7 +189,7 @@ class _Translator:
             self.layers = split_affine(self.layers, channels, self.unique,
                                        lambda layer, why: refuse(self.g.node(layer.keras[0]), why))
         self.finish()
-        return Translation(self.layers, self.folded, self.dropped, [l.keras[0] for l in self.layers if l.affine])
+        return Translation(self.layers, self.folded, self.dropped, self.affine)
 
     def on_InputLayer(self, node: KNode) -> None:
         if len(node.shape) not in (1, 3):
@@ -312,6 +313,7 @@ class _Translator:
         layer = self.new(node, "depthwise_conv2d", fields={"kernel_size": [1, 1], "padding": "valid"}, activation="linear",
                          tensors={"kernel": scale.reshape(1, 1, c, 1).astype(np.float32), "bias": shift.astype(np.float32)})
         layer.affine = True
+        self.affine.append(node.name)
 
     def apply_activation(self, node: KNode, act: str, clip: float | None = None) -> None:
         prev, why = self.sole_reader(node)
