@@ -136,10 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         if (work / "report.json").is_file():
             import json
 
-            report = json.loads((work / "report.json").read_text())
-            keep = {k: report[k] for k in ("samples", "steps", "seconds", "samples_per_second") if k in report}
-            if keep:
-                print(f"    run report: {keep}")
+            timing = json.loads((work / "report.json").read_text()).get("timing", {})
+            print("    run report: " + ", ".join(f"{k} {v:.4g}" for k, v in timing.items() if isinstance(v, (int, float))))
         worst = max(rows, key=lambda r: r[2])
         print(f"  peak RSS of any stage: {worst[2]:.0f} MB ({worst[0]}); total {sum(r[1] for r in rows):.0f} s")
         return 0
