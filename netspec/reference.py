@@ -100,7 +100,11 @@ def _preact(layer: Layer, spec: Spec, xs: list[np.ndarray]) -> np.ndarray:
 
 @_preact.register
 def _(layer: Dense, spec, xs):
-    z = xs[0] @ spec.array(layer, "kernel").astype(np.float64)
+    kernel = spec.array(layer, "kernel")
+    z = np.empty((xs[0].shape[0], kernel.shape[1]))
+    step = max(1, _CHUNK_ELEMENTS // max(1, kernel.shape[0]))  # float64 columns of the kernel at a time (VGG16's fc1: 0.8 GB)
+    for j in range(0, kernel.shape[1], step):
+        z[:, j:j + step] = xs[0] @ kernel[:, j:j + step].astype(np.float64)
     return _bias(z, spec.array(layer, "bias"))
 
 

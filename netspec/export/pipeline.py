@@ -57,6 +57,8 @@ __all__ = ["export", "export_model", "ExportResult", "schema_pointer"]
 CALIBRATION_KEYS = ("x_norm", "x_train", "x", "x_test")
 #: Calibration samples the reference is checked against the Keras model on.
 CHECK_SAMPLES = 32
+#: Activation elements (float64) of the samples checked against Keras at once (the reference keeps every layer's).
+_FORWARD_ELEMENTS = 4_000_000
 #: Largest tolerated difference between reference and Keras outputs, relative to the largest output.
 CHECK_TOLERANCE = 1e-3
 #: The time step of every exported spec.
@@ -135,6 +137,8 @@ def export(model_path: str | Path, spec_path: str | Path, options: ExportOptions
     in_shape = tuple(int(d) for d in graph.nodes[0].shape)
     if data.sample_shape != in_shape:
         raise NetspecError(f"{data.source}: samples have shape {list(data.sample_shape)}, the model '{Path(model_path).name}' expects {list(in_shape)}")
+    expected = keras_output(model, data.x[:CHECK_SAMPLES])
+    del model  # the graph holds the weights: the Keras model's memory is not needed beside the reference's
     lo, hi = min(0.0, float(data.x.min())), float(data.x.max())
     if not hi > lo:
         raise NetspecError(f"{data.source}: every calibration value is {hi:g}; the data cannot calibrate the network")
@@ -147,7 +151,7 @@ def export(model_path: str | Path, spec_path: str | Path, options: ExportOptions
         weights = {"file": npz_path.name, "sha256": write_npz(staged_npz, tensors_of(result.layers))}
         doc = _document(spec_path, Path(model_path).name, graph, result, data, (lo, hi), weights, options)
         spec = _validated(lambda: load_spec_data(_unnormalized(doc), tmp, str(spec_path)), spec_path)
-        _check_against_keras(spec, data.x[:CHECK_SAMPLES], keras_output(model, data.x[:CHECK_SAMPLES]))
+        _check_against_keras(spec, data.x[:CHECK_SAMPLES], expected)
         report = stderr_progress(f"netspec export: calibrating on {data.source}") if options.progress else None
         norms = compute_lambdas(spec, data.x, method=options.method, percentile=options.percentile, progress=report)
         doc = with_normalization(doc, norms)
@@ -242,7 +246,9 @@ def _validated(load, spec_path: Path):
 def _check_against_keras(spec, x: np.ndarray, expected: np.ndarray) -> None:
     """The numpy reference of the spec must reproduce the Keras model (a safety net against any Keras
     semantics the translation missed)."""
-    got = forward(spec, x)[spec.order[-1]]
+    per_sample = sum(int(np.prod(s)) for s in spec.shapes.values())
+    step = int(max(1, min(len(x), _FORWARD_ELEMENTS // max(1, per_sample))))  # every layer's activations are kept
+    got = np.concatenate([forward(spec, x[i:i + step])[spec.order[-1]] for i in range(0, len(x), step)])
     scale = max(float(np.abs(expected).max()), 1e-12)
     err = float(np.abs(got.reshape(expected.shape) - expected).max()) / scale
     if not err <= CHECK_TOLERANCE:
@@ -256,4 +262,7 @@ def _description(model_name: str, graph, result: Translation) -> str:
     parts = [f"Exported from {model_name} ({graph.model_class}, {graph.keras_layers} Keras layers -> {len(result.layers)} spec layers)."]
     if result.folded:
         parts.append("Batch normalization folded: " + ", ".join(f"{bn} -> {into}" for bn, into in result.folded) + ".")
+    if result.affine:
+        parts.append("Batch normalization before a ReLU made per-channel layers (not foldable into the layer before): "
+                     + ", ".join(result.affine) + ".")
     return " ".join(parts)[:4000]

@@ -4,11 +4,17 @@ Rules (each refusal names the Keras layer and its class):
 
 * Dense, Conv2D and DepthwiseConv2D become dense/conv2d/depthwise_conv2d layers with their kernel and bias.
 * A BatchNormalization directly after such a layer, whose output nothing else reads and that has no
-  activation yet, is folded into its weights (:mod:`netspec.export.fold`).
+  activation yet, is folded into its weights (:mod:`netspec.export.fold`). Any other BatchNormalization
+  followed by a ReLU (pre-activation: DenseNet) becomes a per-channel layer of its own (:mod:`.preact`).
 * An activation (ReLU, Softmax, Activation, ``activation=`` arguments) is set on the layer before it under
   the same condition; a ReLU on values that are already non-negative (after pooling, flatten, padding or
   concatenation of ReLU outputs) is the identity and dropped. Hidden layers may use relu only; softmax
-  only on the output; a hidden layer left linear may only feed Add layers (a residual branch).
+  only on the output; a hidden layer left linear may only feed Add layers (a residual branch). A ReLU with
+  ``max_value`` (ReLU6, ``relu6``) is relu with ``clip`` on the layer's relu; λ then never exceeds the clip
+  (it is computed from the clipped values), so the spiking neuron, which saturates at λ, clips where Keras does.
+* GlobalAveragePooling2D(keepdims=True) gives a [1, 1, C] tensor that the spec holds as [C]: a Conv2D on it is a
+  dense layer, a Reshape between [1, 1, C] and [C] or a Flatten nothing (MobileNet's head). A Reshape to [N]
+  is a flatten; other reshapes are refused.
 * MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, ZeroPadding2D, Cropping2D, Concatenate (channel
   axis) and Add map one to one.
 
@@ -29,13 +35,19 @@ from .fold import bn_scale_shift, fold_bn
 from .keras_reader import KGraph, KNode, config_value
 
 SUPPORTED = (
-    "InputLayer, Dense, Conv2D, DepthwiseConv2D, BatchNormalization (after Dense/Conv2D/DepthwiseConv2D), "
-    "ReLU (plain), Softmax (output), Activation (relu, softmax, linear), MaxPooling2D, AveragePooling2D, "
-    "GlobalAveragePooling2D, Flatten, ZeroPadding2D, Cropping2D, Concatenate (channel axis), Add, and inference no-ops "
-    "(Dropout, SpatialDropout, GaussianNoise, GaussianDropout, AlphaDropout, ActivityRegularization, Identity)"
+    "InputLayer, Dense, Conv2D, DepthwiseConv2D, BatchNormalization (after Dense/Conv2D/DepthwiseConv2D, or "
+    "before a ReLU), ReLU (max_value allowed), Softmax (output), Activation (relu, relu6, softmax, linear), "
+    "MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Reshape (to [N]; [1, 1, C] <-> [C]), "
+    "ZeroPadding2D, Cropping2D, Concatenate (channel axis), Add, and inference no-ops (Dropout, SpatialDropout, GaussianNoise, "
+    "GaussianDropout, AlphaDropout, ActivityRegularization, Identity)"
 )
 _WEIGHTED = {"Dense": "dense", "Conv2D": "conv2d", "DepthwiseConv2D": "depthwise_conv2d"}
 _POOLS = {"MaxPooling2D": "maxpool2d", "AveragePooling2D": "avgpool2d"}
+#: Keras classes that may read a [1, 1, C] tensor netspec holds as [C] (see ``_Translator.flat``), and those
+#: whose output is then held flat too (element-wise, or per channel).
+_READS_FLAT = ("Conv2D", "Dense", "Reshape", "Flatten", "BatchNormalization", "ReLU", "Activation", "Softmax", "Add",
+               "Concatenate")
+_KEEPS_FLAT = ("Conv2D", "Dense", "BatchNormalization", "ReLU", "Activation", "Softmax", "Add", "Concatenate")
 _NAME_OK = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
@@ -51,6 +63,7 @@ class SpecLayer:
     tensors: dict[str, np.ndarray] = field(default_factory=dict)
     keras: list[str] = field(default_factory=list)  # the Keras layers merged into it
     nonneg: bool = False  # its output can never be negative
+    affine: bool = False  # a batch normalization made a layer of its own (see :mod:`.preact`)
 
     @property
     def kind(self) -> type[Layer]:
@@ -77,6 +90,7 @@ class Translation:
     layers: list[SpecLayer]
     folded: list[tuple[str, str]]  # (BN layer, spec layer it was folded into)
     dropped: list[str]  # Keras layers that became nothing
+    affine: list[str] = field(default_factory=list)  # BN layers made per-channel layers of their own
 
 
 def refuse(node: KNode, why: str) -> NetspecError:
@@ -91,6 +105,10 @@ class _Translator:
         self.names: set[str] = set()
         self.folded: list[tuple[str, str]] = []
         self.dropped: list[str] = []
+        self.affine: list[str] = []
+        #: Keras nodes whose output is [1, 1, C] in Keras and [C] in the spec (GlobalAveragePooling2D with
+        #: keepdims=True and what reads it, as MobileNet's head: its 1x1 convolutions become dense layers)
+        self.flat: set[str] = set()
 
     # -- helpers ------------------------------------------------------------------------------
     def unique(self, keras_name: str) -> str:
@@ -130,6 +148,28 @@ class _Translator:
         if node.config.get("data_format", "channels_last") != "channels_last":
             raise refuse(node, f"data_format '{node.config['data_format']}' is not supported (netspec is channels-last)")
 
+    def check_flat_inputs(self, node: KNode) -> None:
+        held = [i for i in node.inputs if i in self.flat]
+        if not held:
+            return
+        if node.cls not in _READS_FLAT:
+            raise refuse(node, f"it reads '{held[0]}', a [1, 1, C] tensor that netspec holds as [C] (after "
+                               "GlobalAveragePooling2D(keepdims=True)); only Conv2D, Dense, Reshape, Flatten, "
+                               "BatchNormalization, activations, Add and Concatenate may read it")
+        if len(held) != len(node.inputs):
+            other = next(i for i in node.inputs if i not in self.flat)
+            raise refuse(node, f"it joins '{held[0]}', a [1, 1, C] tensor that netspec holds as [C], with '{other}', "
+                               "which it does not; not supported")
+
+    def alias(self, node: KNode) -> None:
+        """``node`` changes nothing in the spec's layout: its output is its input's spec layer. Activations may
+        merge into that layer later only if ``node`` is its input's sole reader."""
+        prev, why = self.sole_reader(node)
+        if why is None:
+            prev.keras.append(node.name)
+        self.of[node.name] = prev
+        self.dropped.append(node.name)
+
     # -- layers -------------------------------------------------------------------------------
     def run(self) -> Translation:
         for node in self.g.nodes:
@@ -138,20 +178,32 @@ class _Translator:
                 raise refuse(node, "this layer type is not supported")
             if node.cls != "InputLayer" and not node.inputs:
                 raise refuse(node, "it has no input")
+            self.check_flat_inputs(node)
             handler(node)
+            if node.cls in _KEEPS_FLAT and node.inputs and all(i in self.flat for i in node.inputs):
+                self.flat.add(node.name)
+        if any(layer.affine for layer in self.layers):
+            from .preact import split_affine  # it builds SpecLayers: imported once this module is
+
+            channels = {layer.name: int(self.g.node(layer.keras[-1]).shape[-1]) for layer in self.layers}
+            self.layers = split_affine(self.layers, channels, self.unique,
+                                       lambda layer, why: refuse(self.g.node(layer.keras[0]), why))
         self.finish()
-        return Translation(self.layers, self.folded, self.dropped)
+        return Translation(self.layers, self.folded, self.dropped, self.affine)
 
     def on_InputLayer(self, node: KNode) -> None:
         if len(node.shape) not in (1, 3):
             raise refuse(node, f"input shape {list(node.shape)} is not supported (use [N] or [H, W, C])")
         self.new(node, "input")
 
-    def activation_of(self, node: KNode) -> str:
+    def activation_of(self, node: KNode) -> tuple[str, float | None]:
+        """A layer's ``activation=`` argument: the spec activation and its clip (relu6: relu clipped at 6)."""
         act = node.config.get("activation", "linear")
+        if act == "relu6":
+            return "relu", 6.0
         if act not in ("relu", "softmax", "linear"):
-            raise refuse(node, f"activation {act!r} is not supported (relu; softmax on the output; linear)")
-        return act
+            raise refuse(node, f"activation {act!r} is not supported (relu, relu6; softmax on the output; linear)")
+        return act, None
 
     def weighted(self, node: KNode) -> None:
         kind = _WEIGHTED[node.cls]
@@ -159,7 +211,10 @@ class _Translator:
         self.check_format(node)
         if cfg.get("quantization_config") or "kernel" not in node.weights:
             raise refuse(node, "quantized layers are not supported")
-        if node.cls == "Dense":
+        tensors = {"kernel": node.weights["kernel"]}
+        if node.inputs[0] in self.flat:
+            kind, fields, tensors["kernel"] = self.dense_on_flat(node)
+        elif node.cls == "Dense":
             in_shape = self.g.node(node.inputs[0]).shape
             if len(in_shape) != 1:
                 raise refuse(node, f"Dense on a {list(in_shape)} input (applied to the last axis) is not supported; put a Flatten before it")
@@ -179,15 +234,30 @@ class _Translator:
             fields["padding"] = cfg["padding"]
             if kind == "depthwise_conv2d" and int(cfg.get("depth_multiplier", 1)) != 1:
                 fields["depth_multiplier"] = int(cfg["depth_multiplier"])
-        tensors = {"kernel": node.weights["kernel"]}
         if "bias" in node.weights:
             tensors["bias"] = node.weights["bias"]
-        act = self.activation_of(node)
+        act, clip = self.activation_of(node)
         if act == "softmax" and node.name != self.g.output:
             raise refuse(node, "softmax is only supported as the output layer's activation")
-        self.new(node, kind, fields=fields, activation=act, tensors=tensors, nonneg=act in ("relu", "softmax"))
+        layer = self.new(node, kind, fields=fields, activation=act, tensors=tensors, nonneg=act in ("relu", "softmax"))
+        if clip is not None:
+            self.set_clip(node, layer, clip)
 
     on_Dense = on_Conv2D = on_DepthwiseConv2D = weighted
+
+    def dense_on_flat(self, node: KNode) -> tuple[str, dict, np.ndarray]:
+        """A Dense or Conv2D reading a [1, 1, C] tensor held as [C]: a dense layer (a convolution's kernel at the
+        tap that meets the one real pixel: the centre under 'same' padding, as Keras pads)."""
+        kernel = node.weights["kernel"]
+        if node.cls == "Dense":
+            return "dense", {"units": int(node.config["units"])}, kernel
+        if node.cls != "Conv2D":
+            raise refuse(node, "a DepthwiseConv2D on a [1, 1, C] tensor (after GlobalAveragePooling2D(keepdims=True)) "
+                               "is not supported")
+        if tuple(config_value(node.config, "dilation_rate", (1, 1))) != (1, 1) or int(node.config.get("groups", 1)) != 1:
+            raise refuse(node, "dilation or groups on a [1, 1, C] tensor are not supported")
+        kh, kw = kernel.shape[:2]
+        return "dense", {"units": int(node.config["filters"])}, kernel[(kh - 1) // 2, (kw - 1) // 2]
 
     def on_BatchNormalization(self, node: KNode) -> None:
         prev, why = self.sole_reader(node)
@@ -195,7 +265,7 @@ class _Translator:
             why = f"it follows {prev.type} layer '{prev.name}'; BN is folded only into a Dense, Conv2D or DepthwiseConv2D layer"
         elif why is None and not prev.is_linear:
             why = f"'{prev.keras[-1]}' already applies activation '{prev.activation}'; BN must come before the activation"
-        if why:
+        if why and not self.relu_follows(node):
             raise refuse(node, f"cannot fold this BatchNormalization: {why}")
         axis = node.config.get("axis", -1)
         axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
@@ -204,17 +274,60 @@ class _Translator:
             raise refuse(node, f"BatchNormalization over axis {axis} is not supported (only the channel axis, -1)")
         w = node.weights
         scale, shift = bn_scale_shift(w.get("gamma"), w.get("beta"), w["moving_mean"], w["moving_variance"], node.config.get("epsilon", 1e-3))
+        if why:
+            self.affine_bn(node, scale, shift, why)
+            return
         prev.tensors["kernel"], prev.tensors["bias"] = fold_bn(prev.type, prev.tensors["kernel"], prev.tensors.get("bias"), scale, shift)
         prev.keras.append(node.name)
         self.of[node.name] = prev
         self.folded.append((node.name, prev.name))
 
-    def apply_activation(self, node: KNode, act: str) -> None:
+    def set_clip(self, node: KNode, layer: SpecLayer, clip: float) -> None:
+        """Clip ``layer``'s relu at ``clip`` (a ReLU(max_value) or relu6 at ``node``); twice: the lower bound."""
+        if node.name == self.g.output:
+            raise refuse(node, f"a clipped relu (max_value={clip:g}) on the output layer is not supported (the output is "
+                               "read out by spike count, not clipped)")
+        if not clip > 0:
+            raise refuse(node, f"max_value={clip:g} is not supported (a clip must be > 0)")
+        old = layer.fields.get("clip")
+        layer.fields["clip"] = float(clip) if old is None else min(float(old), float(clip))
+
+    def relu_follows(self, node: KNode) -> bool:
+        """Whether the only reader of ``node`` is a ReLU (plain or clipped), ``node`` not the output."""
+        readers = self.g.consumers(node.name)
+        if node.name == self.g.output or len(readers) != 1:
+            return False
+        r = readers[0]
+        if r.cls == "ReLU":
+            return all(r.config.get(k) in (None, 0, 0.0) for k in ("negative_slope", "threshold"))
+        return r.cls == "Activation" and r.config.get("activation") in ("relu", "relu6")
+
+    def affine_bn(self, node: KNode, scale: np.ndarray, shift: np.ndarray, why: str) -> None:
+        """A BN that cannot be folded back (``why``), a ReLU after it: a 1x1 depthwise layer of its own, kernel
+        the scale, bias the shift, which takes the ReLU (see :mod:`.preact`)."""
+        src = node.inputs[0]
+        if len(node.shape) != 3 or src in self.flat:
+            raise refuse(node, f"cannot fold this BatchNormalization: {why} (and on a {list(node.shape)} tensor it "
+                               "cannot be a per-channel layer of its own: only on [H, W, C])")
+        c = scale.size
+        layer = self.new(node, "depthwise_conv2d", fields={"kernel_size": [1, 1], "padding": "valid"}, activation="linear",
+                         tensors={"kernel": scale.reshape(1, 1, c, 1).astype(np.float32), "bias": shift.astype(np.float32)})
+        layer.affine = True
+        self.affine.append(node.name)
+
+    def apply_activation(self, node: KNode, act: str, clip: float | None = None) -> None:
         prev, why = self.sole_reader(node)
-        if act == "relu" and (prev.nonneg or prev.activation == "relu"):
+        if act == "relu" and clip is not None and prev.activation == "relu" and why is None:
+            self.set_clip(node, prev, clip)  # min(relu(x), c) on the layer's relu
+            prev.keras.append(node.name)
+            self.of[node.name] = prev
+            return
+        if act == "relu" and clip is None and (prev.nonneg or prev.activation == "relu"):
             self.of[node.name] = prev  # relu of non-negative values: the identity
             self.dropped.append(node.name)
             return
+        if act == "relu" and clip is not None and why is None and (prev.nonneg or prev.activation == "relu"):
+            why = f"'{prev.name}' ({prev.type}) has no relu of its own to clip"
         if act == "softmax" and node.name != self.g.output:
             raise refuse(node, "softmax is only supported as the output layer's activation")
         if why is None and not prev.has_activation:
@@ -222,19 +335,23 @@ class _Translator:
         elif why is None and not prev.is_linear:
             why = f"'{prev.keras[-1]}' already applies activation '{prev.activation}'"
         if why:
-            raise refuse(node, f"cannot apply {act} to the layer before it: {why}")
+            what = act if clip is None else f"{act} clipped at {clip:g}"
+            raise refuse(node, f"cannot apply {what} to the layer before it: {why}")
         prev.activation = act
         prev.nonneg = True
+        if clip is not None:
+            self.set_clip(node, prev, clip)
         prev.keras.append(node.name)
         self.of[node.name] = prev
 
     def on_ReLU(self, node: KNode) -> None:
         cfg = node.config
-        for key in ("max_value", "negative_slope", "threshold"):
+        for key in ("negative_slope", "threshold"):
             value = cfg.get(key)
             if value not in (None, 0, 0.0):
-                raise refuse(node, f"ReLU with {key}={value} is not supported (only the plain max(0, x))")
-        self.apply_activation(node, "relu")
+                raise refuse(node, f"ReLU with {key}={value} is not supported (only max(0, x), optionally with max_value)")
+        clip = cfg.get("max_value")
+        self.apply_activation(node, "relu", None if clip is None else float(clip))
 
     def on_Softmax(self, node: KNode) -> None:
         axis = node.config.get("axis", -1)
@@ -244,8 +361,11 @@ class _Translator:
 
     def on_Activation(self, node: KNode) -> None:
         act = node.config.get("activation")
+        if act == "relu6":
+            self.apply_activation(node, "relu", 6.0)
+            return
         if act not in ("relu", "softmax"):
-            raise refuse(node, f"activation {act!r} is not supported (relu; softmax on the output; linear)")
+            raise refuse(node, f"activation {act!r} is not supported (relu, relu6; softmax on the output; linear)")
         self.apply_activation(node, act)
 
     def pool(self, node: KNode) -> None:
@@ -266,13 +386,38 @@ class _Translator:
 
     def on_GlobalAveragePooling2D(self, node: KNode) -> None:
         self.check_format(node)
-        if node.config.get("keepdims"):
-            raise refuse(node, "keepdims=True is not supported")
         self.new(node, "global_avgpool2d", nonneg=self.of[node.inputs[0]].nonneg)
+        if node.config.get("keepdims"):
+            self.flat.add(node.name)  # [1, 1, C], held as [C]
 
     def on_Flatten(self, node: KNode) -> None:
         self.check_format(node)
+        if node.inputs[0] in self.flat or len(self.g.node(node.inputs[0]).shape) == 1:
+            self.alias(node)  # already flat
+            return
         self.new(node, "flatten", nonneg=self.of[node.inputs[0]].nonneg)
+
+    def on_Reshape(self, node: KNode) -> None:
+        """Reshapes that keep the channels-last row-major order of the elements: to [N] (a flatten) and between
+        [1, 1, C] and [C] (MobileNet's head)."""
+        src = self.g.node(node.inputs[0])
+        target = tuple(int(d) for d in node.shape)
+        held = (src.shape[-1],) if src.name in self.flat else tuple(src.shape)
+        if len(target) == 1:
+            if len(held) == 1:
+                self.alias(node)
+            else:
+                self.new(node, "flatten", nonneg=self.of[src.name].nonneg)
+        elif target == (1, 1, held[-1]) and len(held) == 1:
+            self.alias(node)
+            self.flat.add(node.name)
+        elif target == tuple(src.shape):
+            self.alias(node)
+            if src.name in self.flat:
+                self.flat.add(node.name)
+        else:
+            raise refuse(node, f"Reshape from {list(src.shape)} to {list(target)} is not supported (only to [N], as "
+                               "a flatten, and between [1, 1, C] and [C])")
 
     def on_ZeroPadding2D(self, node: KNode) -> None:
         self.check_format(node)
