@@ -9,6 +9,11 @@ Rules (each refusal names the Keras layer and its class):
   the same condition; a ReLU on values that are already non-negative (after pooling, flatten, padding or
   concatenation of ReLU outputs) is the identity and dropped. Hidden layers may use relu only; softmax
   only on the output; a hidden layer left linear may only feed Add layers (a residual branch).
+* netspec's own :class:`netspec.keras.QuantizedClip` (QCFS) is set on the layer before it like a relu, under
+  the same condition, with its trained ``clip`` and its ``levels``; it must directly follow a layer with an
+  activation slot (Dense, Conv2D, DepthwiseConv2D, possibly through a folded BN, or Add) that is still linear
+  (or applies relu, which the quantized activation subsumes), and may not be the model's output (which is read
+  out, not quantized). A quantized layer is never dropped as an identity.
 * MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, ZeroPadding2D, Concatenate (channel
   axis) and Add map one to one.
 
@@ -30,7 +35,7 @@ from .keras_reader import KGraph, KNode, config_value
 
 SUPPORTED = (
     "InputLayer, Dense, Conv2D, DepthwiseConv2D, BatchNormalization (after Dense/Conv2D/DepthwiseConv2D), "
-    "ReLU (plain), Softmax (output), Activation (relu, softmax, linear), MaxPooling2D, AveragePooling2D, "
+    "ReLU (plain), netspec.keras.QuantizedClip (hidden), Softmax (output), Activation (relu, softmax, linear), MaxPooling2D, AveragePooling2D, "
     "GlobalAveragePooling2D, Flatten, ZeroPadding2D, Concatenate (channel axis), Add, and inference no-ops "
     "(Dropout, SpatialDropout, GaussianNoise, GaussianDropout, AlphaDropout, ActivityRegularization, Identity)"
 )
@@ -235,6 +240,39 @@ class _Translator:
             if value not in (None, 0, 0.0):
                 raise refuse(node, f"ReLU with {key}={value} is not supported (only the plain max(0, x))")
         self.apply_activation(node, "relu")
+
+    def on_QuantizedClip(self, node: KNode) -> None:
+        """netspec's QCFS activation: relu with ``clip`` (the trained λ) and ``levels`` on the layer before it."""
+        levels = node.config.get("levels")
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+            raise NetspecError(f"layer {node.describe()}: levels is {levels!r}; the conversion needs a whole number of "
+                               "quantization steps >= 1")
+        clip = node.weights.get("clip")
+        clip = float(clip) if clip is not None and np.size(clip) == 1 else None
+        if clip is None or not (np.isfinite(clip) and clip > 0):
+            raise NetspecError(f"layer {node.describe()}: its trained clip is {clip!r}; the conversion needs a finite clip > 0 "
+                               "(it becomes the layer's lambda)")
+        if node.name == self.g.output:
+            raise NetspecError(f"layer {node.describe()}: a quantized activation on the model's output cannot be converted: "
+                               "the output layer is read out (its logits), not quantized; use QuantizedClip on hidden layers only")
+        prev, why = self.sole_reader(node)
+        if why is None and not prev.has_activation:
+            why = (f"it follows {prev.type} layer '{prev.name}', which has no neurons of its own to quantize (the spiking "
+                   "layer reproduces QCFS only on a weighted sum)")
+        elif why is None and prev.fields.get("levels") is not None:
+            why = f"'{prev.keras[-1]}' already applies a quantized activation"
+        elif why is None and prev.activation not in ("linear", "relu"):
+            why = f"'{prev.keras[-1]}' already applies activation '{prev.activation}'"
+        if why:
+            raise NetspecError(f"layer {node.describe()}: cannot convert this quantized activation: {why}; QuantizedClip must "
+                               "directly follow a Dense, Conv2D or DepthwiseConv2D layer (after its BatchNormalization, if "
+                               "any) or an Add, whose output nothing else reads")
+        prev.activation = "relu"
+        prev.fields["clip"] = clip
+        prev.fields["levels"] = levels
+        prev.nonneg = True
+        prev.keras.append(node.name)
+        self.of[node.name] = prev
 
     def on_Softmax(self, node: KNode) -> None:
         axis = node.config.get("axis", -1)
