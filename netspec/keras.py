@@ -66,9 +66,10 @@ class QuantizedClip(keras.layers.Layer):
 
     Notes
     -----
-    The floor has a straight-through gradient (the identity), so inside ``[0, clip]`` the gradient with
-    respect to ``x`` is 1 and outside it 0; with respect to ``clip`` it is ``q - x / clip`` inside (``q`` the
-    quantized value over ``clip``) and 1 above the clip, as in the paper's implementation. The clip is one
+    The floor has a straight-through gradient (the identity) and the clip to ``[0, levels]`` is applied to the
+    floored value, as in the paper's implementation: where that value is within ``[0, levels]`` the gradient
+    with respect to ``x`` is 1 and with respect to ``clip`` it is ``q - x / clip`` (``q`` the quantized value
+    over ``clip``); above, 0 and 1; below, 0 and 0. The clip is one
     trainable scalar per layer, kept at least ``MIN_CLIP``.
     """
 

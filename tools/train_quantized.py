@@ -101,7 +101,9 @@ def train(args) -> int:
               f"{hist.history['accuracy'][-1]:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
     elapsed = time.perf_counter() - start
     _, accuracy = model.evaluate(test.x, test.y, batch_size=500, verbose=0)
-    model.save(args.output)
+    bare = build_model(keras, args.arch, args.levels, args.initial_clip)  # the same network without the optimizer's
+    bare.set_weights(model.get_weights())                                  # state, so that the file stays small
+    bare.save(args.output)
     clips = ", ".join(f"{l.name} {float(l.clip):.3f}" for l in model.layers if hasattr(l, "levels"))
     print(f"trained clips: {clips}")
     print(f"test error {100 - accuracy * 100:.2f} % on {len(test)} images; training took {elapsed:.0f} s; saved {args.output}")
