@@ -159,6 +159,24 @@ def test_export_options_initial_and_channel(keras, QC, tmp_path, capsys):
     assert "--quantized-initial: must be in [0, 1), got 1.5" in capsys.readouterr().err
 
 
+def test_quantized_add_of_a_residual_block(keras, QC, tmp_path):
+    """QCFS after an Add (a residual block's sum) goes on the add layer, whose neurons it quantizes."""
+    L = keras.layers
+    inp = keras.Input((6, 6, 1))
+    a = QC(4, 1.0, name="qa")(L.Conv2D(3, 3, padding="same", name="a")(inp))
+    b = L.Conv2D(3, 3, padding="same", name="b")(a)
+    s = QC(4, 1.0, name="qs")(L.Add(name="sum")([a, b]))
+    model = keras.Model(inp, L.Dense(2, activation="softmax", name="out")(L.Flatten(name="flat")(s)))
+    model.get_layer("qs").clip.assign(1.7)
+    x = RNG.uniform(0, 1, (32, 6, 6, 1)).astype(np.float32)
+    spec, doc = _export(tmp_path, model, x)
+    entries = {e["name"]: e for e in doc["layers"]}
+    assert entries["sum"]["type"] == "add" and entries["sum"]["levels"] == 4
+    assert entries["sum"]["normalization"] == {"lambda": pytest.approx(1.7), "method": "clip"}
+    assert entries["sum"]["neuron"] == {"initial": 0.5} and entries["b"]["activation"] == "linear"
+    assert np.mean(np.all(np.abs(forward(spec, x)["out"] - model.predict(x, verbose=0)) <= 1e-4, axis=1)) >= 0.95
+
+
 def _refusal(tmp_path, keras, model) -> str:
     model.save(tmp_path / "bad.keras")
     np.savez(tmp_path / "cal.npz", x=RNG.uniform(0, 1, (4, *model.inputs[0].shape[1:])).astype(np.float32))
