@@ -154,7 +154,7 @@ def measure(args) -> int:
     elapsed = time.perf_counter() - start
     data = json.loads(report.read_text(encoding="utf-8"))
     errors = data["error_vs_time"]["error"]
-    snn_ann = data.get("ann", {}).get("error")
+    snn_ann = data["error_vs_time"]["ann_error"]
     print(f"\n{stem}: ANN error {ann_error:.2f} % (Keras) / {snn_ann * 100 if snn_ann is not None else float('nan'):.2f} % "
           f"(netspec reference), {len(test)} images, run {elapsed:.0f} s (build included)")
     print("T      SNN error   SNN - ANN (points)")
