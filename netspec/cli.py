@@ -100,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--samples", type=int, default=None, metavar="N", help="calibration samples to use (default all)")
     e.add_argument("--input-encoding", choices=ENCODINGS, default=None, help=f"input encoding (default {ExportOptions.encoding})")
     e.add_argument("--duration", default=None, help=f"simulation duration per sample written to the spec (default '{ExportOptions.duration}')")
+    e.add_argument("--quantized-initial", type=float, default=None, metavar="U",
+                   help="initial membrane (fraction of the threshold) of layers with netspec.keras.QuantizedClip "
+                        f"(default {ExportOptions.quantized_initial:g}; 0: at rest)")
     e.add_argument("--dt", default=None, help="NIR graphs: the time step the graph's dynamics are stepped with (default: "
                    "the graph's netspec metadata, else '1 ms'; snnTorch exports with '0.1 ms')")
     e.add_argument("--approximate", action="store_true", help="NIR graphs: accept a bias into CubaLIF neurons "
@@ -295,7 +298,7 @@ def _export_options(args):
     if args.normalization == "max" and args.percentile is not None:
         raise NetspecError("--percentile: not used by --normalization max (the maximum is the 100th percentile)", 2)
     given = {"method": args.normalization, "percentile": args.percentile, "samples": args.samples,
-             "encoding": args.input_encoding, "duration": args.duration}
+             "encoding": args.input_encoding, "duration": args.duration, "quantized_initial": args.quantized_initial}
     return ExportOptions(args.calibration, **{key: value for key, value in given.items() if value is not None})
 
 
@@ -307,6 +310,8 @@ def _import_nir(args) -> int:
         if value is not None:
             raise NetspecError(f"{option}: a NIR graph is already a spiking network (every lambda is 1); "
                                "there is nothing to calibrate", 2)
+    if args.quantized_initial is not None:
+        raise NetspecError("--quantized-initial: for Keras models with netspec.keras.QuantizedClip; a NIR graph has none", 2)
     options = ImportOptions(dt=args.dt, duration=args.duration, encoding=args.input_encoding, approximate=args.approximate,
                             convention=args.convention, reset=args.reset)
     return import_command(args.model, args.output, options)

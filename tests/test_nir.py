@@ -125,6 +125,20 @@ def test_approximated_mlp_round_trip_restores_what_nir_cannot_say(tmp_path):
     _same_network(tmp_path, spec, back, x)
 
 
+def test_initial_potential_rides_in_the_metadata_with_approximate(tmp_path):
+    """A quantized (QCFS) layer's neurons start at half the threshold: NIR cannot say it, --approximate records it
+    in the node's metadata and netspec reads it back, so the network spikes the same."""
+    doc = _mlp_doc()
+    doc["layers"][1]["neuron"] = {"initial": 0.5}
+    doc["layers"][1].update(clip=0.5, levels=4)
+    spec, back, written = _round_trip(tmp_path, doc, approximate=True)
+    graph = nir.read(tmp_path / "net.nir")
+    assert graph.nodes["h_if"].metadata["initial_u"] == pytest.approx(0.5)
+    assert any("initial 0.5 left out" in n for n in written.notes)
+    assert back.neurons["h"].initial_u == 0.5 and back.neurons["out"].initial_u == 0.0
+    _same_network(tmp_path, spec, back, RNG.integers(0, 17, size=(4, 4)) / 16)
+
+
 def test_global_pooling_and_poisson_input_round_trip(tmp_path):
     layers = [
         {"name": "c", "type": "conv2d", "filters": 2, "kernel_size": 2, "kernel": dyadic((2, 2, 1, 2)),
@@ -323,9 +337,11 @@ def test_what_nir_cannot_express_is_refused_by_layer(tmp_path):
     doc["layers"][2]["neuron"] = {"delay": "2 ms"}
     assert _refusal(tmp_path, doc).startswith("layer 'out': delay 2 ms: netspec does not write NIR Delay nodes")
     doc["layers"][2]["neuron"] = {"initial": 0.5}
-    assert _refusal(tmp_path, doc).startswith("layer 'out': initial 0.5: NIR 1.0.8 neurons start at v = 0")
+    assert _refusal(tmp_path, doc) == ("layer 'out': initial 0.5: NIR 1.0.8 neurons start at v = 0 every run; "
+                                       "`netspec nir --approximate` writes the graph without it (recorded in the node's "
+                                       "metadata 'initial_u')")
     doc["layers"][2]["neuron"] = {"clamp": 3}
-    assert _refusal(tmp_path, doc).startswith("layer 'out': clamp 3: NIR 1.0.8 neurons start at v = 0")
+    assert _refusal(tmp_path, doc).startswith("layer 'out': clamp 3: NIR 1.0.8 neurons always spike")
     cat = spec_data("cat", (4,), [
         {"name": "a", "type": "dense", "units": 2, "kernel": dyadic((4, 2)), "activation": "relu", "normalization": {"lambda": 1.0}},
         {"name": "b", "type": "dense", "inputs": ["x"], "units": 2, "kernel": dyadic((4, 2)), "activation": "relu",

@@ -192,3 +192,48 @@ def test_membrane_readout_report_reads_the_membrane_at_every_step(spec):
     assert "(membrane read-out)" in summary(rep)
     merged = merge([sim, sim])
     assert merged.v_steps.shape == (2 * n, steps, classes)
+
+
+@pytest.mark.parametrize("steps, marked", [(3, []), (10, [4, 8]), (20, [4, 8, 16]), (40, [4, 8, 16, 32])])
+def test_error_at_4_8_16_32_steps_in_the_report_and_summary(spec, steps, marked):
+    sim = _sim(50, steps, 3, seed=7)
+    rng = np.random.default_rng(8)
+    labels = rng.integers(0, 3, 50)
+    ann = rng.random((50, 3))
+    rep = make_report(spec, _evaluation(spec, sim), labels, ann, data_source="d.npz")
+    assert validation_errors(rep) == []
+    curve = rep["error_vs_time"]
+    err, ann_error = curve["error"], curve["ann_error"]
+    assert [m["steps"] for m in curve["checkpoints"]] == marked
+    for m in curve["checkpoints"]:
+        assert m["error"] == err[m["steps"] - 1]
+        assert m["minus_ann"] == pytest.approx(err[m["steps"] - 1] - ann_error)
+    line = [l for l in summary(rep).splitlines() if "error at T =" in l]
+    if not marked:
+        assert line == []
+        return
+    label = "error at T = " + "/".join(map(str, marked))
+    values = (" / ".join(f"{100 * err[t - 1]:.2f} %" for t in marked)
+              + "   (ANN " + " / ".join(f"{100 * (err[t - 1] - ann_error):+.2f}" for t in marked) + " points)")
+    assert len(line) == 1 and line[0].strip().startswith(label + " ") and line[0].endswith("  " + values)
+
+
+def test_error_vs_time_plot_marks_4_8_16_steps(spec, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from netspec.run import plots
+
+    sim = _sim(30, 20, 3, seed=9)
+    rep = make_report(spec, _evaluation(spec, sim), np.zeros(30, dtype=int), np.random.default_rng(2).random((30, 3)),
+                      data_source="d.npz")
+    figures = []
+    saved = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, plt, path: (figures.append(fig), saved(fig, plt, path))[1])
+    path = plots.error_vs_time(rep, tmp_path / "e.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ax = figures[0].axes[0]
+    marks = [line for line in ax.lines if line.get_label() == "T = 4, 8, 16"]
+    assert len(marks) == 1
+    err = rep["error_vs_time"]["error"]
+    np.testing.assert_allclose(marks[0].get_xdata(), [4, 8, 16])
+    np.testing.assert_allclose(marks[0].get_ydata(), [100 * err[3], 100 * err[7], 100 * err[15]])
+    assert [t.get_text() for t in ax.texts] == [f"{100 * err[t - 1]:.2f} %" for t in (4, 8, 16)]

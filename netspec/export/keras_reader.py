@@ -47,7 +47,7 @@ class KNode:
         Per-sample output shape.
     weights : dict[str, np.ndarray]
         Named variables as numpy (``kernel``, ``bias``, ``gamma``, ``beta``, ``moving_mean``,
-        ``moving_variance``); only those the layer has.
+        ``moving_variance``; ``clip`` of a :class:`netspec.keras.QuantizedClip`); only those the layer has.
     """
 
     name: str
@@ -137,6 +137,8 @@ def load_model(path: str | Path):
         # Keras itself answers "File not found" for a corrupt .keras file, which misleads
         raise NetspecError(f"{path}: not a Keras 3 model (a .keras file is a zip archive; this one is corrupt or something else)")
     keras = import_keras()
+    with quiet_tf():
+        from .. import keras as _netspec_layers  # noqa: F401  (registers netspec's own layers with Keras)
     try:
         with quiet_tf():
             return keras.models.load_model(p, compile=False)
@@ -179,7 +181,7 @@ def unsupported_layer(path: Path) -> str | None:
                 return (f"layer '{name}' is a {cls} layer: not supported (it holds Python code, which netspec never "
                         f"runs; use built-in Keras layers)")
             module = node.get("module")
-            if custom is None and isinstance(module, str) and module.split(".")[0] not in ("keras", "tensorflow", "tf_keras"):
+            if custom is None and isinstance(module, str) and module.split(".")[0] not in ("keras", "tensorflow", "tf_keras", "netspec"):
                 custom = f"layer '{name}' is a custom layer ({module}.{cls}): not supported (use built-in Keras layers)"
         stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
     return custom
@@ -231,9 +233,16 @@ def read_graph(model) -> KGraph:
     return _drop_no_ops(graph)
 
 
+#: Variables read from a layer, by attribute name (``clip``: netspec's QuantizedClip only).
+WEIGHT_ATTRS = ("kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance")
+
+
 def _weights(keras, layer) -> dict[str, np.ndarray]:
     out = {}
-    for attr in ("kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance"):
+    from ..keras import QuantizedClip
+
+    attrs = WEIGHT_ATTRS + (("clip",) if isinstance(layer, QuantizedClip) else ())
+    for attr in attrs:
         if getattr(layer, "quantization_mode", None) and attr == "kernel":
             continue  # refused by the translator, which names the layer
         try:

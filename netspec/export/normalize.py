@@ -14,6 +14,8 @@ Which layers get a λ and from which values:
   classes, compared by spike count, so they must share one scale: the layer's p-th percentile), and
   average pooling (global or not), which take their input's λ per channel (an average is at most its
   inputs' maximum);
+* a quantized layer (``levels`` set: netspec's QuantizedClip, QCFS, trained for conversion): λ = its ``clip``,
+  the trained value, whatever the method (method ``clip``); its activations are not looked at;
 * no λ of their own: max pooling, flatten and zero padding carry their input's; concatenate has one per
   branch; the input layer gets 1 (the analog input current is W·x+b with x as given).
 * a hidden linear layer (a residual branch into an add) has no neurons; it gets the λ of the add it
@@ -111,8 +113,17 @@ class TopValues:
 
 def lambda_layers(spec: Spec) -> list[str]:
     """Layers whose λ is computed from their activations: the populations of spiking neurons (hidden
-    linear layers have none; an output layer may be linear)."""
-    return [n for n in spec.order if spec.is_population(n)]
+    linear layers have none; an output layer may be linear), but not the quantized ones (see
+    :func:`clip_lambdas`)."""
+    return [n for n in spec.order if spec.is_population(n) and spec.layer(n).levels is None]
+
+
+def clip_lambdas(spec: Spec) -> dict[str, Normalization]:
+    """λ of the quantized layers (``levels`` set): their trained clip, one factor (method ``clip``). The
+    spiking layer with threshold λ = clip, reset by subtraction and membranes starting at half the
+    threshold reproduces the clip-floor-shift activation (Bu et al. 2022)."""
+    return {layer.name: Normalization(float(layer.clip), "clip")
+            for layer in spec.layers if spec.is_population(layer) and layer.levels is not None}
 
 
 def compute_lambdas(
@@ -173,6 +184,7 @@ def compute_lambdas(
         if progress is not None:
             progress(min(n, start + batch), n)
     computed = {name: _lambda(spec, name, tails[name], p, n, out, method, percentile) for name in names}
+    computed.update(clip_lambdas(spec))
     return _assign(spec, computed)
 
 
@@ -237,9 +249,11 @@ def _channel_lambdas(spec: Spec, x: np.ndarray, p: float, progress) -> dict[str,
         del acts
         if progress is not None:
             progress(min(n, start + batch), n)
-    computed: dict[str, Normalization] = {}
+    computed: dict[str, Normalization] = clip_lambdas(spec)
     for name in spec.order:
         layer = spec.layer(name)
+        if name in computed:
+            continue
         if name == out and name in names:
             computed[name] = _lambda(spec, name, tails[name][0], p, n, out, "percentile", p)
         elif name in names:

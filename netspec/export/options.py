@@ -38,6 +38,10 @@ class ExportOptions:
         Presentation time per sample written to the spec, a Brian2 time (``"100 ms"``).
     progress : bool
         Report calibration progress on stderr.
+    quantized_initial : float
+        ``neuron.initial`` written on every quantized layer (netspec's QuantizedClip, QCFS): where its membranes
+        start, as a fraction of the threshold, in [0, 1). 0.5, the default, is the method's (Bu et al. 2022):
+        with it the spiking layer's expected output is the quantized activation. 0 writes nothing.
 
     Raises
     ------
@@ -52,6 +56,7 @@ class ExportOptions:
     encoding: str = "analog"
     duration: str = "100 ms"
     progress: bool = True
+    quantized_initial: float = 0.5
 
     def __post_init__(self) -> None:
         from ..spec import parse_quantity
@@ -65,6 +70,8 @@ class ExportOptions:
             raise NetspecError(f"--samples: must be at least 1, got {self.samples}", 2)
         if self.encoding not in ENCODINGS:
             raise NetspecError(f"--input-encoding: expected {' or '.join(ENCODINGS)}, got {self.encoding!r}", 2)
+        if not (0 <= self.quantized_initial < 1):
+            raise NetspecError(f"--quantized-initial: must be in [0, 1), got {self.quantized_initial:g}", 2)
         try:
             q = parse_quantity(self.duration)
         except ValueError as exc:

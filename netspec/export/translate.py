@@ -12,6 +12,11 @@ Rules (each refusal names the Keras layer and its class):
   only on the output; a hidden layer left linear may only feed Add layers (a residual branch). A ReLU with
   ``max_value`` (ReLU6, ``relu6``) is relu with ``clip`` on the layer's relu; λ then never exceeds the clip
   (it is computed from the clipped values), so the spiking neuron, which saturates at λ, clips where Keras does.
+* netspec's own :class:`netspec.keras.QuantizedClip` (QCFS) is set on the layer before it like a relu, under
+  the same condition, with its trained ``clip`` and its ``levels``; it must directly follow a layer with an
+  activation slot (Dense, Conv2D, DepthwiseConv2D, possibly through a folded BN, or Add) that is still linear
+  (or applies relu, which the quantized activation subsumes), and may not be the model's output (which is read
+  out, not quantized). A quantized layer is never dropped as an identity.
 * GlobalAveragePooling2D(keepdims=True) gives a [1, 1, C] tensor that the spec holds as [C]: a Conv2D on it is a
   dense layer, a Reshape between [1, 1, C] and [C] or a Flatten nothing (MobileNet's head). A Reshape to [N]
   is a flatten; other reshapes are refused.
@@ -36,10 +41,10 @@ from .keras_reader import KGraph, KNode, config_value
 
 SUPPORTED = (
     "InputLayer, Dense, Conv2D, DepthwiseConv2D, BatchNormalization (after Dense/Conv2D/DepthwiseConv2D, or "
-    "before a ReLU), ReLU (max_value allowed), Softmax (output), Activation (relu, relu6, softmax, linear), "
-    "MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Reshape (to [N]; [1, 1, C] <-> [C]), "
-    "ZeroPadding2D, Cropping2D, Concatenate (channel axis), Add, and inference no-ops (Dropout, SpatialDropout, GaussianNoise, "
-    "GaussianDropout, AlphaDropout, ActivityRegularization, Identity)"
+    "before a ReLU), ReLU (max_value allowed), netspec.keras.QuantizedClip (hidden), Softmax (output), Activation "
+    "(relu, relu6, softmax, linear), MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Reshape (to "
+    "[N]; [1, 1, C] <-> [C]), ZeroPadding2D, Cropping2D, Concatenate (channel axis), Add, and inference no-ops "
+    "(Dropout, SpatialDropout, GaussianNoise, GaussianDropout, AlphaDropout, ActivityRegularization, Identity)"
 )
 _WEIGHTED = {"Dense": "dense", "Conv2D": "conv2d", "DepthwiseConv2D": "depthwise_conv2d"}
 _POOLS = {"MaxPooling2D": "maxpool2d", "AveragePooling2D": "avgpool2d"}
@@ -352,6 +357,39 @@ class _Translator:
                 raise refuse(node, f"ReLU with {key}={value} is not supported (only max(0, x), optionally with max_value)")
         clip = cfg.get("max_value")
         self.apply_activation(node, "relu", None if clip is None else float(clip))
+
+    def on_QuantizedClip(self, node: KNode) -> None:
+        """netspec's QCFS activation: relu with ``clip`` (the trained λ) and ``levels`` on the layer before it."""
+        levels = node.config.get("levels")
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+            raise NetspecError(f"layer {node.describe()}: levels is {levels!r}; the conversion needs a whole number of "
+                               "quantization steps >= 1")
+        clip = node.weights.get("clip")
+        clip = float(clip) if clip is not None and np.size(clip) == 1 else None
+        if clip is None or not (np.isfinite(clip) and clip > 0):
+            raise NetspecError(f"layer {node.describe()}: its trained clip is {clip!r}; the conversion needs a finite clip > 0 "
+                               "(it becomes the layer's lambda)")
+        if node.name == self.g.output:
+            raise NetspecError(f"layer {node.describe()}: a quantized activation on the model's output cannot be converted: "
+                               "the output layer is read out (its logits), not quantized; use QuantizedClip on hidden layers only")
+        prev, why = self.sole_reader(node)
+        if why is None and not prev.has_activation:
+            why = (f"it follows {prev.type} layer '{prev.name}', which has no neurons of its own to quantize (the spiking "
+                   "layer reproduces QCFS only on a weighted sum)")
+        elif why is None and prev.fields.get("levels") is not None:
+            why = f"'{prev.keras[-1]}' already applies a quantized activation"
+        elif why is None and prev.activation not in ("linear", "relu"):
+            why = f"'{prev.keras[-1]}' already applies activation '{prev.activation}'"
+        if why:
+            raise NetspecError(f"layer {node.describe()}: cannot convert this quantized activation: {why}; QuantizedClip must "
+                               "directly follow a Dense, Conv2D or DepthwiseConv2D layer (after its BatchNormalization, if "
+                               "any) or an Add, whose output nothing else reads")
+        prev.activation = "relu"
+        prev.fields["clip"] = clip
+        prev.fields["levels"] = levels
+        prev.nonneg = True
+        prev.keras.append(node.name)
+        self.of[node.name] = prev
 
     def on_Softmax(self, node: KNode) -> None:
         axis = node.config.get("axis", -1)

@@ -53,6 +53,9 @@ RESET_KEY = "reset_mode"
 #: Node metadata on neuron nodes: refractory period and delay in seconds, left out of the NIR dynamics.
 REFRACTORY_KEY = "refractory_s"
 DELAY_KEY = "delay_s"
+#: Node metadata on neuron nodes: where the membrane starts every sample (netspec's ``neuron.initial``, a fraction
+#: of the threshold), left out of the NIR dynamics (NIR 1.0.8 neurons start at v = 0).
+INITIAL_KEY = "initial_u"
 #: Node metadata on Conv2d nodes: a depthwise convolution written with groups 1 (zeros between channels).
 DEPTHWISE_KEY = "depth_multiplier"
 #: Node metadata on CubaLIF nodes: the bias enters the membrane directly, not through the synaptic current.

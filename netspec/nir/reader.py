@@ -38,7 +38,7 @@ from ..spec import SpecError, load_spec, parse_quantity, spec_yaml
 from ..spec.layers import (Add, AvgPool2D, Concatenate, Conv2D, Crop2D, Dense, DepthwiseConv2D, Flatten, GlobalAvgPool2D, Input,
                            Layer, MaxPool2D, Normalization, TensorRef, ZeroPad2D)
 from ..spec.units import TIME
-from .convention import (BIAS_KEY, CONVENTIONS, DELAY_KEY, DEPTHWISE_KEY, GRAPH_KEY, REFRACTORY_KEY, RESET_KEY, RTOL, Convention,
+from .convention import (BIAS_KEY, CONVENTIONS, DELAY_KEY, DEPTHWISE_KEY, GRAPH_KEY, INITIAL_KEY, REFRACTORY_KEY, RESET_KEY, RTOL, Convention,
                          chw_order, fingerprint, from_nir_shape, require_nir, seconds_text)
 
 #: Largest vector a Scale (or a bare neuron-to-neuron edge) may have: it becomes an n x n diagonal dense layer.
@@ -683,6 +683,11 @@ class _Reader:
                 if not (np.isfinite(value) and value >= 0):
                     raise _Bad(f"metadata {key} {value!r} is not a duration")
                 params[spec_key] = seconds_text(value)
+        if INITIAL_KEY in meta:
+            value = float(np.asarray(meta[INITIAL_KEY], dtype=np.float64))
+            if not (0 <= value < 1):
+                raise _Bad(f"metadata {INITIAL_KEY} {value!r} is not a fraction of the threshold in [0, 1)")
+            params["initial"] = value
         return params, _Scale(kappa, drive)
 
     def _reset(self, step, meta: dict, float32: bool):

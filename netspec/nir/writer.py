@@ -42,7 +42,7 @@ from ..spec import Spec
 from ..spec.layers import (Add, AvgPool2D, Concatenate, Conv2D, Crop2D, Dense, DepthwiseConv2D, Flatten, GlobalAvgPool2D, Input,
                            Layer, MaxPool2D, Role, ZeroPad2D, conv_geometry)
 from ..spec.units import steps_in
-from .convention import (BIAS_KEY, DELAY_KEY, DEPTHWISE_KEY, GRAPH_KEY, LAYER_KEY, REFRACTORY_KEY, RESET_KEY, chw_order, require_nir,
+from .convention import (BIAS_KEY, DELAY_KEY, DEPTHWISE_KEY, GRAPH_KEY, INITIAL_KEY, LAYER_KEY, REFRACTORY_KEY, RESET_KEY, chw_order, require_nir,
                          to_nir_shape)
 
 F32 = np.float32
@@ -159,10 +159,12 @@ class _Graph:
         if steps_in(p.refractory, dt):
             self.approximation(layer, f"refractory period {p.refractory.text}", "NIR 1.0.8 neurons have no refractory period",
                                meta, REFRACTORY_KEY, float(p.refractory.value))
-        if p.initial_u or p.clamp:
-            what = f"initial {p.initial_u:g}" if p.initial_u else f"clamp {p.clamp}"
-            raise NetspecError(f"layer '{layer.name}': {what}: NIR 1.0.8 neurons start at v = 0 every run and always "
-                               "spike; remove it from a copy of the spec to write the graph")
+        if p.initial_u:
+            self.approximation(layer, f"initial {p.initial_u:g}", "NIR 1.0.8 neurons start at v = 0 every run", meta,
+                               INITIAL_KEY, float(p.initial_u))
+        if p.clamp:
+            raise NetspecError(f"layer '{layer.name}': clamp {p.clamp}: NIR 1.0.8 neurons always spike; remove it from a "
+                               "copy of the spec to write the graph")
         if steps_in(p.delay, dt):
             self.approximation(layer, f"delay {p.delay.text}", "netspec does not write NIR Delay nodes", meta, DELAY_KEY,
                                float(p.delay.value))

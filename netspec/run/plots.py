@@ -1,6 +1,7 @@
 """Figures of a run, as the paper draws them (PNG, matplotlib's Agg backend, imported only when asked).
 
-- ``error_vs_time.png``: SNN error after every time step, the ANN error as a horizontal line;
+- ``error_vs_time.png``: SNN error after every time step, the ANN error as a horizontal line, the error at
+  T = 4, 8, 16, 32 marked and labelled;
 - ``error_vs_ops.png``: the same error against the SNN's accumulated operations per sample, in the paper's
   accounting and in netspec's, each with the ANN's point (its operations, its error);
 - ``correlation.png``: per spiking layer, λ-normalized ANN activations against SNN rates (counts / T) on a
@@ -56,6 +57,13 @@ def error_vs_time(report: dict, path: Path) -> Path:
     ann = report["error_vs_time"]["ann_error"]
     if ann is not None:
         ax.axhline(100 * ann, color="C3", ls="--", label=f"ANN ({100 * ann:.2f} %)")
+    marks = report["error_vs_time"].get("checkpoints") or []
+    if marks:
+        ax.plot([m["steps"] for m in marks], [100 * m["error"] for m in marks], "o", color="C0", ms=5,
+                label="T = " + ", ".join(str(m["steps"]) for m in marks))
+        for m in marks:
+            ax.annotate(f"{100 * m['error']:.2f} %", (m["steps"], 100 * m["error"]), textcoords="offset points",
+                        xytext=(4, 6), fontsize=8, color="C0")
     dt_ms = report["config"]["simulation"]["dt_s"] * 1e3
     ax.set_xlabel(f"time step (dt = {dt_ms:g} ms)")
     _error_axis(ax, err)

@@ -24,6 +24,8 @@ REPORT_VERSION = 1
 
 ERROR_RULE = ("argmax of the output spike counts accumulated up to the step, ties to the lowest index; "
               "a sample without an output spike yet is an error")
+#: The numbers of steps whose error the report and the summary single out (those within the run's steps).
+CHECKPOINTS = (4, 8, 16, 32)
 MEMBRANE_RULE = "membrane read-out: argmax of the output membrane potentials at the end of the step, ties to the lowest index"
 
 
@@ -152,6 +154,7 @@ def make_report(spec, evaluation, labels: np.ndarray, ann_scores: np.ndarray, *,
             "rule": ERROR_RULE if sim.v_steps is None else MEMBRANE_RULE,
             "error": [float(e) for e in error],
             "ann_error": _num(1.0 - ann_top1),
+            "checkpoints": checkpoints(error, _num(1.0 - ann_top1)),
         },
         "operations": {
             "ann_macs": {"total": macs_total, "per_layer": macs},
@@ -182,6 +185,14 @@ def make_report(spec, evaluation, labels: np.ndarray, ann_scores: np.ndarray, *,
         },
     }
     return report
+
+
+def checkpoints(error, ann_error: float | None) -> list[dict]:
+    """The error after each of :data:`CHECKPOINTS` steps within the curve ``error`` (one value per step), and
+    its difference to ``ann_error``."""
+    return [{"steps": t, "error": float(error[t - 1]),
+             "minus_ann": None if ann_error is None else float(error[t - 1]) - ann_error}
+            for t in CHECKPOINTS if t <= len(error)]
 
 
 def write_report(report: dict, path: str | Path) -> Path:
@@ -223,6 +234,12 @@ def summary(report: dict) -> str:
             ("SNN-ANN agreement", _pct(acc["agreement"])),
             ("error after T steps", _pct(report["error_vs_time"]["error"][-1])
              + ("   (counts only, no spike = error)" if report["error_vs_time"]["rule"] == ERROR_RULE else "   (membrane read-out)"))]
+    marks = report["error_vs_time"]["checkpoints"]
+    if marks:
+        rows.append(("error at T = " + "/".join(str(m["steps"]) for m in marks),
+                     " / ".join(_pct(m["error"]) for m in marks)
+                     + ("" if marks[0]["minus_ann"] is None else
+                        "   (ANN " + " / ".join(f"{100 * m['minus_ann']:+.2f}" for m in marks) + " points)")))
     if ops["ann_macs"]["total"]:
         rows.append(("operations/sample", f"SNN {_si(ops['snn_per_sample']['total'])}, ANN {_si(ops['ann_macs']['total'])} MACs"
                      + (f" (ratio {ops['ratio']:.3g})" if ops["ratio"] is not None else "") + "   netspec's accounting"))
