@@ -14,6 +14,8 @@ from ..errors import NetspecError
 METHODS = ("percentile", "max", "channel")
 #: Input encodings the exporter writes.
 ENCODINGS = ("analog", "poisson")
+#: Read-outs the exporter writes (``simulation.readout``).
+READOUTS = ("membrane", "spike_count")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,20 @@ class ExportOptions:
         The input encoding written to the spec.
     duration : str
         Presentation time per sample written to the spec, a Brian2 time (``"100 ms"``).
+    readout : {"membrane", "spike_count"}
+        ``simulation.readout`` written to the spec. ``membrane`` (default): the output layer integrates its
+        input without spiking and the class is the highest membrane, an answer from the first step.
+    initial : float
+        ``neuron.initial`` written to the spec, in [0, 1): every membrane starts each sample this far to
+        threshold (default 0.5: first spikes a step sooner on average, rates rounded rather than floored).
+    calibrate_bias : bool | None
+        Bias calibration after normalization (:mod:`netspec.export.calibrate`; needs analog input): each
+        layer's ``normalization.bias_correction`` closes its mean SNN-ANN gap at ``bias_steps`` steps.
+        None (default): on for analog input, off for poisson (see :attr:`calibrates`).
+    bias_steps : int
+        Time steps T the bias calibration simulates (default 16).
+    bias_samples : int
+        Calibration samples the bias calibration uses (the first ones; default 1000, or all if fewer).
     progress : bool
         Report calibration progress on stderr.
 
@@ -46,11 +62,16 @@ class ExportOptions:
     """
 
     calibration: str | Path
-    method: str = "percentile"
+    method: str = "channel"
     percentile: float = 99.9
     samples: int | None = None
     encoding: str = "analog"
     duration: str = "100 ms"
+    readout: str = "membrane"
+    initial: float = 0.5
+    calibrate_bias: bool | None = None
+    bias_steps: int = 16
+    bias_samples: int = 1000
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -65,12 +86,29 @@ class ExportOptions:
             raise NetspecError(f"--samples: must be at least 1, got {self.samples}", 2)
         if self.encoding not in ENCODINGS:
             raise NetspecError(f"--input-encoding: expected {' or '.join(ENCODINGS)}, got {self.encoding!r}", 2)
+        if self.readout not in READOUTS:
+            raise NetspecError(f"--readout: expected {' or '.join(READOUTS)}, got {self.readout!r}", 2)
+        if not (0 <= self.initial < 1):
+            raise NetspecError(f"--initial: must be in [0, 1) (a fraction of the threshold), got {self.initial:g}", 2)
+        if self.calibrate_bias is not False:
+            if not isinstance(self.bias_steps, int) or self.bias_steps < 1:
+                raise NetspecError(f"--bias-steps: must be a whole number of time steps >= 1, got {self.bias_steps}", 2)
+            if not isinstance(self.bias_samples, int) or self.bias_samples < 1:
+                raise NetspecError(f"--bias-samples: must be at least 1, got {self.bias_samples}", 2)
+            if self.encoding != "analog" and self.calibrate_bias:
+                raise NetspecError("--calibrate-bias: bias calibration simulates analog input; with --input-encoding "
+                                   "poisson add --no-calibrate-bias", 2)
         try:
             q = parse_quantity(self.duration)
         except ValueError as exc:
             raise NetspecError(f"--duration: {exc}", 2) from exc
         if q.dim != TIME or not q.value > 0:
             raise NetspecError(f"--duration: expected a positive time such as '100 ms', got {self.duration!r}", 2)
+
+    @property
+    def calibrates(self) -> bool:
+        """Whether the export runs bias calibration: as asked, else (None) for analog input."""
+        return self.encoding == "analog" if self.calibrate_bias is None else self.calibrate_bias
 
     @property
     def provenance(self) -> dict:

@@ -29,6 +29,7 @@ encoding and duration from the options, poisson input at :data:`POISSON`; :data:
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -150,12 +151,36 @@ def export(model_path: str | Path, spec_path: str | Path, options: ExportOptions
         _check_against_keras(spec, data.x[:CHECK_SAMPLES], keras_output(model, data.x[:CHECK_SAMPLES]))
         report = stderr_progress(f"netspec export: calibrating on {data.source}") if options.progress else None
         norms = compute_lambdas(spec, data.x, method=options.method, percentile=options.percentile, progress=report)
+        if options.calibrates:
+            norms, doc = _calibrated(doc, norms, tmp, spec_path, data, options)
         doc = with_normalization(doc, norms)
         staged_yaml = tmp / spec_path.name
         staged_yaml.write_text(_text(doc, spec_path, Path(model_path).name), encoding="utf-8")
         commit([staged_npz, staged_yaml], [npz_path, spec_path])
     lambdas = {name: norm.lam for name, norm in norms.items() if name != spec.input_layer.name}
     return ExportResult(spec_path, npz_path, len(spec.layers), lambdas, len(data), options)
+
+
+def _calibrated(doc: dict[str, Any], norms: dict, folder: Path, spec_path: Path, data: Dataset, options: ExportOptions):
+    """Bias calibration (:mod:`.calibrate`) of the normalized document: the λs with each population's
+    ``bias_correction``, and the document with ``source.normalization.bias_correction`` saying how."""
+    import dataclasses
+
+    from .calibrate import calibrate_biases
+
+    spec = _validated(lambda: load_spec_data(with_normalization(doc, norms), folder, str(spec_path)), spec_path)
+    x = data.x[:options.bias_samples]
+    report = None
+    if options.progress:
+        def report(done: int, total: int) -> None:
+            print(f"netspec export: bias calibration at T = {options.bias_steps} on {len(x)} samples: layer {done}/{total}",
+                  file=sys.stderr, flush=True)
+    corrections = calibrate_biases(spec, x, options.bias_steps, progress=report)
+    norms = {name: dataclasses.replace(norm, bias_correction=tuple(float(v) for v in corrections[name]))
+             if name in corrections else norm for name, norm in norms.items()}
+    source = {**doc["source"], "normalization": {**doc["source"]["normalization"],
+                                                 "bias_correction": {"steps": options.bias_steps, "samples": len(x)}}}
+    return norms, {**doc, "source": source}
 
 
 def export_model(model_path: str | Path, spec_path: str | Path, calibration: str | Path, **options: Any) -> Path:
@@ -202,8 +227,9 @@ def _document(spec_path: Path, model_name: str, graph, result: Translation, data
         "weights": weights,
         "input": {"shape": list(data.sample_shape), "range": list(value_range), "encoding": options.encoding,
                   **(POISSON if options.encoding == "poisson" else {})},
-        "simulation": {"dt": DT, "duration": options.duration},
-        "neuron": dict(NEURON),
+        "simulation": {"dt": DT, "duration": options.duration,
+                       **({"readout": options.readout} if options.readout != "spike_count" else {})},
+        "neuron": {**NEURON, **({"initial": float(options.initial)} if options.initial else {})},
         "layers": layer_entries(result.layers),
     }
 
