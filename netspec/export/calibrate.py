@@ -69,11 +69,15 @@ class Simulated:
         count so far (spike count).
     corrections : dict
         Population name -> bias correction per channel (activation units) the simulation used.
+    counts : dict
+        Population name -> spike count of every neuron, float64 [N, *shape] (not the output with the
+        membrane read-out: it does not spike).
     """
 
     rates: dict[str, np.ndarray]
     readout: np.ndarray
     corrections: dict[str, np.ndarray]
+    counts: dict[str, np.ndarray]
 
 
 def simulate(spec: Spec, x: np.ndarray, steps: int, *, calibrate: bool = False, progress=None) -> Simulated:
@@ -113,7 +117,7 @@ class _Stepper:
         spec = self.spec
         pops = [n for n in spec.order if spec.is_population(n)]
         target = _target_means(spec, self.x, pops) if calibrate else {}
-        rates, corrections = {}, {}
+        rates, corrections, counts = {}, {}, {}
         readout = None
         for name in spec.order:
             layer = spec.layer(name)
@@ -122,24 +126,27 @@ class _Stepper:
             elif name in pops:
                 lam_c = self.lam[name].reshape(-1, self.lam[name].shape[-1])[0]
                 if calibrate:
-                    rate, _, _ = self._population(layer, np.zeros(lam_c.shape), keep=False)
+                    rate, _, _, _ = self._population(layer, np.zeros(lam_c.shape), keep=False)
                     corrections[name] = (target[name] - rate) * lam_c
                 else:
                     c = None if layer.normalization is None else layer.normalization.bias_correction
                     corrections[name] = np.broadcast_to(np.asarray(0.0 if c is None else c, dtype=np.float64), lam_c.shape)
-                rate, train, trace = self._population(layer, corrections[name] / lam_c, keep=True)
+                rate, train, trace, final = self._population(layer, corrections[name] / lam_c, keep=True)
                 rates[name] = rate
+                if final is not None:
+                    counts[name] = final
                 if train is not None:
                     self.trains[name] = train
                 if name == self.out:
                     readout = trace
                 if self.progress is not None:
                     self.progress(pops.index(name) + 1, len(pops))
-        return Simulated(rates, readout, corrections)
+        return Simulated(rates, readout, corrections, counts)
 
     # -- one population over all steps ------------------------------------------------------------------
     def _population(self, layer, shift: np.ndarray, keep: bool):
-        """(mean rate per channel, the spike train if ``keep``, the read-out trace if it is the output)."""
+        """(mean rate per channel, the spike train if ``keep``, the read-out trace if it is the output, every neuron's
+        spike count if ``keep`` and it spikes)."""
         spec, T = self.spec, self.steps
         name = layer.name
         shape = spec.shapes[name]
@@ -148,6 +155,7 @@ class _Stepper:
         no_spikes = is_out and self.membrane
         train = np.zeros((T, len(self.x), *shape), dtype=bool) if keep and not no_spikes else None
         trace = np.zeros((T, len(self.x), int(np.prod(shape)))) if is_out else None
+        final = np.zeros((len(self.x), *shape)) if keep and not no_spikes else None
         total = np.zeros(shape[-1])
         for sl in self.batches:
             current = self._current(layer, sl) + shift  # [T, n, *shape] or [n, *shape] (analog: every step alike)
@@ -168,8 +176,10 @@ class _Stepper:
                     trace[t, sl] = count.reshape(count.shape[0], -1)
             got = (v - u0) if no_spikes else count
             total += got.reshape(-1, shape[-1]).sum(axis=0)
+            if final is not None:
+                final[sl] = count
         per = len(self.x) * int(np.prod(shape[:-1]))
-        return total / (per * T), train, trace
+        return total / (per * T), train, trace, final
 
     def _current(self, layer, sl: slice) -> np.ndarray:
         """The normalized input current of a population for the samples ``sl``: [T, n, *shape], or [n, *shape]
