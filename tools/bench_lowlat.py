@@ -15,6 +15,7 @@ Configurations (the export options each one gives):
 
 * ``old``: the defaults before issue 18: ``--normalization percentile --readout spike_count --initial 0
   --no-calibrate-bias`` (λ per layer, spike-count read-out, membranes from rest);
+* ``old+cal``: the old defaults with bias calibration (what calibration alone does);
 * ``new-nocal``: ``--no-calibrate-bias`` (the new defaults without bias calibration);
 * ``new``: no option at all (λ per channel, membrane read-out, initial 0.5, bias calibration at T = 16).
 
@@ -41,6 +42,7 @@ MNIST = Path("/work/shared/data/mnist")
 NETS = ("lenet-bn", "resnet", "inception")
 CONFIGS = {
     "old": ["--normalization", "percentile", "--readout", "spike_count", "--initial", "0", "--no-calibrate-bias"],
+    "old+cal": ["--normalization", "percentile", "--readout", "spike_count", "--initial", "0"],
     "new-nocal": ["--no-calibrate-bias"],
     "new": [],
 }
