@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--calibrate-bias", action=argparse.BooleanOptionalAction, default=None, help="bias calibration: "
                    "simulate the normalized SNN in numpy on the calibration data and correct each layer's bias per channel "
                    "so its rates at --bias-steps steps match the ANN (normalization.bias_correction; analog input only) "
-                   "(default: on for analog input)")
+                   f"(default {'on' if ExportOptions.calibrate_bias else 'off'})")
     e.add_argument("--bias-steps", type=int, default=None, metavar="T",
                    help=f"time steps the bias calibration simulates (default {ExportOptions.bias_steps})")
     e.add_argument("--bias-samples", type=int, default=None, metavar="N",
@@ -295,8 +295,8 @@ def _export_options(args):
 
     if args.normalization == "max" and args.percentile is not None:
         raise NetspecError("--percentile: not used by --normalization max (the maximum is the 100th percentile)", 2)
-    if args.calibrate_bias is False and (args.bias_steps is not None or args.bias_samples is not None):
-        raise NetspecError("--bias-steps, --bias-samples: not used with --no-calibrate-bias", 2)
+    if not args.calibrate_bias and (args.bias_steps is not None or args.bias_samples is not None):
+        raise NetspecError("--bias-steps, --bias-samples: used only with --calibrate-bias", 2)
     given = {"method": args.normalization, "percentile": args.percentile, "samples": args.samples,
              "encoding": args.input_encoding, "duration": args.duration, "readout": args.readout,
              "initial": args.initial, "calibrate_bias": args.calibrate_bias, "bias_steps": args.bias_steps,

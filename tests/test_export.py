@@ -45,9 +45,9 @@ def randomize(keras, model):
 
 
 def export(tmp_path, model, x, name="net", fmt="keras", **kw):
-    """Export with the paper's λ per layer and no bias calibration unless ``kw`` says otherwise (these tests are
-    about λ; the low-latency defaults are tests/test_export_calibrate.py's)."""
-    kw = {"method": "percentile", "calibrate_bias": False, **kw}
+    """Export with the paper's λ per layer unless ``kw`` says otherwise (these tests are about λ; the low-latency
+    defaults are tests/test_export_calibrate.py's)."""
+    kw = {"method": "percentile", **kw}
     model.save(tmp_path / f"m.{fmt}")
     np.savez(tmp_path / "cal.npz", x=x)
     out = export_model(tmp_path / f"m.{fmt}", tmp_path / f"{name}.yaml", tmp_path / "cal.npz", progress=False, **kw)
@@ -492,7 +492,7 @@ def test_channel_method(tmp_path, keras, capsys):
     model.save(tmp_path / "m.keras")
     np.savez(tmp_path / "cal.npz", x=x)
     rc = cli(["export", str(tmp_path / "m.keras"), "-o", str(tmp_path / "l.yaml"), "--calibration", str(tmp_path / "cal.npz"),
-              "--normalization", "channel", "--percentile", "99", "--no-calibrate-bias"])
+              "--normalization", "channel", "--percentile", "99"])
     assert rc == 0 and "99th percentile per channel" in capsys.readouterr().out
     assert cli(["validate", str(tmp_path / "l.yaml")]) == 0
     spec = load_spec(tmp_path / "l.yaml")

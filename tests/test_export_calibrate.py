@@ -135,10 +135,10 @@ def test_bad_bias_correction_is_located(tmp_path, layer, value, message):
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"bias_steps": 0}, "--bias-steps: must be a whole number of time steps >= 1, got 0"),
-    ({"bias_samples": 0}, "--bias-samples: must be at least 1, got 0"),
+    ({"calibrate_bias": True, "bias_steps": 0}, "--bias-steps: must be a whole number of time steps >= 1, got 0"),
+    ({"calibrate_bias": True, "bias_samples": 0}, "--bias-samples: must be at least 1, got 0"),
     ({"encoding": "poisson", "calibrate_bias": True},
-     "--calibrate-bias: bias calibration simulates analog input; with --input-encoding poisson add --no-calibrate-bias"),
+     "--calibrate-bias: bias calibration simulates analog input, not --input-encoding poisson"),
     ({"initial": 1.0}, "--initial: must be in [0, 1) (a fraction of the threshold), got 1"),
     ({"readout": "softmax"}, "--readout: expected membrane or spike_count, got 'softmax'"),
 ])
@@ -152,48 +152,65 @@ def test_cli_refuses_bad_bias_steps_in_one_line(tmp_path, capsys):
     from netspec.cli import main
 
     for argv, message in [
-        (["--bias-steps", "0"], "--bias-steps: must be a whole number of time steps >= 1, got 0"),
-        (["--no-calibrate-bias", "--bias-steps", "8"], "--bias-steps, --bias-samples: not used with --no-calibrate-bias"),
+        (["--calibrate-bias", "--bias-steps", "0"], "--bias-steps: must be a whole number of time steps >= 1, got 0"),
+        (["--bias-steps", "8"], "--bias-steps, --bias-samples: used only with --calibrate-bias"),
     ]:
         rc = main(["export", str(tmp_path / "m.keras"), "-o", str(tmp_path / "s.yaml"), "--calibration", str(tmp_path / "c.npz"), *argv])
         err = capsys.readouterr().err.strip()
         assert rc == 2 and err.count("\n") == 0 and err.endswith(message), err
 
 
-def test_poisson_export_skips_calibration_by_default():
-    assert not ExportOptions("cal.npz", encoding="poisson").calibrates
-    assert ExportOptions("cal.npz").calibrates
-
-
-def test_default_export_is_the_low_latency_one(tmp_path, keras_lib):
-    """`netspec export` with no options: membrane read-out, initial 0.5, λ per channel at the 99.9th percentile,
-    bias calibration at 16 steps on (up to) 1000 samples, as README.md says; the spec validates and runs."""
-    keras = keras_lib
+def _tiny_model(keras, tmp_path):
     L = keras.layers
-    model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(),
-                              L.Dense(6, activation="relu"), L.Dense(3, activation="softmax")])
+    model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3, activation="relu", name="conv2d"), L.MaxPooling2D(2, name="mp"),
+                              L.Flatten(name="f"), L.Dense(6, activation="relu", name="dense"),
+                              L.Dense(3, activation="softmax", name="dense_1")])
     rng = np.random.default_rng(0)
     for w in model.weights:
         w.assign(rng.normal(0.1, 0.4, w.shape).astype(np.float32))
     model.save(tmp_path / "m.keras")
     x = rng.uniform(0, 1, (50, 8, 8, 1)).astype(np.float32)
     np.savez(tmp_path / "cal.npz", x=x)
+    return x
+
+
+def test_default_export_is_the_low_latency_one(tmp_path, keras_lib):
+    """`netspec export` with no options: membrane read-out, initial 0.5, λ per channel at the 99.9th percentile,
+    no bias calibration, as README.md says."""
     from netspec.cli import main
     from netspec.spec import load_spec
 
+    _tiny_model(keras_lib, tmp_path)
     assert main(["export", str(tmp_path / "m.keras"), "-o", str(tmp_path / "s.yaml"), "--calibration", str(tmp_path / "cal.npz")]) == 0
     spec = load_spec(tmp_path / "s.yaml")
     assert spec.simulation.readout == "membrane"
     assert spec.neuron_defaults["initial"] == 0.5
+    assert spec.source["normalization"] == {"method": "channel", "percentile": 99.9}
+    assert spec.layer("conv2d").normalization.per_channel and spec.layer("dense").normalization.per_channel
+    assert all(layer.normalization is None or layer.normalization.bias_correction is None for layer in spec.layers)
+
+
+def test_calibrated_export_records_the_correction(tmp_path, keras_lib, capsys):
+    """--calibrate-bias --bias-steps 8: every population gets one correction per channel (the output per class,
+    with one λ), source says how, the spec validates, and the correction is the one calibration computes."""
+    from netspec.cli import main
+    from netspec.spec import load_spec
+
+    x = _tiny_model(keras_lib, tmp_path)
+    assert main(["export", str(tmp_path / "m.keras"), "-o", str(tmp_path / "s.yaml"), "--calibration", str(tmp_path / "cal.npz"),
+                 "--calibrate-bias", "--bias-steps", "8"]) == 0
+    assert "biases calibrated at T = 8 on 50 samples" in capsys.readouterr().out
+    assert main(["validate", str(tmp_path / "s.yaml")]) == 0
+    spec = load_spec(tmp_path / "s.yaml")
     assert spec.source["normalization"] == {"method": "channel", "percentile": 99.9,
-                                            "bias_correction": {"steps": 16, "samples": 50}}
+                                            "bias_correction": {"steps": 8, "samples": 50}}
     for name in ("conv2d", "dense"):
         norm = spec.layer(name).normalization
         assert norm.per_channel and len(norm.bias_correction) == len(norm.lam), name
     assert len(spec.layer("dense_1").normalization.bias_correction) == 3  # per class; one lambda
-    # the written correction is the one calibration computes on the spec without it
     plain = copy.deepcopy(spec.to_yaml())
     for layer in plain["layers"]:
         layer.get("normalization", {}).pop("bias_correction", None)
-    again = calibrate_biases(load_spec_data(plain, tmp_path), x.astype(np.float64), 16)
-    np.testing.assert_allclose(again["dense"], spec.layer("dense").normalization.bias_correction, rtol=1e-6, atol=1e-12)
+    again = calibrate_biases(load_spec_data(plain, tmp_path), x.astype(np.float64), 8)
+    for name in ("conv2d", "dense", "dense_1"):
+        np.testing.assert_allclose(again[name], spec.layer(name).normalization.bias_correction, rtol=1e-6, atol=1e-12)

@@ -33,8 +33,7 @@ def test_the_defaults_are_the_dataclass_defaults():
         "channel", 99.9, None, "analog", "100 ms", True)
     # the low-latency defaults (issue 18): membrane read-out, membranes from half the threshold, bias calibration
     assert (options.readout, options.initial, options.calibrate_bias, options.bias_steps, options.bias_samples) == (
-        "membrane", 0.5, None, 16, 1000)
-    assert options.calibrates
+        "membrane", 0.5, False, 16, 1000)
     assert all(getattr(options, name) == f.default for name, f in FIELDS.items() if name != "calibration")
     assert FIELDS["calibration"].default is dataclasses.MISSING
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -62,7 +61,7 @@ def test_the_cli_help_shows_the_dataclass_defaults(capsys):
                      f"(default {ExportOptions.encoding})", f"(default '{ExportOptions.duration}')",
                      f"(default {ExportOptions.readout})", f"(default {ExportOptions.initial:g})",
                      f"(default {ExportOptions.bias_steps})", f"(default {ExportOptions.bias_samples})",
-                     "(default: on for analog input)"):
+                     "(default off)"):
         assert expected in help_text
 
 
@@ -70,9 +69,10 @@ def test_the_cli_passes_what_it_was_given():
     args = export_args("--normalization", "max", "--samples", "20", "--input-encoding", "poisson", "--duration", "50 ms")
     assert cli._export_options(args) == ExportOptions("cal.npz", method="max", samples=20, encoding="poisson", duration="50 ms")
     assert cli._export_options(export_args("--percentile", "99")) == ExportOptions("cal.npz", percentile=99.0)
-    args = export_args("--readout", "spike_count", "--initial", "0", "--bias-steps", "8", "--bias-samples", "100")
-    assert cli._export_options(args) == ExportOptions("cal.npz", readout="spike_count", initial=0.0, bias_steps=8, bias_samples=100)
-    assert cli._export_options(export_args("--no-calibrate-bias")) == ExportOptions("cal.npz", calibrate_bias=False)
+    args = export_args("--readout", "spike_count", "--initial", "0", "--calibrate-bias", "--bias-steps", "8", "--bias-samples", "100")
+    assert cli._export_options(args) == ExportOptions("cal.npz", readout="spike_count", initial=0.0, calibrate_bias=True,
+                                                      bias_steps=8, bias_samples=100)
+    assert cli._export_options(export_args("--no-calibrate-bias")) == ExportOptions("cal.npz")
 
 
 @pytest.mark.parametrize("kw, message", [

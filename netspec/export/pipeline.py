@@ -22,14 +22,20 @@ How the λs were obtained (method, percentile; calibration data, samples and has
 ``source``; a layer's ``normalization`` holds its ``lambda`` only, unless that layer was normalized
 differently (:func:`.writer.normalization_entry`).
 
+Bias calibration (:mod:`.calibrate`, with ``calibrate_bias``; analog input): the normalized document is validated
+once more and its SNN stepped in numpy on the first ``bias_samples`` calibration samples for ``bias_steps``
+steps; each population's ``normalization.bias_correction`` and ``source.normalization.bias_correction``
+(steps, samples) are written.
+
 The written spec: ``input.range`` is ``[min(0, data min), data max]`` of the calibration data; the
-encoding and duration from the options, poisson input at :data:`POISSON`; :data:`DT` steps;
-:data:`NEURON` for every layer.
+encoding, duration and read-out from the options, poisson input at :data:`POISSON`; :data:`DT` steps;
+:data:`NEURON` for every layer, with ``initial`` from the options where it is not 0.
 """
 from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -92,13 +98,19 @@ class ExportResult:
     lambdas: Mapping[str, float]
     samples: int
     options: ExportOptions
+    #: bias calibration: (steps, samples, seconds), or None without it
+    calibration: tuple[int, int, float] | None = None
 
     def summary(self) -> str:
         """One line for the command line."""
         lams = ", ".join(f"{name} {lam:.4g}" if np.ndim(lam) == 0 else f"{name} {min(lam):.4g}..{max(lam):.4g}"
                          for name, lam in self.lambdas.items())
+        bias = ""
+        if self.calibration is not None:
+            steps, samples, seconds = self.calibration
+            bias = f"; biases calibrated at T = {steps} on {samples} samples ({seconds:.1f} s)"
         return (f"wrote {self.spec_path} and {self.weights_path.name}: {self.layers} layers, lambda "
-                f"({self.options.describe()} over {self.samples} samples): {lams}")
+                f"({self.options.describe()} over {self.samples} samples): {lams}{bias}")
 
 
 def export(model_path: str | Path, spec_path: str | Path, options: ExportOptions) -> ExportResult:
@@ -151,14 +163,18 @@ def export(model_path: str | Path, spec_path: str | Path, options: ExportOptions
         _check_against_keras(spec, data.x[:CHECK_SAMPLES], keras_output(model, data.x[:CHECK_SAMPLES]))
         report = stderr_progress(f"netspec export: calibrating on {data.source}") if options.progress else None
         norms = compute_lambdas(spec, data.x, method=options.method, percentile=options.percentile, progress=report)
-        if options.calibrates:
+        calibration = None
+        if options.calibrate_bias:
+            t0 = time.perf_counter()
             norms, doc = _calibrated(doc, norms, tmp, spec_path, data, options)
+            bias = doc["source"]["normalization"]["bias_correction"]
+            calibration = (bias["steps"], bias["samples"], time.perf_counter() - t0)
         doc = with_normalization(doc, norms)
         staged_yaml = tmp / spec_path.name
         staged_yaml.write_text(_text(doc, spec_path, Path(model_path).name), encoding="utf-8")
         commit([staged_npz, staged_yaml], [npz_path, spec_path])
     lambdas = {name: norm.lam for name, norm in norms.items() if name != spec.input_layer.name}
-    return ExportResult(spec_path, npz_path, len(spec.layers), lambdas, len(data), options)
+    return ExportResult(spec_path, npz_path, len(spec.layers), lambdas, len(data), options, calibration)
 
 
 def _calibrated(doc: dict[str, Any], norms: dict, folder: Path, spec_path: Path, data: Dataset, options: ExportOptions):
