@@ -12,7 +12,6 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
 
 from . import __version__
 from .errors import NetspecError
@@ -86,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", help="print the JSON Schema of the spec format")
 
     # defaults are ExportOptions' own: an option not given stays None here and is not passed on
-    from .export.options import ENCODINGS, METHODS, ExportOptions
+    from .export.options import ENCODINGS, METHODS, READOUTS, ExportOptions
 
     e = sub.add_parser("export", help="export a trained Keras model, or read a NIR graph, to a spec and its weights")
     e.add_argument("model", metavar="MODEL", help="Keras .keras or legacy .h5 file, or a NIR graph (.nir)")
@@ -103,6 +102,19 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--quantized-initial", type=float, default=None, metavar="U",
                    help="initial membrane (fraction of the threshold) of layers with netspec.keras.QuantizedClip "
                         f"(default {ExportOptions.quantized_initial:g}; 0: at rest)")
+    e.add_argument("--readout", choices=READOUTS, default=None, help="simulation.readout written to the spec: membrane (the "
+                   "output integrates without spiking, an answer from the first step) or spike_count "
+                   f"(default {ExportOptions.readout})")
+    e.add_argument("--initial", type=float, default=None, metavar="U0", help="neuron.initial written to the spec: the "
+                   f"membrane at the start of every sample, a fraction of the threshold in [0, 1) (default {ExportOptions.initial:g})")
+    e.add_argument("--calibrate-bias", action=argparse.BooleanOptionalAction, default=None, help="bias calibration: "
+                   "simulate the normalized SNN in numpy on the calibration data and correct each layer's bias per channel "
+                   "so its rates at --bias-steps steps match the ANN (normalization.bias_correction; analog input only) "
+                   f"(default {'on' if ExportOptions.calibrate_bias else 'off'})")
+    e.add_argument("--bias-steps", type=int, default=None, metavar="T",
+                   help=f"time steps the bias calibration simulates (default {ExportOptions.bias_steps})")
+    e.add_argument("--bias-samples", type=int, default=None, metavar="N",
+                   help=f"calibration samples the bias calibration uses (default {ExportOptions.bias_samples})")
     e.add_argument("--dt", default=None, help="NIR graphs: the time step the graph's dynamics are stepped with (default: "
                    "the graph's netspec metadata, else '1 ms'; snnTorch exports with '0.1 ms')")
     e.add_argument("--approximate", action="store_true", help="NIR graphs: accept a bias into CubaLIF neurons "
@@ -297,8 +309,12 @@ def _export_options(args):
 
     if args.normalization == "max" and args.percentile is not None:
         raise NetspecError("--percentile: not used by --normalization max (the maximum is the 100th percentile)", 2)
+    if not args.calibrate_bias and (args.bias_steps is not None or args.bias_samples is not None):
+        raise NetspecError("--bias-steps, --bias-samples: used only with --calibrate-bias", 2)
     given = {"method": args.normalization, "percentile": args.percentile, "samples": args.samples,
-             "encoding": args.input_encoding, "duration": args.duration, "quantized_initial": args.quantized_initial}
+             "encoding": args.input_encoding, "duration": args.duration, "readout": args.readout,
+             "initial": args.initial, "calibrate_bias": args.calibrate_bias, "bias_steps": args.bias_steps,
+             "bias_samples": args.bias_samples, "quantized_initial": args.quantized_initial}
     return ExportOptions(args.calibration, **{key: value for key, value in given.items() if value is not None})
 
 
@@ -306,7 +322,9 @@ def _import_nir(args) -> int:
     from .nir import ImportOptions, import_command
 
     for option, value in (("--calibration", args.calibration), ("--percentile", args.percentile),
-                          ("--normalization", args.normalization), ("--samples", args.samples)):
+                          ("--normalization", args.normalization), ("--samples", args.samples),
+                          ("--readout", args.readout), ("--initial", args.initial), ("--calibrate-bias", args.calibrate_bias),
+                          ("--bias-steps", args.bias_steps), ("--bias-samples", args.bias_samples)):
         if value is not None:
             raise NetspecError(f"{option}: a NIR graph is already a spiking network (every lambda is 1); "
                                "there is nothing to calibrate", 2)

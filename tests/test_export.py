@@ -45,6 +45,9 @@ def randomize(keras, model):
 
 
 def export(tmp_path, model, x, name="net", fmt="keras", **kw):
+    """Export with the paper's λ per layer unless ``kw`` says otherwise (these tests are about λ; the low-latency
+    defaults are tests/test_export_calibrate.py's)."""
+    kw = {"method": "percentile", **kw}
     model.save(tmp_path / f"m.{fmt}")
     np.savez(tmp_path / "cal.npz", x=x)
     out = export_model(tmp_path / f"m.{fmt}", tmp_path / f"{name}.yaml", tmp_path / "cal.npz", progress=False, **kw)

@@ -19,7 +19,8 @@ from netspec.spec import Normalization
 
 FIELDS = {f.name: f for f in dataclasses.fields(ExportOptions)}
 OPTION_FLAGS = {"method": "normalization", "percentile": "percentile", "samples": "samples", "encoding": "input_encoding",
-                "duration": "duration"}
+                "duration": "duration", "readout": "readout", "initial": "initial", "calibrate_bias": "calibrate_bias",
+                "bias_steps": "bias_steps", "bias_samples": "bias_samples"}
 
 
 def export_args(*extra: str):
@@ -29,7 +30,10 @@ def export_args(*extra: str):
 def test_the_defaults_are_the_dataclass_defaults():
     options = ExportOptions("cal.npz")
     assert (options.method, options.percentile, options.samples, options.encoding, options.duration, options.progress) == (
-        "percentile", 99.9, None, "analog", "100 ms", True)
+        "channel", 99.9, None, "analog", "100 ms", True)
+    # the low-latency defaults (issue 18): membrane read-out, membranes from half the threshold, bias calibration
+    assert (options.readout, options.initial, options.calibrate_bias, options.bias_steps, options.bias_samples) == (
+        "membrane", 0.5, False, 16, 1000)
     assert all(getattr(options, name) == f.default for name, f in FIELDS.items() if name != "calibration")
     assert FIELDS["calibration"].default is dataclasses.MISSING
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -54,7 +58,10 @@ def test_the_cli_help_shows_the_dataclass_defaults(capsys):
         cli.main(["export", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     for expected in (f"(default {ExportOptions.percentile:g})", f"(default {ExportOptions.method})",
-                     f"(default {ExportOptions.encoding})", f"(default '{ExportOptions.duration}')"):
+                     f"(default {ExportOptions.encoding})", f"(default '{ExportOptions.duration}')",
+                     f"(default {ExportOptions.readout})", f"(default {ExportOptions.initial:g})",
+                     f"(default {ExportOptions.bias_steps})", f"(default {ExportOptions.bias_samples})",
+                     "(default off)"):
         assert expected in help_text
 
 
@@ -62,6 +69,10 @@ def test_the_cli_passes_what_it_was_given():
     args = export_args("--normalization", "max", "--samples", "20", "--input-encoding", "poisson", "--duration", "50 ms")
     assert cli._export_options(args) == ExportOptions("cal.npz", method="max", samples=20, encoding="poisson", duration="50 ms")
     assert cli._export_options(export_args("--percentile", "99")) == ExportOptions("cal.npz", percentile=99.0)
+    args = export_args("--readout", "spike_count", "--initial", "0", "--calibrate-bias", "--bias-steps", "8", "--bias-samples", "100")
+    assert cli._export_options(args) == ExportOptions("cal.npz", readout="spike_count", initial=0.0, calibrate_bias=True,
+                                                      bias_steps=8, bias_samples=100)
+    assert cli._export_options(export_args("--no-calibrate-bias")) == ExportOptions("cal.npz")
 
 
 @pytest.mark.parametrize("kw, message", [
@@ -87,7 +98,7 @@ def test_a_bad_option_on_the_command_line_is_one_line(tmp_path, capsys):
 
 
 def test_provenance_is_what_source_records():
-    assert ExportOptions("c").provenance == {"method": "percentile", "percentile": 99.9}
+    assert ExportOptions("c").provenance == {"method": "channel", "percentile": 99.9}
     assert ExportOptions("c", method="max", percentile=50).provenance == {"method": "max"}
 
 

@@ -5,7 +5,7 @@ its ANN operation (one dense forward pass per step) on the spikes of its inputs,
 by subtraction integrate it. Same network as netspec builds: the spec's weights, normalized the same way
 (a source's spikes stand for lambda_source, a layer's input is divided by its lambda), zero-latency timing (the
 layers update in data-flow order within a step), the analog input as a constant current, the membrane starting
-at ``neuron.initial``, netspec's spiking max pooling (a gate passes a spike when the largest spike count in its
+at ``neuron.initial``, a layer's ``normalization.bias_correction`` added to its bias, netspec's spiking max pooling (a gate passes a spike when the largest spike count in its
 window exceeds the spikes it passed so far), and netspec's read-out (spike count, or the membrane).
 
     PYTHONPATH=. python tools/dense_baseline.py specs/lenet-mnist.yaml --data data/mnist-1k --samples 128
@@ -55,12 +55,17 @@ class SteppedNetwork:
             raise SystemExit(f"dense baseline: read-out {self.readout!r} is not implemented")
         self.lam = {name: tf.constant(spec.lam_per_neuron(name).reshape(spec.shapes[name]), tf.float32)
                     for name in spec.order if not spec.is_hidden_linear(name)}
-        self.w = {}
+        self.w, self.corr = {}, {}
         for layer in spec.layers:
             for field in ("kernel", "bias"):
                 arr = spec.array(layer, field)
                 if arr is not None:
                     self.w[f"{layer.name}.{field}"] = tf.constant(np.asarray(arr, np.float32))
+            corr = None if layer.normalization is None else layer.normalization.bias_correction
+            if corr is not None and spec.is_population(layer):  # bias calibration: (b + correction) / lambda
+                size = int(np.prod(spec.shapes[layer.name]))
+                per = np.resize(np.asarray(corr, np.float64), size) / spec.lam_per_neuron(layer.name)
+                self.corr[layer.name] = tf.constant(per.reshape(spec.shapes[layer.name]), tf.float32)
             if spec.is_population(layer):
                 p = spec.neurons[layer.name]
                 if p.model != "if" or p.reset != "subtract" or p.synapse != "delta" or p.refractory.value or p.clamp:
@@ -125,6 +130,8 @@ class SteppedNetwork:
                 state["count"][name] = tf.zeros(shape)
                 if self._reads_only_input(layer):
                     state["drive"][name] = self.preact(layer, [self._value(i, {}, state) for i in layer.inputs]) / self.lam[name]
+                    if name in self.corr:
+                        state["drive"][name] = state["drive"][name] + self.corr[name]
             elif layer.role is self.Role.GATE:
                 state["best"][name] = tf.zeros(shape)
         return state
@@ -159,6 +166,8 @@ class SteppedNetwork:
                 z = new["drive"].get(name)
                 if z is None:
                     z = self.preact(layer, [self._value(i, spikes, new) for i in layer.inputs]) / self.lam[name]
+                    if name in self.corr:
+                        z = z + self.corr[name]
                 v = new["v"][name] + z
                 if name == self.output and self.readout == "membrane":
                     new["v"][name] = v

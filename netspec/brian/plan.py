@@ -365,6 +365,9 @@ def make_plan(spec: Spec, steps: int | None = None, connectivity: str = KERNEL) 
                     if unrolled:
                         parts += _compose(spec, branch, *conn.identity(pop.size), cache)
                     kparts += _kcompose(spec, branch, kern.identity(pop.size), cache)
+            corr = None if layer.normalization is None else layer.normalization.bias_correction
+            if corr is not None:  # bias calibration: (b + correction) / lambda, per channel
+                pop.bias += np.resize(np.asarray(corr, dtype=np.float64), pop.size) / lam
             _attach(pop, parts, kparts, lams, inp.name, encoding, unrolled, _charge(spec, params))
             populations[name] = pop
             lams[name] = lam

@@ -14,6 +14,8 @@ from ..errors import NetspecError
 METHODS = ("percentile", "max", "channel")
 #: Input encodings the exporter writes.
 ENCODINGS = ("analog", "poisson")
+#: Read-outs the exporter writes (``simulation.readout``).
+READOUTS = ("membrane", "spike_count")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,22 @@ class ExportOptions:
         The input encoding written to the spec.
     duration : str
         Presentation time per sample written to the spec, a Brian2 time (``"100 ms"``).
+    readout : {"membrane", "spike_count"}
+        ``simulation.readout`` written to the spec. ``membrane`` (default): the output layer integrates its
+        input without spiking and the class is the highest membrane, an answer from the first step.
+    initial : float
+        ``neuron.initial`` written to the spec, in [0, 1): every membrane starts each sample this far to
+        threshold (default 0.5: first spikes a step sooner on average, rates rounded rather than floored).
+    calibrate_bias : bool
+        Bias calibration after normalization (:mod:`netspec.export.calibrate`; needs analog input): each
+        layer's ``normalization.bias_correction`` closes its mean SNN-ANN gap at ``bias_steps`` steps. Off by
+        default: with the read-out, initial potential and per-channel λ above, the three MNIST nets of
+        tools/bench_lowlat.py are within 0.2 points of their ANN at T = 16 without it, and it costs a numpy
+        simulation of the network on ``bias_samples`` samples at export (README: Export defaults).
+    bias_steps : int
+        Time steps T the bias calibration simulates (default 16).
+    bias_samples : int
+        Calibration samples the bias calibration uses (the first ones; default 1000, or all if fewer).
     progress : bool
         Report calibration progress on stderr.
     quantized_initial : float
@@ -50,11 +68,16 @@ class ExportOptions:
     """
 
     calibration: str | Path
-    method: str = "percentile"
+    method: str = "channel"
     percentile: float = 99.9
     samples: int | None = None
     encoding: str = "analog"
     duration: str = "100 ms"
+    readout: str = "membrane"
+    initial: float = 0.5
+    calibrate_bias: bool = False
+    bias_steps: int = 16
+    bias_samples: int = 1000
     progress: bool = True
     quantized_initial: float = 0.5
 
@@ -72,6 +95,17 @@ class ExportOptions:
             raise NetspecError(f"--input-encoding: expected {' or '.join(ENCODINGS)}, got {self.encoding!r}", 2)
         if not (0 <= self.quantized_initial < 1):
             raise NetspecError(f"--quantized-initial: must be in [0, 1), got {self.quantized_initial:g}", 2)
+        if self.readout not in READOUTS:
+            raise NetspecError(f"--readout: expected {' or '.join(READOUTS)}, got {self.readout!r}", 2)
+        if not (0 <= self.initial < 1):
+            raise NetspecError(f"--initial: must be in [0, 1) (a fraction of the threshold), got {self.initial:g}", 2)
+        if self.calibrate_bias:
+            if not isinstance(self.bias_steps, int) or self.bias_steps < 1:
+                raise NetspecError(f"--bias-steps: must be a whole number of time steps >= 1, got {self.bias_steps}", 2)
+            if not isinstance(self.bias_samples, int) or self.bias_samples < 1:
+                raise NetspecError(f"--bias-samples: must be at least 1, got {self.bias_samples}", 2)
+            if self.encoding != "analog":
+                raise NetspecError("--calibrate-bias: bias calibration simulates analog input, not --input-encoding poisson", 2)
         try:
             q = parse_quantity(self.duration)
         except ValueError as exc:

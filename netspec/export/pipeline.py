@@ -22,13 +22,20 @@ How the λs were obtained (method, percentile; calibration data, samples and has
 ``source``; a layer's ``normalization`` holds its ``lambda`` only, unless that layer was normalized
 differently (:func:`.writer.normalization_entry`).
 
+Bias calibration (:mod:`.calibrate`, with ``calibrate_bias``; analog input): the normalized document is validated
+once more and its SNN stepped in numpy on the first ``bias_samples`` calibration samples for ``bias_steps``
+steps; each population's ``normalization.bias_correction`` and ``source.normalization.bias_correction``
+(steps, samples) are written.
+
 The written spec: ``input.range`` is ``[min(0, data min), data max]`` of the calibration data; the
-encoding and duration from the options, poisson input at :data:`POISSON`; :data:`DT` steps;
-:data:`NEURON` for every layer.
+encoding, duration and read-out from the options, poisson input at :data:`POISSON`; :data:`DT` steps;
+:data:`NEURON` for every layer, with ``initial`` from the options where it is not 0.
 """
 from __future__ import annotations
 
 import os
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -99,13 +106,19 @@ class ExportResult:
     samples: int
     options: ExportOptions
     clipped: tuple[str, ...] = ()
+    #: bias calibration: (steps, samples, seconds), or None without it
+    calibration: tuple[int, int, float] | None = None
 
     def summary(self) -> str:
         """One line for the command line."""
         lams = ", ".join((f"{name} {lam:.4g}" if np.ndim(lam) == 0 else f"{name} {min(lam):.4g}..{max(lam):.4g}")
                          + (" (clip)" if name in self.clipped else "") for name, lam in self.lambdas.items())
+        bias = ""
+        if self.calibration is not None:
+            steps, samples, seconds = self.calibration
+            bias = f"; biases calibrated at T = {steps} on {samples} samples ({seconds:.1f} s)"
         return (f"wrote {self.spec_path} and {self.weights_path.name}: {self.layers} layers, lambda "
-                f"({self.options.describe()} over {self.samples} samples): {lams}")
+                f"({self.options.describe()} over {self.samples} samples): {lams}{bias}")
 
 
 def export(model_path: str | Path, spec_path: str | Path, options: ExportOptions) -> ExportResult:
@@ -160,13 +173,41 @@ def export(model_path: str | Path, spec_path: str | Path, options: ExportOptions
         _check_against_keras(spec, data.x[:CHECK_SAMPLES], expected)
         report = stderr_progress(f"netspec export: calibrating on {data.source}") if options.progress else None
         norms = compute_lambdas(spec, data.x, method=options.method, percentile=options.percentile, progress=report)
+        calibration = None
+        if options.calibrate_bias:
+            t0 = time.perf_counter()
+            norms, doc = _calibrated(doc, norms, tmp, spec_path, data, options)
+            bias = doc["source"]["normalization"]["bias_correction"]
+            calibration = (bias["steps"], bias["samples"], time.perf_counter() - t0)
         doc = with_normalization(doc, norms)
         staged_yaml = tmp / spec_path.name
         staged_yaml.write_text(_text(doc, spec_path, Path(model_path).name), encoding="utf-8")
         commit([staged_npz, staged_yaml], [npz_path, spec_path])
     lambdas = {name: norm.lam for name, norm in norms.items() if name != spec.input_layer.name}
     clipped = tuple(name for name, norm in norms.items() if norm.method == "clip")
-    return ExportResult(spec_path, npz_path, len(spec.layers), lambdas, len(data), options, clipped)
+    return ExportResult(spec_path, npz_path, len(spec.layers), lambdas, len(data), options, clipped, calibration)
+
+
+def _calibrated(doc: dict[str, Any], norms: dict, folder: Path, spec_path: Path, data: Dataset, options: ExportOptions):
+    """Bias calibration (:mod:`.calibrate`) of the normalized document: the λs with each population's
+    ``bias_correction``, and the document with ``source.normalization.bias_correction`` saying how."""
+    import dataclasses
+
+    from .calibrate import calibrate_biases
+
+    spec = _validated(lambda: load_spec_data(with_normalization(doc, norms), folder, str(spec_path)), spec_path)
+    x = data.x[:options.bias_samples]
+    report = None
+    if options.progress:
+        def report(done: int, total: int) -> None:
+            print(f"netspec export: bias calibration at T = {options.bias_steps} on {len(x)} samples: layer {done}/{total}",
+                  file=sys.stderr, flush=True)
+    corrections = calibrate_biases(spec, x, options.bias_steps, progress=report)
+    norms = {name: dataclasses.replace(norm, bias_correction=tuple(float(v) for v in corrections[name]))
+             if name in corrections else norm for name, norm in norms.items()}
+    source = {**doc["source"], "normalization": {**doc["source"]["normalization"],
+                                                 "bias_correction": {"steps": options.bias_steps, "samples": len(x)}}}
+    return norms, {**doc, "source": source}
 
 
 def export_model(model_path: str | Path, spec_path: str | Path, calibration: str | Path, **options: Any) -> Path:
@@ -213,8 +254,9 @@ def _document(spec_path: Path, model_name: str, graph, result: Translation, data
         "weights": weights,
         "input": {"shape": list(data.sample_shape), "range": list(value_range), "encoding": options.encoding,
                   **(POISSON if options.encoding == "poisson" else {})},
-        "simulation": {"dt": DT, "duration": options.duration},
-        "neuron": dict(NEURON),
+        "simulation": {"dt": DT, "duration": options.duration,
+                       **({"readout": options.readout} if options.readout != "spike_count" else {})},
+        "neuron": {**NEURON, **({"initial": float(options.initial)} if options.initial else {})},
         "layers": _quantized_initial(layer_entries(result.layers), options.quantized_initial),
     }
 

@@ -76,10 +76,14 @@ def normalization_entry(norm: Normalization, provenance: Mapping[str, Any], samp
     ``samples``: ``source.calibration.samples``)."""
     entry: dict[str, Any] = {"lambda": list(norm.lam) if norm.per_channel else norm.lam}
     how = {key: value for key, value in (("method", norm.method), ("percentile", norm.percentile)) if value is not None}
-    if how and how != dict(provenance):
+    said = {key: value for key, value in provenance.items() if key in ("method", "percentile")}
+    if how and how != said:
         entry.update(how)
     if norm.samples is not None and norm.samples != samples:
         entry["samples"] = norm.samples
+    if norm.bias_correction is not None:
+        c = norm.bias_correction
+        entry["bias_correction"] = list(c) if isinstance(c, tuple) else c
     return entry
 
 

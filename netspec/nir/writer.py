@@ -417,6 +417,9 @@ def build_graph(spec: Spec, *, approximate: bool = False):
     for layer in spec.layers:
         if layer.normalization is not None and layer.normalization.per_channel:
             raise NetspecError(f"layer '{layer.name}': lambda per channel cannot be written to NIR yet (give one number)")
+        if layer.normalization is not None and layer.normalization.bias_correction is not None:
+            raise NetspecError(f"layer '{layer.name}': normalization.bias_correction cannot be written to NIR yet (delete it "
+                               "from a copy of the spec, or export without --calibrate-bias)")
     g = _Graph(spec, approximate)
     for name in spec.order:
         layer = spec.layer(name)

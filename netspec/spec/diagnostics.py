@@ -67,6 +67,7 @@ CODES: Mapping[str, str] = {
     "NS510": "input encoding does not fit the first layers",
     "NS511": "per-channel lambda does not match the layer's channels",
     "NS512": "a channel read by a layer has several lambdas",
+    "NS513": "bias correction does not fit the layer",
     # resources (estimated before anything is allocated; see netspec/spec/resources.py)
     "NS601": "more time steps per sample than the limit (--max-steps)",
     "NS602": "estimated memory above the limit (--max-memory)",

@@ -402,6 +402,31 @@ def rule_normalization(ctx: Context) -> None:
                 break
 
 
+def rule_bias_correction(ctx: Context) -> None:
+    """``normalization.bias_correction``: finite numbers, one or one per output channel, on a layer with neurons
+    of its own (a hidden linear layer has none; its add gets the correction)."""
+    output = ctx.order[-1] if ctx.order else None
+    for layer in ctx.layers:
+        corr = None if layer.normalization is None else layer.normalization.bias_correction
+        if corr is None:
+            continue
+        where = ctx.lpath(layer.name, "normalization", "bias_correction")
+        if layer.role is not Role.POPULATION or (output is not None and hidden_linear(layer, output)):
+            what = "a hidden linear layer has no neurons (correct the add it feeds)" if layer.role is Role.POPULATION \
+                else f"a {layer.type} layer has no neurons"
+            ctx.rep.add("NS513", f"bias_correction: {what}", where)
+            continue
+        values = corr if isinstance(corr, tuple) else (corr,)
+        bad = [k for k, v in enumerate(values) if not math.isfinite(v)]
+        if bad:
+            ctx.rep.add("NS513", f"bias_correction must be finite numbers, got {values[bad[0]]}",
+                        where + ((bad[0],) if isinstance(corr, tuple) else ()))
+            continue
+        if isinstance(corr, tuple) and layer.name in ctx.shapes and len(corr) != ctx.shapes[layer.name][-1]:
+            ctx.rep.add("NS513", f"bias_correction has {len(corr)} values, the layer has {ctx.shapes[layer.name][-1]} "
+                        "channels (give one number, or one per channel)", where)
+
+
 def rule_channel_lambdas(ctx: Context) -> None:
     """Per-channel factors: one per output channel; within one channel a single factor wherever a kernel,
     a pooling window or a gate reads it (a concatenation along a spatial axis of branches with different
@@ -462,4 +487,5 @@ RULES: tuple[Callable[[Context], None], ...] = (
     rule_tensors,
     rule_normalization,
     rule_channel_lambdas,
+    rule_bias_correction,
 )

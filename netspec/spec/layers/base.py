@@ -77,18 +77,24 @@ class TensorRef:
 
 @dataclass(frozen=True)
 class Normalization:
-    """The layer's factor lambda (a float, or a tuple with one per output channel) and how it was obtained."""
+    """The layer's factor lambda (a float, or a tuple with one per output channel), how it was obtained, and
+    the bias correction of bias calibration (activation units, a float or one per output channel: the builder
+    uses ``(bias + bias_correction) / lambda``; the ANN reference ignores it)."""
 
     lam: float | tuple[float, ...]
     method: str | None = None
     percentile: float | None = None
     samples: int | None = None
+    bias_correction: float | tuple[float, ...] | None = None
 
     @classmethod
     def from_yaml(cls, raw: dict) -> "Normalization":
         lam = raw["lambda"]
         lam = tuple(float(v) for v in lam) if isinstance(lam, (list, tuple)) else float(lam)
-        return cls(lam, raw.get("method"), raw.get("percentile"), raw.get("samples"))
+        corr = raw.get("bias_correction")
+        if corr is not None:
+            corr = tuple(float(v) for v in corr) if isinstance(corr, (list, tuple)) else float(corr)
+        return cls(lam, raw.get("method"), raw.get("percentile"), raw.get("samples"), corr)
 
     @property
     def per_channel(self) -> bool:
@@ -99,6 +105,9 @@ class Normalization:
         for key in ("method", "percentile", "samples"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.bias_correction is not None:
+            c = self.bias_correction
+            out["bias_correction"] = list(c) if isinstance(c, tuple) else c
         return out
 
 
