@@ -124,9 +124,29 @@ def test_spiking_softmax(tmp_path, timing):
 
 
 def test_membrane_readout_refuses_an_output_refractory_period(tmp_path):
+    """Refused by the validator (NS508), before any build; an inherited one names where to override it."""
     doc = _chain(2, 8, "membrane", layer_neuron={1: {"refractory": "2 ms"}})
-    with pytest.raises(NetspecError, match="layer 'd1'.*refractory"):
-        build(load_spec_data(doc, tmp_path), tmp_path / "b")
+    with pytest.raises(SpecError) as info:
+        load_spec_data(doc, tmp_path)
+    (d,) = info.value.diagnostics
+    assert (d.code, d.path[-2:]) == ("NS508", ("neuron", "refractory")) and "output layer 'd1'" in d.message
+    doc = _chain(2, 8, "membrane", neuron={"refractory": "2 ms"})
+    with pytest.raises(SpecError) as info:
+        load_spec_data(doc, tmp_path)
+    (d,) = info.value.diagnostics
+    assert (d.code, d.path) == ("NS508", ("neuron", "refractory"))
+    assert d.message.endswith("give it refractory: '0 ms' in its own neuron block")
+    doc["layers"][-1]["neuron"] = {"refractory": "0 ms"}
+    assert build(load_spec_data(doc, tmp_path), tmp_path / "b").script.exists()
+
+
+def test_membrane_readout_records_every_neuron(tmp_path):
+    """record_neurons (netspec run's plots) with an output that does not spike: its counts are zeros (found by
+    tests/property: the spike monitor on the output failed)."""
+    built = build(load_spec_data(_chain(2, 8, "membrane"), tmp_path), tmp_path / "b")
+    sim = simulate(built, X, record_neurons=True)
+    assert sim.neuron_counts["d1"].shape == (len(X), 2) and not sim.neuron_counts["d1"].any()
+    assert sim.neuron_counts["d0"].sum() > 0
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -125,8 +125,13 @@ def rule_one_output(ctx: Context) -> None:
         ctx.order = None
         return
     # the output last, so spec.order[-1] names it
-    ctx.order.remove(sinks[0].name)
-    ctx.order.append(sinks[0].name)
+    out = sinks[0]
+    ctx.order.remove(out.name)
+    ctx.order.append(out.name)
+    if out.role is not Role.POPULATION:
+        kinds = ", ".join(t for t, cls in LAYER_TYPES.items() if cls.role is Role.POPULATION)
+        ctx.rep.add("NS209", f"the output layer '{out.name}' is {out.type}, which has no neurons to read out; end the "
+                    f"network with a layer that has them ({kinds})", ctx.lpath(out.name, "type"))
 
 
 def _rule_clip(ctx: Context, layer, output: str) -> None:
@@ -325,6 +330,52 @@ def rule_neurons(ctx: Context) -> None:
             ctx.neurons[name] = params
 
 
+def _euler_steps(ctx: Context, layer, params: NeuronParams, where) -> None:
+    """Exponential synapses (and a leak beside them) are integrated with forward Euler, which needs each time
+    constant longer than dt."""
+    if ctx.dt is None or params.synapse != "exponential":
+        return
+    dt = ctx.data["simulation"]["dt"]
+    for key, why in (("tau_syn", "exponential synapses are integrated with forward Euler"),
+                     ("tau_m", "a leaky neuron with exponential synapses is integrated with forward Euler")):
+        tau = getattr(params, key)
+        if key == "tau_m" and params.model != "lif":
+            continue
+        if not tau.value > ctx.dt:
+            path = where(key)
+            if path not in ctx.reported:
+                ctx.reported.add(path)
+                ctx.rep.add("NS513", f"{key} {tau.text!r} must be longer than dt {dt!r} ({why})"
+                            + ("" if path[:1] == ("layers",) else f"; layer '{layer.name}' uses it"), path)
+            return
+
+
+def rule_integration(ctx: Context) -> None:
+    """What the simulation of each layer of neurons needs of its parameters and dt (forward Euler), and a
+    membrane read-out of an output layer that cannot have a refractory period (it does not spike)."""
+    if ctx.order is None or ctx.dt is None:
+        return
+    output = ctx.order[-1]
+    defaults = ctx.data.get("neuron", {})
+    for layer in ctx.layers:
+        params = ctx.neurons.get(layer.name)
+        if params is None or hidden_linear(layer, output):
+            continue
+        override = layer.neuron or {}
+
+        def where(key, override=override, layer=layer):
+            return ctx.lpath(layer.name, "neuron", key) if key in override else ("neuron", key) if key in defaults else ctx.lpath(layer.name)
+
+        _euler_steps(ctx, layer, params, where)
+        if (layer.name == output and (ctx.data["simulation"].get("readout") == "membrane")
+                and steps_in(params.refractory, ctx.dt) > 0):
+            path = where("refractory")
+            inherited = path[:1] != ("layers",)
+            ctx.rep.add("NS508", f"refractory does not apply to the output layer '{output}' with readout membrane: it "
+                        "does not spike" + ("; give it refractory: '0 ms' in its own neuron block" if inherited
+                                           else "; remove it"), path)
+
+
 # -- shapes ------------------------------------------------------------------------------------
 def rule_shapes(ctx: Context) -> None:
     if ctx.order is None:
@@ -457,6 +508,7 @@ RULES: tuple[Callable[[Context], None], ...] = (
     rule_input,
     rule_analog_input,
     rule_neurons,
+    rule_integration,
     rule_shapes,
     rule_resources,
     rule_tensors,
