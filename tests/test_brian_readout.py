@@ -184,3 +184,13 @@ def test_softmax_in_the_binary_is_seeded_per_run(tmp_path):
     assert_same_results(a, b)
     assert not np.array_equal(a.out_steps, c.out_steps)
     np.testing.assert_array_equal(a.predictions(), X.argmax(axis=1))
+
+
+def test_membrane_readout_of_a_network_where_nothing_spikes(tmp_path):
+    """Analog input straight into an output read by its membrane: no layer spikes, and the generated script
+    still has a body for its neuron monitors (found by tests/property: an empty ``if`` block)."""
+    doc = _chain(1, 6, "membrane")
+    built = build(load_spec_data(doc, tmp_path), tmp_path / "b")
+    compile(built.script.read_text(), str(built.script), "exec")
+    sim = simulate(built, X, record_neurons=True)
+    assert not sim.neuron_counts["d0"].any() and sim.v_steps.shape == (len(X), 6, 2)

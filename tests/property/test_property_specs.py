@@ -27,8 +27,11 @@ from netspec.spec import load as spec_load
 from netspec.spec import rules
 from test_brian_support import assert_same_results, rate_bounds, reference_rates
 
-#: Refusals the builder makes itself too (plan.py), and the rule that reports them first.
-MIRRORED = {"NS510": rules.rule_analog_input, "NS512": rules.rule_channel_lambdas}
+#: Refusals the builder makes itself too (plan.py): the rule that reports them first, and which of its
+#: diagnostics the builder mirrors. (NS510 also refuses a concatenation or an add reading the analog input,
+#: which the builder has no refusal of its own for: those the validator alone decides.)
+MIRRORED = {"NS510": (rules.rule_analog_input, lambda d: d.message.endswith("is maxpool2d (use poisson encoding)")),
+            "NS512": (rules.rule_channel_lambdas, lambda d: True)}
 
 
 def _validate(doc, base):
@@ -46,7 +49,7 @@ def _without(rule, doc, base, monkeypatch):
     return spec
 
 
-@settings(max_examples=examples(1.2))
+@settings(max_examples=examples(0.8))
 @given(spec_documents(wild=True))
 def test_validate_accepts_exactly_what_builds(case):
     doc, x = case
@@ -59,8 +62,9 @@ def test_validate_accepts_exactly_what_builds(case):
                 assert d.where, f"{d.code}: no location: {d.message}"
             first = diagnostics[0]
             note(first.text())
-            if first.code in MIRRORED and len(diagnostics) == 1:
-                lenient = _without(MIRRORED[first.code], doc, tmp, monkeypatch)
+            rule, mirrored = MIRRORED.get(first.code, (None, None))
+            if rule is not None and len(diagnostics) == 1 and mirrored(first):
+                lenient = _without(rule, doc, tmp, monkeypatch)
                 if lenient is not None:
                     CASES["builder-refusal-mirrored"] += 1
                     with pytest.raises(NetspecError):
@@ -72,7 +76,7 @@ def test_validate_accepts_exactly_what_builds(case):
             assert built.script.exists()
 
 
-@settings(max_examples=examples(0.35))
+@settings(max_examples=examples(0.08))
 @given(spec_documents(wild=False))
 def test_kernel_and_unrolled_synapses_spike_alike(case):
     doc, x = case
@@ -91,7 +95,7 @@ def test_kernel_and_unrolled_synapses_spike_alike(case):
 T = 200
 
 
-@settings(max_examples=examples(0.15))
+@settings(max_examples=examples(0.06))
 @given(calibrated_documents())
 def test_rates_match_the_reference_within_the_rate_bound(case):
     doc, x = case
