@@ -1,4 +1,5 @@
-"""Hypothesis profiles of the property suite, and the count of generated cases in the closing summary.
+"""The count of generated cases in the closing summary. The Hypothesis profiles of the property suite are
+registered in ``tests/conftest.py`` (they must exist before ``--hypothesis-profile`` is read, whichever tests run):
 
 ``ci`` (the default): a fixed number of examples per test, derandomized, so the suite takes the same cases
 every run and fits CI (it is sized to run in well under 3 minutes on one busy core). ``nightly``
@@ -6,17 +7,9 @@ every run and fits CI (it is sized to run in well under 3 minutes on one busy co
 Each test asks :func:`examples` for its share of the profile's ``max_examples``."""
 from __future__ import annotations
 
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
 import graphs
-
-_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
-          HealthCheck.function_scoped_fixture]
-settings.register_profile("ci", max_examples=100, deadline=None, derandomize=True, suppress_health_check=_QUIET,
-                          print_blob=True)
-settings.register_profile("nightly", max_examples=2000, deadline=None, suppress_health_check=_QUIET, print_blob=True)
-if settings.get_current_profile_name() == "default":
-    settings.load_profile("ci")
 
 
 def pytest_terminal_summary(terminalreporter):
