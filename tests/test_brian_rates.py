@@ -57,6 +57,13 @@ def _nets():
             {"name": "mp2", "type": "maxpool2d", "pool_size": 2},
             {"name": "f", "type": "flatten"},
             {"name": "out", "type": "dense", "units": 3, "kernel": r(2 * 2 * 2, 3, scale=0.5, shift=0.1), "activation": "softmax"}]),
+        # the analog input read by a concatenation beside a population, and by an add (found by tests/property)
+        "analog-concat-add": ((6,), [
+            {"name": "a", "type": "dense", "units": 3, "kernel": r(6, 3), "bias": r(3, scale=0.1, shift=0.1), "activation": "relu"},
+            {"name": "cat", "type": "concatenate", "inputs": ["x", "a"]},
+            {"name": "c", "type": "dense", "units": 6, "kernel": r(9, 6, scale=0.3, shift=0.1), "bias": r(6, scale=0.1, shift=0.1), "activation": "relu"},
+            {"name": "sum", "type": "add", "inputs": ["x", "c"], "activation": "relu"},
+            {"name": "out", "type": "dense", "units": 2, "kernel": r(6, 2, shift=0.2), "activation": "softmax"}]),
     }
 
 

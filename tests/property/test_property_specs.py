@@ -29,9 +29,8 @@ from netspec.spec import rules
 from test_brian_support import assert_same_results, rate_bounds, reference_rates
 
 #: Refusals the builder makes itself too (plan.py): the rule that reports them first, and which of its
-#: diagnostics the builder mirrors. (NS510 also refuses a concatenation or an add reading the analog input,
-#: which the builder has no refusal of its own for: those the validator alone decides.)
-MIRRORED = {"NS510": (rules.rule_analog_input, lambda d: d.message.endswith("is maxpool2d (use poisson encoding)")),
+#: diagnostics the builder mirrors (all, now that a concatenation or an add may read the analog input).
+MIRRORED = {"NS510": (rules.rule_analog_input, lambda d: True),
             "NS512": (rules.rule_channel_lambdas, lambda d: True)}
 
 
