@@ -10,7 +10,7 @@ import numpy as np
 
 from .context import Context
 from .layers import LAYER_TYPES, Analog, Role, ShapeError, ZeroPad2D
-from .model import NEURON_DEFAULTS, NeuronParams, hidden_linear, lam_per_neuron
+from .model import NEURON_DEFAULTS, NeuronParams, hidden_linear, lam_per_neuron, window_members
 from .resources import check_indices, check_memory, check_steps, estimate
 from .tensors import rule_tensors
 from .units import (DIMENSIONLESS, FREQUENCY, TIME, VOLTAGE, Quantity, QuantityError, dimension_word, parse_quantity,
@@ -454,10 +454,9 @@ def rule_normalization(ctx: Context) -> None:
 
 
 def rule_channel_lambdas(ctx: Context) -> None:
-    """Per-channel factors: one per output channel; within one channel a single factor wherever a kernel,
-    a pooling window or a gate reads it (a concatenation along a spatial axis of branches with different
-    factors has none). Average pooling may rescale its channels differently: its kernel holds one weight per
-    window and channel."""
+    """Per-channel factors: one per output channel; a max-pooling window's members share one factor. Kernels
+    and average pooling take every source neuron's own (average pooling holds one weight per window and
+    channel)."""
     if ctx.order is None or any(n not in ctx.shapes for n in ctx.order):
         return
     for layer in ctx.layers:
@@ -468,31 +467,27 @@ def rule_channel_lambdas(ctx: Context) -> None:
                 ctx.rep.add("NS511", f"lambda has {len(lam)} values, the layer has {channels} channels "
                             "(give one number, or one per channel)", ctx.lpath(layer.name, "normalization", "lambda"))
                 return
-    # with one factor per layer, only a max-pool gate can see two factors within a channel (branches of
-    # different lambdas concatenated along a spatial axis): its counts are compared within a channel
-    per_channel = any(l.normalization is not None and l.normalization.per_channel for l in ctx.layers)
+    # a max-pool gate compares the counts of its window's members, so they must share one factor (a window
+    # across branches of different factors concatenated along a spatial axis has none); every other layer
+    # takes each neuron's factor (the builder scales per source neuron, or per channel of each source node)
     per = {}
-
-    def lams(name):
-        if name not in per:
-            per[name] = lam_per_neuron(ctx.layer(name), ctx.layer, ctx.shapes)
-        return per[name]
-
     for name in ctx.order:
         layer = ctx.layer(name)
-        if layer.role is Role.SOURCE or (layer.role is Role.RELAY and not isinstance(layer, ZeroPad2D)):
+        if layer.role is not Role.GATE:
             continue
-        if not per_channel and layer.role is not Role.GATE:
-            continue
-        for src in layer.inputs:
-            shape = ctx.shapes[src]
-            if len(shape) < 2:
-                continue
-            grid = lams(src).reshape(-1, shape[-1])
-            if np.any(grid != grid[0]):
-                ctx.rep.add("NS512", f"'{src}', which this layer reads, has channels that do not have one lambda each "
-                            "(a concatenation along a spatial axis of branches with different lambdas)", ctx.lpath(name, "inputs"))
-                return
+        src = layer.inputs[0]
+        if src not in per:
+            per[src] = lam_per_neuron(ctx.layer(src), ctx.layer, ctx.shapes, pad=np.nan).reshape(ctx.shapes[src])
+        taps = window_members(per[src], layer)
+        lo, hi = np.fmin.reduce(taps, axis=0), np.fmax.reduce(taps, axis=0)
+        bad = np.argwhere(lo < hi)
+        if bad.size:
+            r, c, k = (int(v) for v in bad[0])
+            ctx.rep.add("NS512", f"the pooling window at row {r}, column {c}, channel {k} reads neurons of '{src}' with "
+                        f"different lambdas ({lo[r, c, k]:g} and {hi[r, c, k]:g}); max pooling compares their spike "
+                        "counts (a concatenation along a spatial axis of branches with different lambdas)",
+                        ctx.lpath(name, "inputs"))
+            return
 
 
 #: The rules in the order they run.
