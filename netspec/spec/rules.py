@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .context import Context
-from .layers import LAYER_TYPES, Analog, Role, ShapeError, ZeroPad2D
+from .layers import LAYER_TYPES, Analog, Role, ShapeError
 from .model import NEURON_DEFAULTS, NeuronParams, hidden_linear, lam_per_neuron, window_members
 from .resources import check_indices, check_memory, check_steps, estimate
 from .tensors import rule_tensors
@@ -457,7 +457,7 @@ def rule_channel_lambdas(ctx: Context) -> None:
     """Per-channel factors: one per output channel; a max-pooling window's members share one factor. Kernels
     and average pooling take every source neuron's own (average pooling holds one weight per window and
     channel)."""
-    if ctx.order is None or any(n not in ctx.shapes for n in ctx.order):
+    if ctx.order is None or any(n not in ctx.shapes for n in ctx.order) or not ctx.resources_ok:
         return
     for layer in ctx.layers:
         lam = None if layer.normalization is None else layer.normalization.lam
@@ -478,6 +478,8 @@ def rule_channel_lambdas(ctx: Context) -> None:
         src = layer.inputs[0]
         if src not in per:
             per[src] = lam_per_neuron(ctx.layer(src), ctx.layer, ctx.shapes, pad=np.nan).reshape(ctx.shapes[src])
+        if not np.fmax.reduce(per[src], axis=None) > np.fmin.reduce(per[src], axis=None):
+            continue  # one factor throughout
         taps = window_members(per[src], layer)
         lo, hi = np.fmin.reduce(taps, axis=0), np.fmax.reduce(taps, axis=0)
         bad = np.argwhere(lo < hi)
