@@ -3,6 +3,20 @@ import os
 
 import pytest
 
+try:  # the property suite's profiles (tests/property/conftest.py says what each is for)
+    from hypothesis import HealthCheck, settings
+except ImportError:  # pragma: no cover - hypothesis is in the test extra
+    settings = None
+if settings is not None:
+    _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+              HealthCheck.function_scoped_fixture]
+    settings.register_profile("ci", max_examples=100, deadline=None, derandomize=True, suppress_health_check=_QUIET,
+                              print_blob=True)
+    settings.register_profile("nightly", max_examples=2000, deadline=None, suppress_health_check=_QUIET,
+                              print_blob=True)
+    if settings.get_current_profile_name() == "default":
+        settings.load_profile("ci")
+
 
 @pytest.fixture(scope="module")
 def keras_lib():

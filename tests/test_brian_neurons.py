@@ -178,8 +178,9 @@ def test_poisson_input_rates_and_seeds(tmp_path):
     ({"synapse": "exponential", "tau_syn": "1 ms"}, "tau_syn '1 ms' must be longer than dt '1 ms'"),
 ])
 def test_parameters_the_integration_cannot_take(tmp_path, bad, message):
-    from netspec.errors import NetspecError
+    """Refused by the validator (NS513), before any build."""
+    from netspec.spec import SpecError
 
-    spec = load_spec_data(_chain(out_neuron=bad), tmp_path)
-    with pytest.raises(NetspecError, match=message):
-        build(spec, tmp_path / "x")
+    with pytest.raises(SpecError, match=message) as info:
+        load_spec_data(_chain(out_neuron=bad), tmp_path)
+    assert [d.code for d in info.value.diagnostics] == ["NS513"]

@@ -57,6 +57,24 @@ def _nets():
             {"name": "mp2", "type": "maxpool2d", "pool_size": 2},
             {"name": "f", "type": "flatten"},
             {"name": "out", "type": "dense", "units": 3, "kernel": r(2 * 2 * 2, 3, scale=0.5, shift=0.1), "activation": "softmax"}]),
+        # the analog input read by a concatenation beside a population, and by an add (found by tests/property)
+        "analog-concat-add": ((6,), [
+            {"name": "a", "type": "dense", "units": 3, "kernel": r(6, 3), "bias": r(3, scale=0.1, shift=0.1), "activation": "relu"},
+            {"name": "cat", "type": "concatenate", "inputs": ["x", "a"]},
+            {"name": "c", "type": "dense", "units": 6, "kernel": r(9, 6, scale=0.3, shift=0.1), "bias": r(6, scale=0.1, shift=0.1), "activation": "relu"},
+            {"name": "sum", "type": "add", "inputs": ["x", "c"], "activation": "relu"},
+            {"name": "out", "type": "dense", "units": 2, "kernel": r(6, 2, shift=0.2), "activation": "softmax"}]),
+        # branches of different lambdas joined along rows, read by max pooling whose windows stay within a branch and
+        # by a global average (found by tests/property: both were refused, NS512, though the builder builds them)
+        "spatial-concat-lambdas": ((6, 6, 1), [
+            {"name": "c1", "type": "conv2d", "filters": 2, "kernel_size": 3, "padding": "same", "kernel": r(3, 3, 1, 2, scale=0.4, shift=0.2), "bias": r(2, scale=0.05, shift=0.05), "activation": "relu"},
+            {"name": "c2", "type": "conv2d", "inputs": ["x"], "filters": 2, "kernel_size": 3, "padding": "same", "kernel": r(3, 3, 1, 2, scale=0.8, shift=0.5), "activation": "relu"},
+            {"name": "cat", "type": "concatenate", "inputs": ["c1", "c2"], "axis": 0},
+            {"name": "mp", "type": "maxpool2d", "pool_size": 2},
+            {"name": "f", "type": "flatten"},
+            {"name": "ga", "type": "global_avgpool2d", "inputs": ["cat"]},
+            {"name": "both", "type": "concatenate", "inputs": ["f", "ga"]},
+            {"name": "out", "type": "dense", "units": 3, "kernel": r(6 * 3 * 2 + 2, 3, scale=0.3, shift=0.05), "activation": "softmax"}]),
     }
 
 

@@ -217,20 +217,41 @@ SINGLE = {  # layer -> (input shape, encoding)
 }
 
 
+#: Kinds without neurons: a model cannot end with them (NS209), so their case reads them through one more layer.
+NO_NEURONS = {"flatten": lambda L: L.Dense(3), "maxpool_same": lambda L: L.GlobalAveragePooling2D(),
+              "zeropad": lambda L: L.GlobalAveragePooling2D()}
+
+
 @pytest.mark.parametrize("case", sorted(SINGLE))
 def test_single_layer(tmp_path, keras, case):
     make, shape, encoding = SINGLE[case]
     inp = keras.Input(shape)
-    model = randomize(keras, keras.Model(inp, make(keras.layers)(inp)))
+    out = make(keras.layers)(inp)
+    if case in NO_NEURONS:
+        out = NO_NEURONS[case](keras.layers)(out)
+    model = randomize(keras, keras.Model(inp, out))
     x = RNG.uniform(0, 1, (6, *shape)).astype(np.float32)
     spec = export(tmp_path, model, x, encoding=encoding)
-    assert len(spec.layers) == 2
+    assert len(spec.layers) == (3 if case in NO_NEURONS else 2)
     assert_reproduces(spec, model, x)
+
+
+def test_output_without_neurons_is_refused_by_name(tmp_path, keras):
+    """A model ending in a layer without neurons exported without complaint and then could not be built (found by
+    tests/property); the validator's refusal names the layer, and nothing is written."""
+    inp = keras.Input((4, 4, 1))
+    model = keras.Model(inp, keras.layers.Flatten(name="flat")(keras.layers.Conv2D(2, 2, activation="relu")(inp)))
+    with pytest.raises(NetspecError) as e:
+        export(tmp_path, model, RNG.uniform(size=(3, 4, 4, 1)))
+    assert str(e.value) == (f"{tmp_path / 'net.yaml'}: the output layer 'flat' is flatten, which has no neurons to read "
+                            "out; end the network with a layer that has them (dense, conv2d, depthwise_conv2d, avgpool2d, "
+                            "global_avgpool2d, add)")
+    assert files(tmp_path) == {"m.keras", "cal.npz"}
 
 
 def test_analog_input_into_maxpool_is_explained(tmp_path, keras):
     inp = keras.Input((4, 4, 1))
-    model = keras.Model(inp, keras.layers.MaxPooling2D()(inp))
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.MaxPooling2D()(inp))))
     with pytest.raises(NetspecError) as e:
         export(tmp_path, model, RNG.uniform(size=(3, 4, 4, 1)))
     assert "(use poisson encoding)" in str(e.value)

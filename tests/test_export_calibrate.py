@@ -130,7 +130,7 @@ def test_bad_bias_correction_is_located(tmp_path, layer, value, message):
     with pytest.raises(SpecError) as e:
         load_spec_data(doc, tmp_path)
     first = e.value.diagnostics[0]
-    assert (first.code, first.message) == ("NS513", message)
+    assert (first.code, first.message) == ("NS514", message)
     assert tuple(first.path) == ("layers", index, "normalization", "bias_correction")
 
 

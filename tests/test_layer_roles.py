@@ -54,11 +54,12 @@ def test_roles_are_consistent():
     for name, kind in KINDS:
         # only populations compute a weighted sum, and only kinds with weights or an average do
         assert not kind.macs or kind.role is Role.POPULATION, name
-        # what the analog input can drive is a weighted kind of one input
+        # what the analog input can drive computes a weighted sum, an average or a sum (its current); what
+        # passes it on only re-indexes it (a concatenation joins it with other branches)
         if kind.analog is Analog.DRIVEN:
-            assert kind.macs and kind.arity == (1, 1), name
+            assert kind.macs and kind.role is Role.POPULATION, name
         if kind.analog is Analog.PASSES:
-            assert kind.role is Role.RELAY and kind.arity == (1, 1), name
+            assert kind.role is Role.RELAY, name
         if kind.sums_inputs:
             assert kind.role is Role.POPULATION and kind.arity[1] is None, name
         # an activation can be set exactly where the schema allows one

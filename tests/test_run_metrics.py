@@ -99,6 +99,9 @@ def test_analog_input_macs_and_operations_per_step():
     assert steps["image"].tolist() == [[3136, 0, 0, 0, 0]] * 2 and steps["conv1"].sum() == 10
     tiny = load_spec(SPECS / "tiny-dense.yaml")
     assert metrics.analog_input_macs(tiny) == 4 * 3
+    # the input beside a branch of neurons: only the connections from the input's elements are its current's
+    mixed = load_spec(Path(__file__).parent / "spec" / "valid" / "analog-into-concat-and-add.yaml")
+    assert metrics.analog_input_macs(mixed) == 2 * 2 + 2 * 2 + 2  # h from x; d from cat's x half; sum from x
 
 
 def test_pearson():

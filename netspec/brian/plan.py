@@ -300,16 +300,6 @@ def handles(kind: type[Layer]) -> bool:
                                 and kern.handles(kind))
 
 
-def _check_params(spec: Spec, name: str, p: NeuronParams) -> None:
-    dt = spec.simulation.dt.value
-    if p.synapse == "exponential" and not p.tau_syn.value > dt:
-        raise NetspecError(f"layer '{name}': tau_syn {p.tau_syn.text!r} must be longer than dt {spec.simulation.dt.text!r} "
-                           "(exponential synapses are integrated with forward Euler)")
-    if p.synapse == "exponential" and p.model == "lif" and not p.tau_m.value > dt:
-        raise NetspecError(f"layer '{name}': tau_m {p.tau_m.text!r} must be longer than dt {spec.simulation.dt.text!r} "
-                           "(a leaky neuron with exponential synapses is integrated with forward Euler)")
-
-
 def make_plan(spec: Spec, steps: int | None = None, connectivity: str = KERNEL) -> Plan:
     """Decide the SNN for ``spec`` (see the module docstring). ``steps`` overrides the time steps per
     sample; ``connectivity`` says how projections are simulated: ``'kernel'`` (from the kernels; projections
@@ -320,14 +310,9 @@ def make_plan(spec: Spec, steps: int | None = None, connectivity: str = KERNEL) 
     dt = spec.simulation.dt.value
     if spec.simulation.read_by not in READOUTS:
         raise NetspecError(f"simulation.readout: expected one of {', '.join(READOUTS)}, not {spec.simulation.readout!r}")
+    # what depends on the spec alone (an output with neurons, time constants longer than dt, no refractory
+    # membrane read-out) the validator has checked: NS209, NS513, NS508
     out_name = spec.order[-1]
-    out_layer = spec.layer(out_name)
-    if out_layer.role is not Role.POPULATION:
-        raise NetspecError(f"layer '{out_name}': the output layer must have neurons (it is {out_layer.type}); "
-                           "end the network with a dense, convolution, pooling-average or add layer")
-    if spec.simulation.read_by == MEMBRANE and steps_in(spec.neurons[out_name].refractory, dt) > 0:
-        raise NetspecError(f"layer '{out_name}': with readout membrane the output layer does not spike, so its "
-                           "refractory period means nothing; remove it")
     inp = spec.input_layer
     encoding = spec.input.encoding
     input_size = int(np.prod(spec.input.shape))
@@ -345,7 +330,6 @@ def make_plan(spec: Spec, steps: int | None = None, connectivity: str = KERNEL) 
             order.append(name)
         elif spec.is_population(layer):
             params = spec.neurons[name]
-            _check_params(spec, name, params)
             lam = spec.lam_per_neuron(layer)
             pop = Population(name, layer.type, tuple(spec.shapes[name]), params, lam, np.zeros(int(np.prod(spec.shapes[name]))))
             # unrolled synapses: the option, and projections with a delay (a kernel scatter has no spike queue)

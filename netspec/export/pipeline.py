@@ -296,7 +296,8 @@ def _validated(load, spec_path: Path):
         return load()
     except SpecError as exc:
         first = exc.diagnostics[0] if exc.diagnostics else None
-        if first is not None and (first.code == "NS510" or first.code.startswith("NS6")):  # a choice the user can change
+        # a choice the user can change: the encoding, the limits, what the model ends with
+        if first is not None and (first.code in ("NS209", "NS510") or first.code.startswith("NS6")):
             raise NetspecError(f"{spec_path}: {first.message}") from exc
         raise NetspecError(f"{spec_path}: internal error: the exported spec does not validate ({exc}); please report this") from exc
 

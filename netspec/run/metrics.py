@@ -18,7 +18,7 @@ from typing import Mapping
 import numpy as np
 
 from ..brian.runner import ranking  # noqa: F401  (the read-out rule: one definition, shared with build folders)
-from ..spec.layers import Analog
+from ..spec.layers import Analog, Concatenate, ZeroPad2D
 
 
 def top_k_accuracy(order: np.ndarray, labels: np.ndarray, k: int) -> float:
@@ -116,18 +116,42 @@ def ann_macs(spec) -> dict[str, int]:
 
 
 def analog_input_macs(spec) -> int:
-    """Multiply-accumulates of the constant input current of an analog-input network, once per sample:
-    the connections of the layers the input drives (through flatten/zeropad2d). 0 for poisson input,
-    whose spikes are counted as synaptic operations by the simulation itself."""
+    """Multiply-accumulates of the constant input current of an analog-input network, once per sample: the
+    connections that read the input's values, in the layers the input drives (through flatten, zero padding and
+    concatenation; of a layer that also reads spiking branches, only its connections from the input). 0 for
+    poisson input, whose spikes are counted as synaptic operations by the simulation itself."""
     if spec.input.encoding != "analog":
         return 0
-    total, frontier = 0, [spec.input_layer.name]
-    while frontier:
-        for layer in spec.consumers(frontier.pop()):
-            if layer.analog is Analog.PASSES:
-                frontier.append(layer.name)
-            elif layer.macs:
-                total += int(layer.connections(spec.in_shapes(layer)))
+    from ..brian import connectivity as conn
+    from ..brian.kernels import kernel_projection
+
+    inp = spec.input_layer.name
+    # per layer the input reaches, which elements of its output carry the input's values
+    carries = {inp: np.ones(int(np.prod(spec.shapes[inp])), dtype=bool)}
+    total = 0
+    for name in spec.order:
+        layer = spec.layer(name)
+        if name == inp or not any(i in carries for i in layer.inputs):
+            continue
+        masks = [carries.get(i, np.zeros(int(np.prod(spec.shapes[i])), dtype=bool)) for i in layer.inputs]
+        in_shapes = spec.in_shapes(layer)
+        if layer.analog is Analog.PASSES:
+            if isinstance(layer, Concatenate):
+                out = np.zeros(int(np.prod(spec.shapes[name])), dtype=bool)
+                for mask, pos in zip(masks, conn.concat_sources(in_shapes, layer.resolved_axis(len(in_shapes[0])))):
+                    out[pos] = mask
+            elif isinstance(layer, ZeroPad2D):  # its zeros count as the input's where all of it is the input's
+                src = conn.zeropad_source(in_shapes[0], layer.padding)
+                out = np.where(src >= 0, masks[0][np.maximum(src, 0)], masks[0].all())
+            else:
+                out = masks[0]
+            carries[name] = out
+        elif layer.analog is Analog.DRIVEN:
+            if layer.sums_inputs:  # one connection per element of every input
+                total += int(sum(m.sum() for m in masks))
+            else:
+                fan = kernel_projection(layer, in_shapes[0], spec).fanout_per_position()
+                total += int(fan[masks[0]].sum())
     return total
 
 

@@ -32,6 +32,7 @@ class Context:
     resources_ok: bool = True  # the network fits the limits (otherwise its tensors are not read)
     graph_ok: bool = True
     input_ok: bool = True  # the input block can be used to infer shapes
+    reported: set = field(default_factory=set)  # paths a rule already reported, where several layers share one
 
     def lpath(self, name: str, *rest) -> tuple:
         return ("layers", self.index[name], *rest)

@@ -36,6 +36,7 @@ CODES: Mapping[str, str] = {
     "NS206": "wrong number of inputs for the layer type",
     "NS207": "activation (or its clip or levels) not allowed here",
     "NS208": "input layer misplaced",
+    "NS209": "the output layer has no neurons",
     # shapes
     "NS301": "input shape does not fit the layer",
     "NS302": "kernel or pool larger than its input",
@@ -67,7 +68,8 @@ CODES: Mapping[str, str] = {
     "NS510": "input encoding does not fit the first layers",
     "NS511": "per-channel lambda does not match the layer's channels",
     "NS512": "a channel read by a layer has several lambdas",
-    "NS513": "bias correction does not fit the layer",
+    "NS513": "time constant not longer than dt where forward Euler integrates it",
+    "NS514": "bias correction does not fit the layer",
     # resources (estimated before anything is allocated; see netspec/spec/resources.py)
     "NS601": "more time steps per sample than the limit (--max-steps)",
     "NS602": "estimated memory above the limit (--max-memory)",

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .layers import Concatenate, Flatten, Layer, Role, Shape, TensorRef
+from .layers import Concatenate, Flatten, Layer, MaxPool2D, Role, Shape, TensorRef, ZeroPad2D
 from .units import Quantity, parse_quantity, steps_in
 
 #: Neuron parameter defaults (the paper's IF neuron, dimensionless, reset by subtraction).
@@ -269,22 +269,50 @@ def own_lam(layer: Layer) -> float | np.ndarray:
     return np.asarray(lam, dtype=np.float64) if isinstance(lam, tuple) else lam
 
 
-def lam_per_neuron(layer: Layer, get_layer, shapes: Mapping[str, Shape]) -> np.ndarray:
+def lam_per_neuron(layer: Layer, get_layer, shapes: Mapping[str, Shape], pad: float | None = None) -> np.ndarray:
     """The factor of every element of ``layer``'s output, flat channels-last (float64 [size]); ``get_layer``
-    maps a name to its layer. Index-only layers and max pooling carry their inputs' factors element by
-    element (a concatenation joins its branches'); each channel of zero padding and max pooling carries its
-    input channel's factor (the first element's: rule_channel_lambdas checks that a channel has one)."""
+    maps a name to its layer. Index-only layers carry their inputs' factors element by element (a concatenation
+    joins its branches', zero padding keeps its input's where it copies it); the zeros of zero padding get
+    ``pad``, or where it is None the factor of their channel's first element; a max-pooling gate carries the
+    factor of its window's members (rule_channel_lambdas checks that they share one)."""
     shape = tuple(shapes[layer.name])
     size = int(np.prod(shape))
     if layer.normalization is None and layer.role in (Role.RELAY, Role.GATE):
-        parts = [lam_per_neuron(get_layer(i), get_layer, shapes).reshape(shapes[i]) for i in layer.inputs]
+        parts = [lam_per_neuron(get_layer(i), get_layer, shapes, pad).reshape(shapes[i]) for i in layer.inputs]
         if isinstance(layer, Concatenate):
             return np.concatenate(parts, axis=layer.resolved_axis(len(shape))).ravel()
         if isinstance(layer, Flatten):
             return parts[0].ravel()
+        if isinstance(layer, ZeroPad2D):
+            (t, b), (l, r) = layer.padding
+            fill = parts[0].reshape(-1, shape[-1])[0] if pad is None else np.full(shape[-1], pad)
+            out = np.broadcast_to(fill, shape).copy()
+            out[t:t + parts[0].shape[0], l:l + parts[0].shape[1]] = parts[0]
+            return out.ravel()
+        if isinstance(layer, MaxPool2D):
+            return np.fmax.reduce(window_members(parts[0], layer), axis=0).ravel()
         chans = parts[0].reshape(-1, parts[0].shape[-1])[0]
         return np.tile(chans, size // shape[-1])
     lam = own_lam(layer)
     if np.ndim(lam) == 0:
         return np.full(size, float(lam))
     return np.tile(lam, size // lam.size)
+
+
+def window_members(grid: np.ndarray, layer) -> np.ndarray:
+    """``grid [H, W, C]`` seen through the pooling windows of ``layer``: ``[KH*KW, OH, OW, C]``, one slice per
+    window tap, NaN where a tap falls outside the input (Keras's padding)."""
+    from .layers import conv_geometry
+
+    (h, w, c), (kh, kw), (sh, sw) = grid.shape, layer.pool_size, layer.stride
+    oh, top, _ = conv_geometry(h, kh, sh, layer.pad)
+    ow, left, _ = conv_geometry(w, kw, sw, layer.pad)
+    padded = np.full((h + 2 * kh, w + 2 * kw, c), np.nan)
+    padded[kh:kh + h, kw:kw + w] = grid
+    taps = []
+    for di in range(kh):
+        for dj in range(kw):
+            rows = kh + np.arange(oh) * sh - top + di
+            cols = kw + np.arange(ow) * sw - left + dj
+            taps.append(padded[rows][:, cols])
+    return np.stack(taps)

@@ -9,8 +9,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .context import Context
-from .layers import LAYER_TYPES, Analog, Role, ShapeError, ZeroPad2D
-from .model import NEURON_DEFAULTS, NeuronParams, hidden_linear, lam_per_neuron
+from .layers import LAYER_TYPES, Analog, Role, ShapeError
+from .model import NEURON_DEFAULTS, NeuronParams, hidden_linear, lam_per_neuron, window_members
 from .resources import check_indices, check_memory, check_steps, estimate
 from .tensors import rule_tensors
 from .units import (DIMENSIONLESS, FREQUENCY, TIME, VOLTAGE, Quantity, QuantityError, dimension_word, parse_quantity,
@@ -125,8 +125,13 @@ def rule_one_output(ctx: Context) -> None:
         ctx.order = None
         return
     # the output last, so spec.order[-1] names it
-    ctx.order.remove(sinks[0].name)
-    ctx.order.append(sinks[0].name)
+    out = sinks[0]
+    ctx.order.remove(out.name)
+    ctx.order.append(out.name)
+    if out.role is not Role.POPULATION:
+        kinds = ", ".join(t for t, cls in LAYER_TYPES.items() if cls.role is Role.POPULATION)
+        ctx.rep.add("NS209", f"the output layer '{out.name}' is {out.type}, which has no neurons to read out; end the "
+                    f"network with a layer that has them ({kinds})", ctx.lpath(out.name, "type"))
 
 
 def _rule_clip(ctx: Context, layer, output: str) -> None:
@@ -325,6 +330,52 @@ def rule_neurons(ctx: Context) -> None:
             ctx.neurons[name] = params
 
 
+def _euler_steps(ctx: Context, layer, params: NeuronParams, where) -> None:
+    """Exponential synapses (and a leak beside them) are integrated with forward Euler, which needs each time
+    constant longer than dt."""
+    if ctx.dt is None or params.synapse != "exponential":
+        return
+    dt = ctx.data["simulation"]["dt"]
+    for key, why in (("tau_syn", "exponential synapses are integrated with forward Euler"),
+                     ("tau_m", "a leaky neuron with exponential synapses is integrated with forward Euler")):
+        tau = getattr(params, key)
+        if key == "tau_m" and params.model != "lif":
+            continue
+        if not tau.value > ctx.dt:
+            path = where(key)
+            if path not in ctx.reported:
+                ctx.reported.add(path)
+                ctx.rep.add("NS513", f"{key} {tau.text!r} must be longer than dt {dt!r} ({why})"
+                            + ("" if path[:1] == ("layers",) else f"; layer '{layer.name}' uses it"), path)
+            return
+
+
+def rule_integration(ctx: Context) -> None:
+    """What the simulation of each layer of neurons needs of its parameters and dt (forward Euler), and a
+    membrane read-out of an output layer that cannot have a refractory period (it does not spike)."""
+    if ctx.order is None or ctx.dt is None:
+        return
+    output = ctx.order[-1]
+    defaults = ctx.data.get("neuron", {})
+    for layer in ctx.layers:
+        params = ctx.neurons.get(layer.name)
+        if params is None or hidden_linear(layer, output):
+            continue
+        override = layer.neuron or {}
+
+        def where(key, override=override, layer=layer):
+            return ctx.lpath(layer.name, "neuron", key) if key in override else ("neuron", key) if key in defaults else ctx.lpath(layer.name)
+
+        _euler_steps(ctx, layer, params, where)
+        if (layer.name == output and (ctx.data["simulation"].get("readout") == "membrane")
+                and steps_in(params.refractory, ctx.dt) > 0):
+            path = where("refractory")
+            inherited = path[:1] != ("layers",)
+            ctx.rep.add("NS508", f"refractory does not apply to the output layer '{output}' with readout membrane: it "
+                        "does not spike" + ("; give it refractory: '0 ms' in its own neuron block" if inherited
+                                           else "; remove it"), path)
+
+
 # -- shapes ------------------------------------------------------------------------------------
 def rule_shapes(ctx: Context) -> None:
     if ctx.order is None:
@@ -414,25 +465,24 @@ def rule_bias_correction(ctx: Context) -> None:
         if layer.role is not Role.POPULATION or (output is not None and hidden_linear(layer, output)):
             what = "a hidden linear layer has no neurons (correct the add it feeds)" if layer.role is Role.POPULATION \
                 else f"a {layer.type} layer has no neurons"
-            ctx.rep.add("NS513", f"bias_correction: {what}", where)
+            ctx.rep.add("NS514", f"bias_correction: {what}", where)
             continue
         values = corr if isinstance(corr, tuple) else (corr,)
         bad = [k for k, v in enumerate(values) if not math.isfinite(v)]
         if bad:
-            ctx.rep.add("NS513", f"bias_correction must be finite numbers, got {values[bad[0]]}",
+            ctx.rep.add("NS514", f"bias_correction must be finite numbers, got {values[bad[0]]}",
                         where + ((bad[0],) if isinstance(corr, tuple) else ()))
             continue
         if isinstance(corr, tuple) and layer.name in ctx.shapes and len(corr) != ctx.shapes[layer.name][-1]:
-            ctx.rep.add("NS513", f"bias_correction has {len(corr)} values, the layer has {ctx.shapes[layer.name][-1]} "
+            ctx.rep.add("NS514", f"bias_correction has {len(corr)} values, the layer has {ctx.shapes[layer.name][-1]} "
                         "channels (give one number, or one per channel)", where)
 
 
 def rule_channel_lambdas(ctx: Context) -> None:
-    """Per-channel factors: one per output channel; within one channel a single factor wherever a kernel,
-    a pooling window or a gate reads it (a concatenation along a spatial axis of branches with different
-    factors has none). Average pooling may rescale its channels differently: its kernel holds one weight per
-    window and channel."""
-    if ctx.order is None or any(n not in ctx.shapes for n in ctx.order):
+    """Per-channel factors: one per output channel; a max-pooling window's members share one factor. Kernels
+    and average pooling take every source neuron's own (average pooling holds one weight per window and
+    channel)."""
+    if ctx.order is None or any(n not in ctx.shapes for n in ctx.order) or not ctx.resources_ok:
         return
     for layer in ctx.layers:
         lam = None if layer.normalization is None else layer.normalization.lam
@@ -442,31 +492,29 @@ def rule_channel_lambdas(ctx: Context) -> None:
                 ctx.rep.add("NS511", f"lambda has {len(lam)} values, the layer has {channels} channels "
                             "(give one number, or one per channel)", ctx.lpath(layer.name, "normalization", "lambda"))
                 return
-    # with one factor per layer, only a max-pool gate can see two factors within a channel (branches of
-    # different lambdas concatenated along a spatial axis): its counts are compared within a channel
-    per_channel = any(l.normalization is not None and l.normalization.per_channel for l in ctx.layers)
+    # a max-pool gate compares the counts of its window's members, so they must share one factor (a window
+    # across branches of different factors concatenated along a spatial axis has none); every other layer
+    # takes each neuron's factor (the builder scales per source neuron, or per channel of each source node)
     per = {}
-
-    def lams(name):
-        if name not in per:
-            per[name] = lam_per_neuron(ctx.layer(name), ctx.layer, ctx.shapes)
-        return per[name]
-
     for name in ctx.order:
         layer = ctx.layer(name)
-        if layer.role is Role.SOURCE or (layer.role is Role.RELAY and not isinstance(layer, ZeroPad2D)):
+        if layer.role is not Role.GATE:
             continue
-        if not per_channel and layer.role is not Role.GATE:
-            continue
-        for src in layer.inputs:
-            shape = ctx.shapes[src]
-            if len(shape) < 2:
-                continue
-            grid = lams(src).reshape(-1, shape[-1])
-            if np.any(grid != grid[0]):
-                ctx.rep.add("NS512", f"'{src}', which this layer reads, has channels that do not have one lambda each "
-                            "(a concatenation along a spatial axis of branches with different lambdas)", ctx.lpath(name, "inputs"))
-                return
+        src = layer.inputs[0]
+        if src not in per:
+            per[src] = lam_per_neuron(ctx.layer(src), ctx.layer, ctx.shapes, pad=np.nan).reshape(ctx.shapes[src])
+        if not np.fmax.reduce(per[src], axis=None) > np.fmin.reduce(per[src], axis=None):
+            continue  # one factor throughout
+        taps = window_members(per[src], layer)
+        lo, hi = np.fmin.reduce(taps, axis=0), np.fmax.reduce(taps, axis=0)
+        bad = np.argwhere(lo < hi)
+        if bad.size:
+            r, c, k = (int(v) for v in bad[0])
+            ctx.rep.add("NS512", f"the pooling window at row {r}, column {c}, channel {k} reads neurons of '{src}' with "
+                        f"different lambdas ({lo[r, c, k]:g} and {hi[r, c, k]:g}); max pooling compares their spike "
+                        "counts (a concatenation along a spatial axis of branches with different lambdas)",
+                        ctx.lpath(name, "inputs"))
+            return
 
 
 #: The rules in the order they run.
@@ -482,6 +530,7 @@ RULES: tuple[Callable[[Context], None], ...] = (
     rule_input,
     rule_analog_input,
     rule_neurons,
+    rule_integration,
     rule_shapes,
     rule_resources,
     rule_tensors,

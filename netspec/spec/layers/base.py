@@ -40,9 +40,9 @@ class Role(enum.Enum):
 class Analog(enum.Enum):
     """What a layer kind does when it reads the analog (constant-current) input."""
 
-    #: its input current can be computed from the input values (a weighted sum or an average)
+    #: its input current can be computed from the input values (a weighted sum, an average or a sum)
     DRIVEN = "driven"
-    #: it only re-indexes the input, so its readers decide
+    #: it only re-indexes the input (joined with other branches, for a concatenation), so its readers decide
     PASSES = "passes"
     #: it needs spikes (poisson encoding)
     REFUSES = "refuses"

@@ -99,6 +99,7 @@ class Concatenate(Layer):
     """Join inputs along ``axis`` of the per-sample shape (default -1, channels)."""
 
     type = "concatenate"
+    analog = Analog.PASSES
     arity = (2, None)
     axis: int | None = None
 
@@ -146,6 +147,7 @@ class Add(Layer):
     type = "add"
     role = Role.POPULATION
     sums_inputs = True
+    analog = Analog.DRIVEN
     macs = True
     takes_activation = True
     arity = (2, None)
