@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .layers import Concatenate, Flatten, Layer, MaxPool2D, Role, Shape, TensorRef, ZeroPad2D
+from .layers import Layer, MaxPool2D, Role, Shape
 from .units import Quantity, parse_quantity, steps_in
 
 #: Neuron parameter defaults (the paper's IF neuron, dimensionless, reset by subtraction).
@@ -279,16 +279,19 @@ def lam_per_neuron(layer: Layer, get_layer, shapes: Mapping[str, Shape], pad: fl
     size = int(np.prod(shape))
     if layer.normalization is None and layer.role in (Role.RELAY, Role.GATE):
         parts = [lam_per_neuron(get_layer(i), get_layer, shapes, pad).reshape(shapes[i]) for i in layer.inputs]
-        if isinstance(layer, Concatenate):
-            return np.concatenate(parts, axis=layer.resolved_axis(len(shape))).ravel()
-        if isinstance(layer, Flatten):
-            return parts[0].ravel()
-        if isinstance(layer, ZeroPad2D):
-            (t, b), (l, r) = layer.padding
-            fill = parts[0].reshape(-1, shape[-1])[0] if pad is None else np.full(shape[-1], pad)
-            out = np.broadcast_to(fill, shape).copy()
-            out[t:t + parts[0].shape[0], l:l + parts[0].shape[1]] = parts[0]
-            return out.ravel()
+        sources = layer.sources([shapes[i] for i in layer.inputs])
+        if sources is not None:  # an index-only kind: each element has the factor of the element it copies
+            out = np.full(size, np.nan)
+            for part, src in zip(parts, sources):
+                hit = src >= 0
+                out[hit] = part.ravel()[src[hit]]
+            grid = out.reshape(-1, shape[-1])
+            gaps = np.isnan(grid)
+            if gaps.any():  # elements that copy nothing (zero padding's zeros)
+                first = grid[np.argmax(~gaps, axis=0), np.arange(shape[-1])]
+                fill = first if pad is None else np.full(shape[-1], pad)
+                grid = np.where(gaps, fill[None, :], grid)
+            return grid.ravel()
         if isinstance(layer, MaxPool2D):
             return np.fmax.reduce(window_members(parts[0], layer), axis=0).ravel()
         chans = parts[0].reshape(-1, parts[0].shape[-1])[0]
