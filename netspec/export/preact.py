@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import NetspecError
+from ..spec.layers import AvgPool2D, Concatenate
 from .fold import fold_bn
 from .translate import SpecLayer
 
@@ -42,7 +43,7 @@ def linear_form(layer: SpecLayer, by_name: dict[str, SpecLayer], refuse: Refuse)
     if "kernel" in layer.kind.tensor_fields and layer.is_linear:
         return {"type": layer.type, "fields": dict(layer.fields), "kernel": layer.tensors["kernel"],
                 "bias": layer.tensors.get("bias"), "inputs": list(layer.inputs), "keras": list(layer.keras)}
-    if layer.type == "avgpool2d" and not layer.nonneg:
+    if issubclass(layer.kind, AvgPool2D) and not layer.nonneg:
         src = linear_form(by_name[layer.inputs[0]], by_name, refuse)
         if src is None:
             return None
@@ -66,7 +67,7 @@ def linear_form(layer: SpecLayer, by_name: dict[str, SpecLayer], refuse: Refuse)
 def branches(name: str, by_name: dict[str, SpecLayer]) -> list[SpecLayer]:
     """The layers a tensor is the channel concatenation of, in channel order (itself if not a concatenation)."""
     layer = by_name[name]
-    if layer.type != "concatenate":
+    if not issubclass(layer.kind, Concatenate):
         return [layer]
     return [leaf for i in layer.inputs for leaf in branches(i, by_name)]
 

@@ -231,13 +231,13 @@ class _Translator:
                 raise refuse(node, f"groups={cfg['groups']} is not supported (only 1)")
             if cfg["padding"] not in ("valid", "same"):
                 raise refuse(node, f"padding '{cfg['padding']}' is not supported (valid, same)")
-            fields = {"filters": int(cfg["filters"])} if kind == "conv2d" else {}
+            fields = {"filters": int(cfg["filters"])} if "filters" in cfg else {}  # Conv2D; DepthwiseConv2D has none
             fields["kernel_size"] = [int(v) for v in config_value(cfg, "kernel_size")]
             strides = [int(v) for v in config_value(cfg, "strides", (1, 1))]
             if strides != [1, 1]:
                 fields["strides"] = strides
             fields["padding"] = cfg["padding"]
-            if kind == "depthwise_conv2d" and int(cfg.get("depth_multiplier", 1)) != 1:
+            if int(cfg.get("depth_multiplier", 1)) != 1:  # DepthwiseConv2D's
                 fields["depth_multiplier"] = int(cfg["depth_multiplier"])
         if "bias" in node.weights:
             tensors["bias"] = node.weights["bias"]
