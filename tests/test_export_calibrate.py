@@ -73,7 +73,7 @@ def test_stepped_snn_is_the_built_network(tmp_path, readout):
     mine = simulate(spec, x, 20)
     membrane = readout == "membrane"
     # per-neuron counts need spike monitors, which a non-spiking output cannot have: per layer and sample then
-    sim = brian_simulate(build(spec, tmp_path / "b", BuildOptions(samples_per_run=len(x))), x, record_neurons=not membrane)
+    sim = brian_simulate(build(spec, tmp_path / "b", BuildOptions(samples_per_run=len(x), float32=False)), x, record_neurons=not membrane)
     pops = {"c1", "b1", "b2", "h", "sum", "out"} - ({"out"} if membrane else set())
     assert set(mine.counts) == pops
     for name, counts in mine.counts.items():
