@@ -25,6 +25,10 @@ Rules (each refusal names the Keras layer and its class):
 
 Names: Keras names sanitized into ``^[A-Za-z][A-Za-z0-9_]{0,63}$`` and made unique; a folded chain
 (conv -> BN -> ReLU) keeps the name of its first layer.
+
+One module of some 500 lines: each Keras class has its handler here, and the handlers share one walk's
+state (which spec layer computes each Keras tensor, what may still be merged into it); the pre-activation
+rewrite that needs the whole translated graph is apart, in ``preact.py``.
 """
 from __future__ import annotations
 

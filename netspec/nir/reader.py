@@ -21,6 +21,11 @@ parameters that differ across a layer where the spec has one value (time constan
 factors of a convolution), and a bias into a ``CubaLIF`` unless the graph is netspec's own or
 ``approximate`` is set. Node names become layer names: characters other than letters, digits and ``_``
 become ``_``, a name that does not start with a letter gets ``n_`` in front.
+
+One module of some 950 lines: reading a graph is one pass over its nodes in which every node's meaning
+depends on its neighbours (an Affine before a neuron node, a pool folded into the layer after it, padding
+that becomes a zeropad2d layer), so the node handlers share the walker's state; the per-library
+conventions live apart, in ``convention.py``.
 """
 from __future__ import annotations
 
