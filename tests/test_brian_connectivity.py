@@ -190,8 +190,8 @@ def test_maxpool_over_branches_of_different_lambda(tmp_path):
     np.testing.assert_array_equal(plan.relays["mp"].lam, [1.0, 2.0])
     layers[2]["axis"] = 1
     layers[5]["kernel"] = [[0.5]]
-    with pytest.raises(SpecError, match=r"NS512: layer 'mp' \(layers\[4\]\)\.inputs: 'cat', which this layer reads, has "
-                                         "channels that do not have one lambda each"):
+    with pytest.raises(SpecError, match=r"NS512: layer 'mp' \(layers\[4\]\)\.inputs: the pooling window at row 0, column 0, "
+                                         r"channel 0 reads neurons of 'cat' with different lambdas \(1 and 2\)"):
         load_spec_data(spec_data("mix", (2, 1, 1), layers), tmp_path)
 
 

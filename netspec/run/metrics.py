@@ -18,7 +18,7 @@ from typing import Mapping
 import numpy as np
 
 from ..brian.runner import ranking  # noqa: F401  (the read-out rule: one definition, shared with build folders)
-from ..spec.layers import Analog, Concatenate, ZeroPad2D
+from ..spec.layers import Analog
 
 
 def top_k_accuracy(order: np.ndarray, labels: np.ndarray, k: int) -> float:
@@ -122,7 +122,6 @@ def analog_input_macs(spec) -> int:
     poisson input, whose spikes are counted as synaptic operations by the simulation itself."""
     if spec.input.encoding != "analog":
         return 0
-    from ..brian import connectivity as conn
     from ..brian.kernels import kernel_projection
 
     inp = spec.input_layer.name
@@ -136,15 +135,18 @@ def analog_input_macs(spec) -> int:
         masks = [carries.get(i, np.zeros(int(np.prod(spec.shapes[i])), dtype=bool)) for i in layer.inputs]
         in_shapes = spec.in_shapes(layer)
         if layer.analog is Analog.PASSES:
-            if isinstance(layer, Concatenate):
-                out = np.zeros(int(np.prod(spec.shapes[name])), dtype=bool)
-                for mask, pos in zip(masks, conn.concat_sources(in_shapes, layer.resolved_axis(len(in_shapes[0])))):
-                    out[pos] = mask
-            elif isinstance(layer, ZeroPad2D):  # its zeros count as the input's where all of it is the input's
-                src = conn.zeropad_source(in_shapes[0], layer.padding)
-                out = np.where(src >= 0, masks[0][np.maximum(src, 0)], masks[0].all())
-            else:
+            sources = layer.sources(in_shapes)
+            if sources is None:
                 out = masks[0]
+            else:  # an index-only kind: each element carries what the element it copies carries
+                out = np.zeros(int(np.prod(spec.shapes[name])), dtype=bool)
+                copied = np.zeros(out.size, dtype=bool)
+                for mask, src in zip(masks, sources):
+                    hit = src >= 0
+                    out[hit] = mask[src[hit]]
+                    copied |= hit
+                # zero padding's zeros count as the input's where all of it is the input's
+                out[~copied] = all(m.all() for m in masks)
             carries[name] = out
         elif layer.analog is Analog.DRIVEN:
             if layer.sums_inputs:  # one connection per element of every input

@@ -81,7 +81,7 @@ def run_runtime(model: Model, x: np.ndarray, seed_value: int | None = None, *, t
             results.neuron_counts = {}
             for name in model.layers:
                 if keys.neurons(name) not in rec:  # an output read by its membrane does not spike
-                    results.neuron_counts[name] = np.zeros((n, len(rec["v"].record)), dtype=np.int32)
+                    results.neuron_counts[name] = np.zeros((n, model.sizes[name]), dtype=np.int32)
                     continue
                 mon = rec[keys.neurons(name)]
                 size = model.sizes[name]
