@@ -304,7 +304,9 @@ def test_membrane_readout_and_nir_with_quantized_layers(keras, QC, tmp_path, cap
                               QC(4, name="q2"), L.Dense(3, activation="softmax", name="out")])
     model.get_layer("q1").clip.assign(0.7)
     model.get_layer("q2").clip.assign(0.6)
-    spec, doc = _export(tmp_path, model, RNG.uniform(0, 1, (64, 6)).astype(np.float32), duration="16 ms")
+    # what NIR can carry: spike counts, one lambda per layer, membranes at rest but on the quantized layers
+    spec, doc = _export(tmp_path, model, RNG.uniform(0, 1, (64, 6)).astype(np.float32), duration="16 ms",
+                        readout="spike_count", initial=0.0, method="percentile")
     x = RNG.uniform(0, 1, (6, 6)).astype(np.float32)
     # the membrane read-out: an answer at every step, the class of the largest output membrane
     doc["simulation"]["readout"] = "membrane"
