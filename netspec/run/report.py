@@ -239,7 +239,7 @@ def summary(report: dict) -> str:
         rows.append(("error at T = " + "/".join(str(m["steps"]) for m in marks),
                      " / ".join(_pct(m["error"]) for m in marks)
                      + ("" if marks[0]["minus_ann"] is None else
-                        "   (ANN " + " / ".join(f"{100 * m['minus_ann']:+.2f}" for m in marks) + " points)")))
+                        "   (ANN " + " / ".join(f"{100 * m['minus_ann'] + 0.0:+.2f}".replace('-0.00', '+0.00') for m in marks) + " points)")))
     if ops["ann_macs"]["total"]:
         rows.append(("operations/sample", f"SNN {_si(ops['snn_per_sample']['total'])}, ANN {_si(ops['ann_macs']['total'])} MACs"
                      + (f" (ratio {ops['ratio']:.3g})" if ops["ratio"] is not None else "") + "   netspec's accounting"))
