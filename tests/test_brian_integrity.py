@@ -7,6 +7,7 @@ a run with its partial report; netspec leaves no temporary files and no worker b
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -219,9 +220,12 @@ def test_ctrl_c_of_background_build_is_one_line(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".b.builds"]  # no temp files left
 
 
-def _wait_line(proc, text):
+def _wait_line(proc, text, done=0):
+    """The first line of ``proc``'s stderr with ``text`` (with ``done``: a progress line of at least that many
+    samples)."""
     for line in proc.stderr:
-        if text in line:
+        count = re.search(r"\b([0-9]+)/[0-9]+ samples", line)
+        if text in line and (not done or (count is not None and int(count.group(1)) >= done)):
             return line
     raise AssertionError(f"no line with {text!r}: {proc.communicate()}")
 
@@ -284,10 +288,13 @@ def test_sigterm_keeps_finished_samples_and_kill_9_leaves_no_worker(tmp_path):
     env = {**ENV, "TMPDIR": str(temp)}
     args = ["run", SMALL, "--data", data, "--runtime", "--duration", "20 ms", "--build-dir", tmp_path / "b"]
     proc = _netspec(*args, "--workers", "1", "--report", tmp_path / "r.json", env=env)
-    _wait_line(proc, "samples")
+    # the bar reports a chunk's last run just before the chunk is kept: past 200 samples the first chunk (100 or
+    # 104) is surely kept
+    _wait_line(proc, "samples", done=200)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and "Traceback" not in err, err
+    assert (tmp_path / "r.json").exists(), err
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["partial"] is True and 0 < report["samples"]["completed"] < 400
     assert list(temp.iterdir()) == []  # no netspec-run-* folder, no Brian2 log
