@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from netspec.run.evaluate import chunk_size_for
 from netspec.brian import BuildOptions, build, check_build, simulate
 from netspec.errors import NetspecError
 from netspec.spec import load_spec
@@ -280,23 +281,27 @@ def test_rebuild_with_other_lambda_during_a_run_changes_nothing(tmp_path):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
 def test_sigterm_keeps_finished_samples_and_kill_9_leaves_no_worker(tmp_path):
-    x, y = _labelled(400, seed=4)
+    n = 10000  # enough that the run goes on past its first progress lines (non-tty: at 2 s, then every 30 s)
+    x, y = _labelled(n, seed=4)
     data = tmp_path / "d.npz"
     np.savez(data, x=x, y=y)
     temp = tmp_path / "temp"
     temp.mkdir()
     env = {**ENV, "TMPDIR": str(temp)}
     args = ["run", SMALL, "--data", data, "--runtime", "--duration", "20 ms", "--build-dir", tmp_path / "b"]
+    first_chunk = chunk_size_for(n, -(-100 // 8) * 8)  # the default build: 8 side by side, runs of 104
     proc = _netspec(*args, "--workers", "1", "--report", tmp_path / "r.json", env=env)
-    # the bar reports a chunk's last run just before the chunk is kept: past 200 samples the first chunk (100 or
-    # 104) is surely kept
-    _wait_line(proc, "samples", done=200)
+    # a chunk is kept just after the bar reports its last run: past the first chunk and a run, it is surely kept
+    line = _wait_line(proc, "samples", done=first_chunk + 104)
+    if f"{n}/{n}" in line:
+        proc.communicate(timeout=120)
+        pytest.skip("the run finished before a progress line showed it under way")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and "Traceback" not in err, err
     assert (tmp_path / "r.json").exists(), err
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["partial"] is True and 0 < report["samples"]["completed"] < 400
+    assert report["partial"] is True and 0 < report["samples"]["completed"] < n
     assert list(temp.iterdir()) == []  # no netspec-run-* folder, no Brian2 log
 
     proc = _netspec(*args, "--workers", "2", env=env)
