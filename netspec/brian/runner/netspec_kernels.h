@@ -48,29 +48,37 @@ inline const T* resident(const T* w, size_t n) {
 // (Measured against pulling rows per target tile, with a filter tile's kernel slice kept in cache, and against
 // pushing one block of filters at a time: both were slower on every LeNet and VGG-16 geometry, in float and
 // double. scatter_grouped below is faster where it applies; tools/bench_scatter.cpp times both.)
-template <typename T, int MODE, int H, int W, int C, int OH, int OW, int KH, int KW, int SY, int SX, int PT, int PL,
-          int F, bool GATED, typename G>
-inline void scatter_one(int32_t s, const int32_t* pos, const T* w, T* u, const G* gate) {
-    const int32_t p = pos[s];
-    if (p < 0) return;
-    const int32_t c = p % C, ix = (p / C) % W, iy = p / (C * W);
+// The window of input pixel (iy, ix): every output pixel o it reaches, with the tap (ky, kx) that takes it there;
+// visit(o, ky, kx) is called for each (the one geometry of both scatters below).
+template <int OH, int OW, int KH, int KW, int SY, int SX, int PT, int PL, typename V>
+inline void each_target(int32_t iy, int32_t ix, V&& visit) {
     for (int32_t ky = 0; ky < KH; ky++) {
         const int32_t ty = iy + PT - ky;
         if (ty < 0 || ty % SY != 0 || ty / SY >= OH) continue;
         for (int32_t kx = 0; kx < KW; kx++) {
             const int32_t tx = ix + PL - kx;
             if (tx < 0 || tx % SX != 0 || tx / SX >= OW) continue;
-            const int32_t o = (ty / SY) * OW + tx / SX;
-            if (MODE == POOL) {
-                const int32_t t = o * C + c;
-                u[t] += GATED ? w[t] * gate[t] : w[t];
-            } else {
-                const int32_t t0 = MODE == FULL ? o * F : o * (C * F) + c * F;
-                const T* row = w + ((ky * KW + kx) * C + c) * F;
-                for (int32_t f = 0; f < F; f++) u[t0 + f] += GATED ? row[f] * gate[t0 + f] : row[f];
-            }
+            visit((ty / SY) * OW + tx / SX, ky, kx);
         }
     }
+}
+
+template <typename T, int MODE, int H, int W, int C, int OH, int OW, int KH, int KW, int SY, int SX, int PT, int PL,
+          int F, bool GATED, typename G>
+inline void scatter_one(int32_t s, const int32_t* pos, const T* w, T* u, const G* gate) {
+    const int32_t p = pos[s];
+    if (p < 0) return;
+    const int32_t c = p % C, ix = (p / C) % W, iy = p / (C * W);
+    each_target<OH, OW, KH, KW, SY, SX, PT, PL>(iy, ix, [&](int32_t o, int32_t ky, int32_t kx) {
+        if (MODE == POOL) {
+            const int32_t t = o * C + c;
+            u[t] += GATED ? w[t] * gate[t] : w[t];
+        } else {
+            const int32_t t0 = MODE == FULL ? o * F : o * (C * F) + c * F;
+            const T* row = w + ((ky * KW + kx) * C + c) * F;
+            for (int32_t f = 0; f < F; f++) u[t0 + f] += GATED ? row[f] * gate[t0 + f] : row[f];
+        }
+    });
 }
 
 // --- push grouped by input pixel: a tile of a target row takes the rows of every channel spiking there -------
@@ -153,17 +161,10 @@ inline void scatter_grouped(const int32_t* spikes, int32_t n, const int32_t* pos
         }
         T* __restrict u = targets + copy * n_target;
         const G* __restrict gate = GATED ? gates + copy * n_target : gates;
-        const int32_t ix = q % W, iy = q / W;
-        for (int32_t ky = 0; ky < KH; ky++) {
-            const int32_t ty = iy + PT - ky;
-            if (ty < 0 || ty % SY != 0 || ty / SY >= OH) continue;
-            for (int32_t kx = 0; kx < KW; kx++) {
-                const int32_t tx = ix + PL - kx;
-                if (tx < 0 || tx % SX != 0 || tx / SX >= OW) continue;
-                const int32_t t0 = ((ty / SY) * OW + tx / SX) * F;
-                grouped_row<T, F, GATED, G>(u + t0, GATED ? gate + t0 : gate, w + (ky * KW + kx) * C * F, chan, m);
-            }
-        }
+        each_target<OH, OW, KH, KW, SY, SX, PT, PL>(q / W, q % W, [&](int32_t o, int32_t ky, int32_t kx) {
+            const int32_t t0 = o * F;
+            grouped_row<T, F, GATED, G>(u + t0, GATED ? gate + t0 : gate, w + (ky * KW + kx) * C * F, chan, m);
+        });
     }
 }
 
