@@ -117,6 +117,21 @@ def test_plan_holds_no_per_connection_arrays(tmp_path):
         np.testing.assert_array_equal(k.fanout[name], s.fanout[name])
 
 
+def test_a_branch_of_a_concatenation_carries_only_its_channels_of_the_kernel(tmp_path):
+    """c3 reads the concatenation of mp and c2 (2 channels each, through a pad and a crop): each of its two
+    pieces holds its branch's half of the 2x2x4x2 kernel, not the whole of it (DenseNet121's transitions read 25
+    branches, and whole kernels were 9 GB), and the pieces' weights are the kernel's, normalized."""
+    spec, _ = _spec(tmp_path, "zeropad-crop-concat-add-maxpool")
+    (a, b) = [proj.pieces[0] for proj in plan.make_plan(spec).populations["c3"].inputs]
+    assert [p.window.input for p in (a, b)] == [(4, 4, 2), (4, 4, 2)]  # 3x3, padded to 5x5, cropped to 4x4
+    assert a.w.size == b.w.size == 2 * 2 * 2 * 2
+    kernel = np.asarray(spec.array(spec.layer("c3"), "kernel")).reshape(2, 2, 4, 2)
+    lam = {n: np.broadcast_to(spec.lam(n), (2,)) for n in ("mp", "c2", "c3")}  # a max pool has its input's
+    for piece, channels, source in ((a, slice(0, 2), "mp"), (b, slice(2, 4), "c2")):
+        expected = kernel[:, :, channels, :] * lam[source][:, None] / lam["c3"]
+        np.testing.assert_allclose(piece.w.reshape(2, 2, 2, 2), expected, rtol=1e-12)
+
+
 def test_every_weighted_kind_has_a_kernel_form():
     for name, kind in LAYER_TYPES.items():
         if plan._connections.dispatch(kind) is not plan._connections.dispatch(object):

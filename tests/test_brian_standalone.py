@@ -127,6 +127,25 @@ def test_a_failing_compiler_is_one_error_with_its_own_messages(tmp_path, monkeyp
     assert not (tmp_path / "b").exists()
 
 
+def test_a_compile_killed_by_a_signal_says_so(tmp_path, monkeypatch):
+    """When the compiling process dies of SIGKILL (what the kernel does when memory runs out), build says it was
+    killed and by what, in one line, instead of an empty 'failed:'."""
+    compiler = tmp_path / "cc.sh"  # a "compiler" that kills the process that compiles (network.py --compile)
+    compiler.write_text('#!/bin/sh\np=$$\nwhile [ "$p" -gt 1 ]; do\n'
+                        '  if grep -q "network.py" /proc/$p/cmdline 2>/dev/null; then kill -9 $p; exit 1; fi\n'
+                        "  p=$(awk '{print $4}' /proc/$p/stat)\ndone\nexit 1\n")
+    compiler.chmod(0o755)
+    monkeypatch.setenv("CXX", str(compiler))
+    spec = load_spec(Path(__file__).parents[1] / "specs" / "tiny-dense.yaml")
+    with pytest.raises(NetspecError) as info:
+        build(spec, tmp_path / "b", BuildOptions(standalone=True))
+    first = str(info.value).splitlines()[0]
+    assert first.startswith("build: compiling the standalone project in ")
+    assert first.endswith("failed: the compiling process was killed by SIGKILL (the kernel kills the largest process "
+                          "when memory runs out)")
+    assert not (tmp_path / "b").exists()
+
+
 def test_profiled_build_times_every_code_object(tmp_path):
     """BuildOptions(profile=True): each run of the binary writes the seconds of every Brian2 code object to
     profiling_info.txt in its results folder (tools/bench_sim.py --profile); a default build writes none.

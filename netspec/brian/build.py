@@ -363,7 +363,14 @@ def _compile(folder: Path, script: Path) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
     if proc.returncode != 0:
         tail = "\n".join(output.strip().splitlines()[-25:])
-        raise NetspecError(f"build: compiling the standalone project in {folder / 'cpp'} failed:\n{tail}")
+        if proc.returncode > 128:  # the watcher's code for a child killed by a signal
+            sig = proc.returncode - 128
+            name = signal.Signals(sig).name if sig in signal.valid_signals() else f"signal {sig}"
+            why = " (the kernel kills the largest process when memory runs out)" if sig == signal.SIGKILL else ""
+            tail = f" the compiling process was killed by {name}{why}" + (f"; its last output:\n{tail}" if tail else "")
+        else:
+            tail = "\n" + tail
+        raise NetspecError(f"build: compiling the standalone project in {folder / 'cpp'} failed:{tail}")
 
 
 def build_command(spec: Spec, options: BuildOptions, out_dir: str | Path | None = None, force: bool = False) -> int:

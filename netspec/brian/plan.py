@@ -240,7 +240,7 @@ def _kcompose(spec: Spec, source_layer: str, piece: Piece, cache) -> list[tuple[
         pos[sidx] = oidx
         node_fan = np.zeros(pos.size, dtype=np.int64)
         node_fan[sidx] = fan
-        out.append((node, piece.through(pos), node_fan))
+        out.append((node, piece.narrowed(pos), node_fan))
     return out
 
 
