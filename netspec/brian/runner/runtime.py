@@ -15,6 +15,9 @@ def preferences(model: Model, target: str | None = None) -> None:
     """Brian2's preferences for the model: its float type and compiler flags (and the code generation target)."""
     from brian2 import prefs
 
+    from .names import install
+
+    install()  # unique names in time that does not grow with the network
     prefs.core.default_float_dtype = model.float_dtype
     prefs.codegen.cpp.extra_compile_args_gcc = COMPILE_ARGS
     if target is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -43,22 +44,80 @@ CXXFLAGS += $(NETSPEC_PCH)
 $(OBJS): {PCH}.gch
 """
 
+#: Code objects per translation unit. Even with the precompiled header, loading it is two thirds of the compile
+#: time of a code object (a big network's header is tens of MB: DenseNet121 has 5,000 code objects), so the code
+#: objects are compiled UNITY at a time, each in a namespace of its own (:func:`unity_sources`).
+UNITY = 32
+#: A code object's functions, as its header declares them (Brian2's templates: ``void _run_<name>();`` and
+#: ``void _after_run_<name>();``), and as its source defines them.
+_DECLARED = re.compile(r"^\s*void\s+(\w+)\(\s*\);\s*$", re.M)
+_DEFINED = re.compile(r"^void\s+(\w+)\(\s*\)\s*$", re.M)
+_MACRO = re.compile(r"^\s*#\s*define\s+(\w+)", re.M)
+_OPENS_BRIAN = re.compile(r"^\s*namespace\s+brian\s*\{", re.M)  # a definition in brian:: (not "using namespace")
+
+
+def _wrapped(source: Path, unit: str) -> str | None:
+    """The code object ``source`` as part of a unity translation unit: its includes as they are, the rest (support
+    code in an anonymous namespace, its functions) inside ``namespace unit``, the macros it defines undefined after
+    it, and global functions of the names its header declares, each calling its own. None where the file is not
+    of that form (it is then compiled on its own, as Brian2 would)."""
+    header = source.with_suffix(".h")
+    if not header.is_file():
+        return None
+    head_text = header.read_text()
+    declared = _DECLARED.findall(head_text)
+    if not declared or head_text.count("(") != len(declared):  # anything else declared: leave the file alone
+        return None
+    lines = source.read_text().splitlines()
+    n = 0
+    while n < len(lines) and (not lines[n].strip() or lines[n].lstrip().startswith("#include")):
+        n += 1
+    rest = "\n".join(lines[n:])
+    if "#include" in rest or _OPENS_BRIAN.search(rest) or not set(declared) <= set(_DEFINED.findall(rest)):
+        return None
+    undefine = "".join(f"#undef {m}\n" for m in dict.fromkeys(_MACRO.findall(rest)))
+    forward = "".join(f"void {f}() {{ {unit}::{f}(); }}\n" for f in declared)
+    return "\n".join(lines[:n]) + f"\nnamespace {unit} {{\n{rest}\n}}  // namespace {unit}\n{undefine}{forward}"
+
+
+def unity_sources(cpp_dir: Path, sources: list[str], per_unit: int = UNITY) -> list[str]:
+    """Brian2's list of sources with the code objects (``code_objects/*.cpp``) merged, ``per_unit`` at a time, into
+    ``code_objects/netspec_unit_<k>.cpp`` (see :func:`_wrapped`; a file not of that form stays on its own)."""
+    merged: list[str] = []
+    out = []
+    for src in sources:
+        text = _wrapped(cpp_dir / src, f"netspec_unit_{len(merged)}") if src.startswith("code_objects/") else None
+        if text is None:
+            out.append(src)
+        else:
+            merged.append(text)
+    for k in range(0, len(merged), per_unit):
+        name = f"code_objects/netspec_unit_{k // per_unit:04d}.cpp"
+        (cpp_dir / name).write_text("\n".join(merged[k:k + per_unit]))
+        out.append(name)
+    return out
+
 
 def make(cpp_dir: Path) -> None:
     """Compile the C++ project that Brian2 generated in ``cpp_dir`` (what ``device.build(compile=True)`` does,
-    faster: see :data:`PCH`), then remove the precompiled header (tens of MB; nothing reads it later)."""
+    faster: see :data:`PCH` and :data:`UNITY`), then remove the precompiled header (tens of MB; nothing reads it
+    later)."""
     from brian2 import prefs
 
     shutil.copyfile(Path(__file__).with_name(HEADER), cpp_dir / HEADER)
     (cpp_dir / PCH).write_text("#pragma once\n" + "".join(
         f"#include {h}\n" if h.startswith("<") else f'#include "{h}"\n' for h in PCH_HEADERS))
     (cpp_dir / "netspec.mk").write_text(PCH_MAKEFILE)
+    brian_sources = re.search(r"^SRCS = (.*)$", (cpp_dir / "makefile").read_text(), re.M)
+    sources = unity_sources(cpp_dir, brian_sources.group(1).split()) if brian_sources else None
     deps = cpp_dir / "make.deps"
     deps.write_text("# not generated: this project is compiled once\n")
     newest = max(f.stat().st_mtime for f in cpp_dir.rglob("*") if f.is_file())
     os.utime(deps, (newest, newest))  # not older than any source: make does not regenerate it
     argv = [prefs.devices.cpp_standalone.make_cmd_unix, "-f", "netspec.mk",
             *prefs.devices.cpp_standalone.extra_make_args_unix]
+    if sources is not None and len(" ".join(sources)) < 100_000:  # one argument: Linux takes up to 128 kB
+        argv.append("SRCS=" + " ".join(sources))  # a command-line variable: Brian2's makefile builds OBJS from it
     done = subprocess.run(argv, cwd=cpp_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     (cpp_dir / (PCH + ".gch")).unlink(missing_ok=True)
     if done.returncode != 0:
