@@ -7,6 +7,7 @@ recompiling. A small poisson network checks the seeding of the binary's random n
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +160,41 @@ def test_profiled_build_times_every_code_object(tmp_path):
     rows = dict(line.split("\t") for line in (tmp_path / "rb" / "profiling_info.txt").read_text().splitlines())
     assert "S_out_0_pre_codeobject" in rows and "L_hidden_stateupdater_codeobject" in rows
     assert all(float(v) >= 0 for v in rows.values()) and sum(float(v) for v in rows.values()) > 0
+
+
+def _code_object(cpp_dir, name, value, extra_header=""):
+    """A code object of Brian2's form: includes, support code in an anonymous namespace (the same helper and
+    macro in every file), and the functions its header declares."""
+    (cpp_dir / "code_objects" / f"{name}.h").write_text(
+        f"#ifndef _INCLUDED_{name}\n#define _INCLUDED_{name}\n\nvoid _run_{name}();\n{extra_header}\n#endif\n")
+    (cpp_dir / "code_objects" / f"{name}.cpp").write_text(
+        f'#include "code_objects/{name}.h"\n#include <cstdio>\n\nnamespace {{\n'
+        f"    static inline int helper() {{ return {value}; }}\n}}\n#define HASH_DEFINE {value}\n\n"
+        f'void _run_{name}()\n{{\n    std::printf("{name} %d %d\\n", helper(), HASH_DEFINE);\n}}\n')
+
+
+def test_unity_units_keep_each_code_objects_own_support_code(tmp_path):
+    """Code objects compiled 32 to a translation unit: two files that define the same helper and macro each
+    keep their own, the global functions their headers declare call them, and a file of another form (a header
+    declaring anything else) is left to compile on its own."""
+    from netspec.brian.runner.standalone import unity_sources
+
+    (tmp_path / "code_objects").mkdir()
+    _code_object(tmp_path, "a_codeobject", 1)
+    _code_object(tmp_path, "b_codeobject", 2)
+    _code_object(tmp_path, "c_codeobject", 3, extra_header="int other(int x);")
+    sources = unity_sources(tmp_path, ["main.cpp", *(f"code_objects/{n}_codeobject.cpp" for n in "abc")])
+    assert sources == ["main.cpp", "code_objects/c_codeobject.cpp", "code_objects/netspec_unit_0000.cpp"]
+    (tmp_path / "main.cpp").write_text('#include "code_objects/a_codeobject.h"\n#include "code_objects/b_codeobject.h"\n'
+                                       "int main() { _run_a_codeobject(); _run_b_codeobject(); return 0; }\n")
+    subprocess.run(["g++", "-w", "-I.", "main.cpp", "code_objects/netspec_unit_0000.cpp", "-o", "prog"], cwd=tmp_path,
+                   check=True)
+    out = subprocess.run(["./prog"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert out == "a_codeobject 1 1\nb_codeobject 2 2\n"
+
+
+def test_a_standalone_build_compiles_its_code_objects_in_units(tmp_path):
+    spec = load_spec(Path(__file__).parents[1] / "specs" / "tiny-dense.yaml")
+    built = build(spec, tmp_path / "b", BuildOptions(standalone=True))
+    objects = sorted(p.name for p in (built.home / "cpp" / "code_objects").glob("*.o"))
+    assert objects and all(name.startswith("netspec_unit_") for name in objects), objects
