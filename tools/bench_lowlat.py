@@ -19,7 +19,7 @@ Configurations (the export options each one gives):
 * ``new``: no option at all, the defaults now (λ per channel, membrane read-out, initial 0.5);
 * ``new+cal``: ``--calibrate-bias`` (the defaults with bias calibration at T = 16 on 1000 samples);
 * ``old+cal0``, ``new+cal0``: as ``old+cal`` and ``new+cal`` with ``--bias-rounds 0`` (the first correction alone,
-  no secant rounds).
+  no secant rounds); ``new+cal4``: the defaults calibrated at ``--bias-steps 4``.
 
 ``--nets inception-deep`` (not in the default set): the deeper Inception-style net (three stacked four-branch
 modules) on which bias calibration is measured.
@@ -53,6 +53,7 @@ CONFIGS = {
     "old+cal0": ["--normalization", "percentile", "--readout", "spike_count", "--initial", "0", "--calibrate-bias",
                  "--bias-rounds", "0"],
     "new+cal0": ["--calibrate-bias", "--bias-rounds", "0"],
+    "new+cal4": ["--calibrate-bias", "--bias-steps", "4"],
 }
 READ_AT = (4, 8, 16, 32)
 
