@@ -115,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"time steps the bias calibration simulates (default {ExportOptions.bias_steps})")
     e.add_argument("--bias-samples", type=int, default=None, metavar="N",
                    help=f"calibration samples the bias calibration uses (default {ExportOptions.bias_samples})")
+    e.add_argument("--bias-rounds", type=int, default=None, metavar="N",
+                   help="secant rounds per layer after the bias calibration's first correction (0: the gap alone) "
+                        f"(default {ExportOptions.bias_rounds})")
     e.add_argument("--dt", default=None, help="NIR graphs: the time step the graph's dynamics are stepped with (default: "
                    "the graph's netspec metadata, else '1 ms'; snnTorch exports with '0.1 ms')")
     e.add_argument("--approximate", action="store_true", help="NIR graphs: accept a bias into CubaLIF neurons "
@@ -309,12 +312,13 @@ def _export_options(args):
 
     if args.normalization == "max" and args.percentile is not None:
         raise NetspecError("--percentile: not used by --normalization max (the maximum is the 100th percentile)", 2)
-    if not args.calibrate_bias and (args.bias_steps is not None or args.bias_samples is not None):
-        raise NetspecError("--bias-steps, --bias-samples: used only with --calibrate-bias", 2)
+    if not args.calibrate_bias and (args.bias_steps is not None or args.bias_samples is not None
+                                    or args.bias_rounds is not None):
+        raise NetspecError("--bias-steps, --bias-samples, --bias-rounds: used only with --calibrate-bias", 2)
     given = {"method": args.normalization, "percentile": args.percentile, "samples": args.samples,
              "encoding": args.input_encoding, "duration": args.duration, "readout": args.readout,
              "initial": args.initial, "calibrate_bias": args.calibrate_bias, "bias_steps": args.bias_steps,
-             "bias_samples": args.bias_samples, "quantized_initial": args.quantized_initial}
+             "bias_samples": args.bias_samples, "bias_rounds": args.bias_rounds, "quantized_initial": args.quantized_initial}
     return ExportOptions(args.calibration, **{key: value for key, value in given.items() if value is not None})
 
 
@@ -324,7 +328,8 @@ def _import_nir(args) -> int:
     for option, value in (("--calibration", args.calibration), ("--percentile", args.percentile),
                           ("--normalization", args.normalization), ("--samples", args.samples),
                           ("--readout", args.readout), ("--initial", args.initial), ("--calibrate-bias", args.calibrate_bias),
-                          ("--bias-steps", args.bias_steps), ("--bias-samples", args.bias_samples)):
+                          ("--bias-steps", args.bias_steps), ("--bias-samples", args.bias_samples),
+                          ("--bias-rounds", args.bias_rounds)):
         if value is not None:
             raise NetspecError(f"{option}: a NIR graph is already a spiking network (every lambda is 1); "
                                "there is nothing to calibrate", 2)

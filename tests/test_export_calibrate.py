@@ -108,6 +108,60 @@ def test_calibration_reduces_the_rate_mismatch(tmp_path):
         assert after[name] <= before[name] + 1e-3, (name, before[name], after[name])
 
 
+def _clipped_gaps(spec, x, steps):
+    """Per population: the mean over channels of |mean target rate - mean SNN rate|, the target the normalized ANN
+    activation at most 1 (one spike per step; the membrane output unclipped)."""
+    target = normalized(spec, forward(spec, x))
+    rates = simulate(spec, x, steps).rates
+    return {n: np.abs(np.minimum(target[n], 1.0).reshape(-1, target[n].shape[-1]).mean(axis=0) - rates[n]).mean()
+            for n in rates}
+
+
+def test_secant_rounds_close_the_gap_that_one_correction_leaves(tmp_path):
+    """From rest at T = 6 the first correction (the gap itself) falls short where neurons are silent or saturated;
+    two secant rounds per layer close more of it, on every layer together and never much worse on one."""
+    spec, _ = _spec(tmp_path, steps=6)
+    x = RNG.uniform(0, 1, (40, *SHAPE))
+    one = _clipped_gaps(_corrected(spec, calibrate_biases(spec, x, 6, rounds=0), tmp_path), x, 6)
+    two = _clipped_gaps(_corrected(spec, calibrate_biases(spec, x, 6, rounds=2), tmp_path), x, 6)
+    assert sum(two.values()) < 0.7 * sum(one.values()), (one, two)
+    for name in one:
+        assert two[name] <= one[name] + 2e-3, (name, one[name], two[name])
+
+
+def test_current_cache_changes_nothing(tmp_path, monkeypatch):
+    """Calibration keeps each population's input currents between its simulations when they fit; computed again each
+    time (a cap of 0 bytes) the corrections are the same numbers."""
+    import netspec.export.calibrate as cal
+
+    spec, x = _spec(tmp_path, steps=8, initial=0.5)
+    kept = calibrate_biases(spec, x, 8)
+    monkeypatch.setattr(cal, "MAX_CURRENT_BYTES", 0)
+    again = calibrate_biases(spec, x, 8)
+    assert set(kept) == set(again)
+    for name in kept:
+        np.testing.assert_array_equal(kept[name], again[name], err_msg=name)
+
+
+def test_calibration_aims_at_rates_a_neuron_can_reach(tmp_path):
+    """A first layer whose λ is a fifth of its usual one saturates in places (one spike per step): calibration aims at
+    rates of at most 1 there, so it raises the others less than unclipped targets would and ends closer to what the
+    layer can do."""
+    spec, _ = _spec(tmp_path, steps=8)
+    doc = spec.to_yaml()
+    index = [entry["name"] for entry in doc["layers"]].index("c1")
+    doc["layers"][index]["normalization"]["lambda"] = spec.lam(spec.layer("c1")) / 5
+    low = load_spec_data(doc, tmp_path)
+    x = RNG.uniform(0, 1, (20, *SHAPE))
+    assert (normalized(low, forward(low, x))["c1"] > 1).mean() > 0.05
+    clipped = calibrate_biases(low, x, 8, rounds=0)["c1"]
+    unclipped = calibrate_biases(low, x, 8, rounds=0, clip=False)["c1"]
+    assert (clipped < unclipped).all(), (clipped, unclipped)
+    gap = {key: _clipped_gaps(_corrected(low, {"c1": c}, tmp_path), x, 8)["c1"] for key, c in
+           (("clipped", clipped), ("unclipped", unclipped))}
+    assert gap["clipped"] < 0.5 * gap["unclipped"], gap
+
+
 def test_builder_uses_the_correction_and_reference_ignores_it(tmp_path):
     spec, x = _spec(tmp_path)
     corrected = _corrected(spec, {"h": [0.1] * 6}, tmp_path)
@@ -137,6 +191,7 @@ def test_bad_bias_correction_is_located(tmp_path, layer, value, message):
 @pytest.mark.parametrize("options, message", [
     ({"calibrate_bias": True, "bias_steps": 0}, "--bias-steps: must be a whole number of time steps >= 1, got 0"),
     ({"calibrate_bias": True, "bias_samples": 0}, "--bias-samples: must be at least 1, got 0"),
+    ({"calibrate_bias": True, "bias_rounds": -1}, "--bias-rounds: must be a whole number >= 0, got -1"),
     ({"encoding": "poisson", "calibrate_bias": True},
      "--calibrate-bias: bias calibration simulates analog input, not --input-encoding poisson"),
     ({"initial": 1.0}, "--initial: must be in [0, 1) (a fraction of the threshold), got 1"),
@@ -153,7 +208,9 @@ def test_cli_refuses_bad_bias_steps_in_one_line(tmp_path, capsys):
 
     for argv, message in [
         (["--calibrate-bias", "--bias-steps", "0"], "--bias-steps: must be a whole number of time steps >= 1, got 0"),
-        (["--bias-steps", "8"], "--bias-steps, --bias-samples: used only with --calibrate-bias"),
+        (["--bias-steps", "8"], "--bias-steps, --bias-samples, --bias-rounds: used only with --calibrate-bias"),
+        (["--bias-rounds", "1"], "--bias-steps, --bias-samples, --bias-rounds: used only with --calibrate-bias"),
+        (["--calibrate-bias", "--bias-rounds", "-1"], "--bias-rounds: must be a whole number >= 0, got -1"),
     ]:
         rc = main(["export", str(tmp_path / "m.keras"), "-o", str(tmp_path / "s.yaml"), "--calibration", str(tmp_path / "c.npz"), *argv])
         err = capsys.readouterr().err.strip()
@@ -191,19 +248,19 @@ def test_default_export_is_the_low_latency_one(tmp_path, keras_lib):
 
 
 def test_calibrated_export_records_the_correction(tmp_path, keras_lib, capsys):
-    """--calibrate-bias --bias-steps 8: every population gets one correction per channel (the output per class,
-    with one λ), source says how, the spec validates, and the correction is the one calibration computes."""
+    """--calibrate-bias --bias-steps 8 --bias-rounds 1: every population gets one correction per channel (the output
+    per class, with one λ), source says how, the spec validates, and the correction is the one calibration computes."""
     from netspec.cli import main
     from netspec.spec import load_spec
 
     x = _tiny_model(keras_lib, tmp_path)
     assert main(["export", str(tmp_path / "m.keras"), "-o", str(tmp_path / "s.yaml"), "--calibration", str(tmp_path / "cal.npz"),
-                 "--calibrate-bias", "--bias-steps", "8"]) == 0
+                 "--calibrate-bias", "--bias-steps", "8", "--bias-rounds", "1"]) == 0
     assert "biases calibrated at T = 8 on 50 samples" in capsys.readouterr().out
     assert main(["validate", str(tmp_path / "s.yaml")]) == 0
     spec = load_spec(tmp_path / "s.yaml")
     assert spec.source["normalization"] == {"method": "channel", "percentile": 99.9,
-                                            "bias_correction": {"steps": 8, "samples": 50}}
+                                            "bias_correction": {"steps": 8, "samples": 50, "rounds": 1}}
     for name in ("conv2d", "dense"):
         norm = spec.layer(name).normalization
         assert norm.per_channel and len(norm.bias_correction) == len(norm.lam), name
@@ -211,6 +268,6 @@ def test_calibrated_export_records_the_correction(tmp_path, keras_lib, capsys):
     plain = copy.deepcopy(spec.to_yaml())
     for layer in plain["layers"]:
         layer.get("normalization", {}).pop("bias_correction", None)
-    again = calibrate_biases(load_spec_data(plain, tmp_path), x.astype(np.float64), 8)
+    again = calibrate_biases(load_spec_data(plain, tmp_path), x.astype(np.float64), 8, rounds=1)
     for name in ("conv2d", "dense", "dense_1"):
         np.testing.assert_allclose(again[name], spec.layer(name).normalization.bias_correction, rtol=1e-6, atol=1e-12)

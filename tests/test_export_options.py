@@ -20,7 +20,7 @@ from netspec.spec import Normalization
 FIELDS = {f.name: f for f in dataclasses.fields(ExportOptions)}
 OPTION_FLAGS = {"method": "normalization", "percentile": "percentile", "samples": "samples", "encoding": "input_encoding",
                 "duration": "duration", "readout": "readout", "initial": "initial", "calibrate_bias": "calibrate_bias",
-                "bias_steps": "bias_steps", "bias_samples": "bias_samples"}
+                "bias_steps": "bias_steps", "bias_samples": "bias_samples", "bias_rounds": "bias_rounds"}
 
 
 def export_args(*extra: str):
@@ -32,8 +32,8 @@ def test_the_defaults_are_the_dataclass_defaults():
     assert (options.method, options.percentile, options.samples, options.encoding, options.duration, options.progress) == (
         "channel", 99.9, None, "analog", "100 ms", True)
     # the low-latency defaults (issue 18): membrane read-out, membranes from half the threshold, bias calibration
-    assert (options.readout, options.initial, options.calibrate_bias, options.bias_steps, options.bias_samples) == (
-        "membrane", 0.5, False, 16, 1000)
+    assert (options.readout, options.initial, options.calibrate_bias, options.bias_steps, options.bias_samples,
+            options.bias_rounds) == ("membrane", 0.5, False, 16, 1000, 2)
     assert all(getattr(options, name) == f.default for name, f in FIELDS.items() if name != "calibration")
     assert FIELDS["calibration"].default is dataclasses.MISSING
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -61,7 +61,7 @@ def test_the_cli_help_shows_the_dataclass_defaults(capsys):
                      f"(default {ExportOptions.encoding})", f"(default '{ExportOptions.duration}')",
                      f"(default {ExportOptions.readout})", f"(default {ExportOptions.initial:g})",
                      f"(default {ExportOptions.bias_steps})", f"(default {ExportOptions.bias_samples})",
-                     "(default off)"):
+                     f"(default {ExportOptions.bias_rounds})", "(default off)"):
         assert expected in help_text
 
 
@@ -69,9 +69,10 @@ def test_the_cli_passes_what_it_was_given():
     args = export_args("--normalization", "max", "--samples", "20", "--input-encoding", "poisson", "--duration", "50 ms")
     assert cli._export_options(args) == ExportOptions("cal.npz", method="max", samples=20, encoding="poisson", duration="50 ms")
     assert cli._export_options(export_args("--percentile", "99")) == ExportOptions("cal.npz", percentile=99.0)
-    args = export_args("--readout", "spike_count", "--initial", "0", "--calibrate-bias", "--bias-steps", "8", "--bias-samples", "100")
+    args = export_args("--readout", "spike_count", "--initial", "0", "--calibrate-bias", "--bias-steps", "8", "--bias-samples", "100",
+                       "--bias-rounds", "0")
     assert cli._export_options(args) == ExportOptions("cal.npz", readout="spike_count", initial=0.0, calibrate_bias=True,
-                                                      bias_steps=8, bias_samples=100)
+                                                      bias_steps=8, bias_samples=100, bias_rounds=0)
     assert cli._export_options(export_args("--no-calibrate-bias")) == ExportOptions("cal.npz")
 
 

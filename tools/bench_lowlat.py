@@ -17,7 +17,12 @@ Configurations (the export options each one gives):
   layer, spike-count read-out, membranes from rest);
 * ``old+cal``: the same with ``--calibrate-bias`` (what bias calibration alone does);
 * ``new``: no option at all, the defaults now (λ per channel, membrane read-out, initial 0.5);
-* ``new+cal``: ``--calibrate-bias`` (the defaults with bias calibration at T = 16 on 1000 samples).
+* ``new+cal``: ``--calibrate-bias`` (the defaults with bias calibration at T = 16 on 1000 samples);
+* ``old+cal0``, ``new+cal0``: as ``old+cal`` and ``new+cal`` with ``--bias-rounds 0`` (the first correction alone,
+  no secant rounds); ``new+cal4``: the defaults calibrated at ``--bias-steps 4``.
+
+``--nets inception-deep`` (not in the default set): the deeper Inception-style net (three stacked four-branch
+modules) on which bias calibration is measured.
 
 ``--agreement N``: the Inception-style net exported with the defaults, run at T = 100 on the first N test
 images: SNN-ANN agreement. ``--vgg N``: the random-weight VGG-style MNIST net of tools/bench_sim.py, run on N
@@ -39,12 +44,16 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 MNIST = Path("/work/shared/data/mnist")
-NETS = ("lenet-bn", "resnet", "inception")
+NETS = ("lenet-bn", "resnet", "inception", "inception-deep")
 CONFIGS = {
     "old": ["--normalization", "percentile", "--readout", "spike_count", "--initial", "0"],
     "old+cal": ["--normalization", "percentile", "--readout", "spike_count", "--initial", "0", "--calibrate-bias"],
     "new": [],
     "new+cal": ["--calibrate-bias"],
+    "old+cal0": ["--normalization", "percentile", "--readout", "spike_count", "--initial", "0", "--calibrate-bias",
+                 "--bias-rounds", "0"],
+    "new+cal0": ["--calibrate-bias", "--bias-rounds", "0"],
+    "new+cal4": ["--calibrate-bias", "--bias-steps", "4"],
 }
 READ_AT = (4, 8, 16, 32)
 
@@ -115,8 +124,9 @@ def vgg_speed(args, folder: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nets", nargs="*", choices=NETS, default=list(NETS))
-    ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    ap.add_argument("--nets", nargs="*", choices=NETS, default=list(NETS[:3]),
+                    help="networks (default the first three; inception-deep is the bias calibration's net)")
+    ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS)[:4])
     ap.add_argument("--limit", type=int, default=None, help="first N test images (default all 10,000)")
     ap.add_argument("--samples", type=int, default=10000, help="calibration (training) images of every export (default 10000)")
     ap.add_argument("--workers", type=int, default=None, help="netspec run --workers (default netspec's)")

@@ -1,6 +1,6 @@
 """Bias calibration: correct each layer's bias so the SNN's rates after T steps match the normalized ANN.
 
-A light variant of SNN Calibration (Li et al., ICML 2021, bias correction): a converted network's rates lag its
+A variant of SNN Calibration (Li et al., ICML 2021, bias correction): a converted network's rates lag its
 ANN's activations at short T (spikes reach a deep layer late; a neuron keeps what is left in its membrane at
 the end; a neuron above λ saturates), and the gap is systematic per channel. :func:`simulate` steps the
 normalized spec's spiking network in numpy exactly as netspec builds it (IF neurons with reset by subtraction,
@@ -12,9 +12,13 @@ then the T integration steps): one pass costs one ANN forward pass per step.
 
 Calibration (:func:`calibrate_biases`), layer by layer in data-flow order: the layer's rates (spikes / T; for
 a membrane read-out, the integrated membrane / T) are simulated from its inputs' spike trains, already
-corrected; the mean per output channel of ``ANN activation / λ - SNN rate`` over the calibration samples and
-positions is added to the layer's normalized input current, and the layer is simulated again with it for the
-layers after it.
+corrected, and a shift of its normalized input current is found per output channel that brings the channel's
+mean rate over the calibration samples and positions to its target, the mean of ``min(ANN activation / λ, 1)``
+(a neuron fires at most once per step; the membrane output's target is unclipped). The first shift is the gap
+itself, the SNN Calibration paper's bias correction; it falls short, since neurons that the ANN keeps silent or
+that saturate do not follow a shift, so ``rounds`` secant steps per channel follow (the slope from the last two
+shifts, at least :data:`MIN_SLOPE`). The layer is simulated again with its final shift for the layers after it.
+Its input currents are computed once for all these simulations when they fit in :data:`MAX_CURRENT_BYTES`.
 
 The correction is written in the layer's ``normalization.bias_correction`` in the activation's units (as the
 bias): the builder uses ``(b + bias_correction) / λ``; the numpy reference ignores it and still computes the
@@ -35,6 +39,16 @@ from ..spec.layers import Role
 MAX_TRAIN_BYTES = 3_000_000_000
 #: Samples whose inputs go through one ANN operation at once (times the steps).
 _BATCH = 64
+#: Most bytes of one population's input currents (float64, all samples and steps) the calibration keeps between
+#: its simulations of that population; above it they are computed again each time.
+MAX_CURRENT_BYTES = 1_000_000_000
+#: Secant rounds per population after the first correction (:func:`calibrate_biases`).
+ROUNDS = 2
+#: A channel's rate is taken to follow its input shift at least this much (secant steps; no runaway on a channel
+#: that barely moved) ...
+MIN_SLOPE = 0.1
+#: ... and one secant step moves its shift by at most this (rate units: spikes per step).
+MAX_STEP = 0.5
 
 
 def supported(spec: Spec) -> str | None:
@@ -80,7 +94,8 @@ class Simulated:
     counts: dict[str, np.ndarray]
 
 
-def simulate(spec: Spec, x: np.ndarray, steps: int, *, calibrate: bool = False, progress=None) -> Simulated:
+def simulate(spec: Spec, x: np.ndarray, steps: int, *, calibrate: bool = False, progress=None, rounds: int = ROUNDS,
+             clip: bool = True) -> Simulated:
     """Step the spec's SNN ``steps`` steps on the samples ``x`` ``[N, *input.shape]``.
 
     With ``calibrate``, every population's bias correction is computed (see the module docstring) and used;
@@ -101,12 +116,12 @@ def simulate(spec: Spec, x: np.ndarray, steps: int, *, calibrate: bool = False, 
     if trains_bytes > MAX_TRAIN_BYTES:
         raise NetspecError(f"bias calibration: {n} samples x {steps} steps of spike trains need about "
                            f"{trains_bytes / 1e9:.1f} GB; use fewer --bias-samples or --bias-steps")
-    return _Stepper(spec, x, steps, progress).run(calibrate)
+    return _Stepper(spec, x, steps, progress, rounds, clip).run(calibrate)
 
 
 class _Stepper:
-    def __init__(self, spec: Spec, x: np.ndarray, steps: int, progress):
-        self.spec, self.x, self.steps, self.progress = spec, x, steps, progress
+    def __init__(self, spec: Spec, x: np.ndarray, steps: int, progress, rounds: int, clip: bool):
+        self.spec, self.x, self.steps, self.progress, self.rounds, self.clip = spec, x, steps, progress, rounds, clip
         self.out = spec.order[-1]
         self.membrane = spec.simulation.read_by == "membrane"
         self.lam = {n: spec.lam_per_neuron(n).reshape(spec.shapes[n]) for n in spec.order if not spec.is_hidden_linear(n)}
@@ -116,7 +131,7 @@ class _Stepper:
     def run(self, calibrate: bool) -> Simulated:
         spec = self.spec
         pops = [n for n in spec.order if spec.is_population(n)]
-        target = _target_means(spec, self.x, pops) if calibrate else {}
+        target = _target_means(spec, self.x, pops, self.clip) if calibrate else {}
         rates, corrections, counts = {}, {}, {}
         readout = None
         for name in spec.order:
@@ -125,13 +140,13 @@ class _Stepper:
                 self.trains[name] = self._gate(layer)
             elif name in pops:
                 lam_c = self.lam[name].reshape(-1, self.lam[name].shape[-1])[0]
+                cache = {} if self._cacheable(name) else None
                 if calibrate:
-                    rate, _, _, _ = self._population(layer, np.zeros(lam_c.shape), keep=False)
-                    corrections[name] = (target[name] - rate) * lam_c
+                    corrections[name] = self._solve(layer, target[name], cache) * lam_c
                 else:
                     c = None if layer.normalization is None else layer.normalization.bias_correction
                     corrections[name] = np.broadcast_to(np.asarray(0.0 if c is None else c, dtype=np.float64), lam_c.shape)
-                rate, train, trace, final = self._population(layer, corrections[name] / lam_c, keep=True)
+                rate, train, trace, final = self._population(layer, corrections[name] / lam_c, keep=True, cache=cache)
                 rates[name] = rate
                 if final is not None:
                     counts[name] = final
@@ -144,9 +159,31 @@ class _Stepper:
         return Simulated(rates, readout, corrections, counts)
 
     # -- one population over all steps ------------------------------------------------------------------
-    def _population(self, layer, shift: np.ndarray, keep: bool):
+    def _solve(self, layer, target: np.ndarray, cache: dict | None) -> np.ndarray:
+        """The shift per channel (rate units) that brings the layer's mean rates to ``target``: first the gap itself
+        (as if every neuron's rate followed its input one for one), then ``self.rounds`` secant steps per channel,
+        since silent and saturated neurons do not follow and the first step falls short."""
+        d0 = np.zeros(target.shape)
+        r0 = self._population(layer, d0, keep=False, cache=cache)[0]
+        d1 = target - r0
+        for _ in range(self.rounds):
+            r1 = self._population(layer, d1, keep=False, cache=cache)[0]
+            moved = np.abs(d1 - d0) > 1e-9
+            slope = np.where(moved, (r1 - r0) / np.where(moved, d1 - d0, 1.0), 1.0)
+            step = (target - r1) / np.clip(slope, MIN_SLOPE, 1.0)
+            d0, r0, d1 = d1, r1, d1 + np.clip(step, -MAX_STEP, MAX_STEP)
+        return d1
+
+    def _cacheable(self, name: str) -> bool:
+        """Whether a population's input currents (all batches) fit in :data:`MAX_CURRENT_BYTES`, so that the
+        calibration's repeated simulations of it compute them once."""
+        layer = self.spec.layer(name)
+        steps = 1 if not layer.sums_inputs and self._reads_only_input(name) else self.steps
+        return steps * len(self.x) * int(np.prod(self.spec.shapes[name])) * 8 <= MAX_CURRENT_BYTES
+
+    def _population(self, layer, shift: np.ndarray, keep: bool, cache: dict | None = None):
         """(mean rate per channel, the spike train if ``keep``, the read-out trace if it is the output, every neuron's
-        spike count if ``keep`` and it spikes)."""
+        spike count if ``keep`` and it spikes). ``cache``: a dict that keeps each batch's input current."""
         spec, T = self.spec, self.steps
         name = layer.name
         shape = spec.shapes[name]
@@ -157,8 +194,13 @@ class _Stepper:
         trace = np.zeros((T, len(self.x), int(np.prod(shape)))) if is_out else None
         final = np.zeros((len(self.x), *shape)) if keep and not no_spikes else None
         total = np.zeros(shape[-1])
-        for sl in self.batches:
-            current = self._current(layer, sl) + shift  # [T, n, *shape] or [n, *shape] (analog: every step alike)
+        for b, sl in enumerate(self.batches):
+            current = cache.get(b) if cache is not None else None
+            if current is None:
+                current = self._current(layer, sl)  # [T, n, *shape] or [n, *shape] (analog: every step alike)
+                if cache is not None:
+                    cache[b] = current
+            current = current + shift
             v = np.full((sl.stop - sl.start, *shape), u0)
             count = np.zeros_like(v)
             for t in range(T):
@@ -249,14 +291,17 @@ class _Stepper:
         return True
 
 
-def _target_means(spec: Spec, x: np.ndarray, pops: list[str]) -> dict[str, np.ndarray]:
-    """The mean per channel of the rates the SNN should reach: the normalized ANN activations (the output's
-    logits / λ with the membrane read-out, which integrates them unclipped)."""
+def _target_means(spec: Spec, x: np.ndarray, pops: list[str], clip: bool) -> dict[str, np.ndarray]:
+    """The mean per channel of the rates the SNN should reach: the normalized ANN activations, with ``clip`` at most 1
+    (what a neuron can fire: one spike per step), and the output's logits / λ with the membrane read-out, which
+    integrates them unclipped."""
     out = spec.order[-1]
     sums = {name: 0.0 for name in pops}
     for start in range(0, len(x), 256):
         acts = forward(spec, x[start:start + 256], logits=True)
         rates = normalized(spec, acts)
+        if clip:
+            rates = {name: np.minimum(rates[name], 1.0) for name in pops}
         if spec.simulation.read_by == "membrane":
             layer = spec.layer(out)
             rates[out] = preactivation(spec, layer, [acts[i] for i in layer.inputs]) / spec.lam(layer)
@@ -266,9 +311,10 @@ def _target_means(spec: Spec, x: np.ndarray, pops: list[str]) -> dict[str, np.nd
     return {name: sums[name] / (len(x) * int(np.prod(spec.shapes[name][:-1]))) for name in pops}
 
 
-def calibrate_biases(spec: Spec, x: np.ndarray, steps: int, progress=None) -> dict[str, np.ndarray]:
+def calibrate_biases(spec: Spec, x: np.ndarray, steps: int, progress=None, rounds: int = ROUNDS, clip: bool = True
+                     ) -> dict[str, np.ndarray]:
     """Bias corrections per population (activation units, one per output channel), calibrated at ``steps``
     time steps on the samples ``x``, layer by layer in data-flow order (see the module docstring)."""
     if steps < 1:
         raise NetspecError(f"--bias-steps: must be at least 1, got {steps}", 2)
-    return simulate(spec, x, steps, calibrate=True, progress=progress).corrections
+    return simulate(spec, x, steps, calibrate=True, progress=progress, rounds=rounds, clip=clip).corrections

@@ -54,6 +54,10 @@ class ExportOptions:
         Time steps T the bias calibration simulates (default 16).
     bias_samples : int
         Calibration samples the bias calibration uses (the first ones; default 1000, or all if fewer).
+    bias_rounds : int
+        Secant rounds per layer after the bias calibration's first correction (default 2; 0: the gap alone, one
+        correction per layer): a channel's rate does not follow its input one for one (silent and saturated
+        neurons do not move), so the first correction falls short.
     progress : bool
         Report calibration progress on stderr.
     quantized_initial : float
@@ -78,6 +82,7 @@ class ExportOptions:
     calibrate_bias: bool = False
     bias_steps: int = 16
     bias_samples: int = 1000
+    bias_rounds: int = 2
     progress: bool = True
     quantized_initial: float = 0.5
 
@@ -104,6 +109,8 @@ class ExportOptions:
                 raise NetspecError(f"--bias-steps: must be a whole number of time steps >= 1, got {self.bias_steps}", 2)
             if not isinstance(self.bias_samples, int) or self.bias_samples < 1:
                 raise NetspecError(f"--bias-samples: must be at least 1, got {self.bias_samples}", 2)
+            if not isinstance(self.bias_rounds, int) or self.bias_rounds < 0:
+                raise NetspecError(f"--bias-rounds: must be a whole number >= 0, got {self.bias_rounds}", 2)
             if self.encoding != "analog":
                 raise NetspecError("--calibrate-bias: bias calibration simulates analog input, not --input-encoding poisson", 2)
         try:

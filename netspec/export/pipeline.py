@@ -202,11 +202,12 @@ def _calibrated(doc: dict[str, Any], norms: dict, folder: Path, spec_path: Path,
         def report(done: int, total: int) -> None:
             print(f"netspec export: bias calibration at T = {options.bias_steps} on {len(x)} samples: layer {done}/{total}",
                   file=sys.stderr, flush=True)
-    corrections = calibrate_biases(spec, x, options.bias_steps, progress=report)
+    corrections = calibrate_biases(spec, x, options.bias_steps, progress=report, rounds=options.bias_rounds)
     norms = {name: dataclasses.replace(norm, bias_correction=tuple(float(v) for v in corrections[name]))
              if name in corrections else norm for name, norm in norms.items()}
     source = {**doc["source"], "normalization": {**doc["source"]["normalization"],
-                                                 "bias_correction": {"steps": options.bias_steps, "samples": len(x)}}}
+                                                 "bias_correction": {"steps": options.bias_steps, "samples": len(x),
+                                                                     "rounds": options.bias_rounds}}}
     return norms, {**doc, "source": source}
 
 
