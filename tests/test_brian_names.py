@@ -1,6 +1,7 @@
 """Brian2's unique names through netspec's cache of taken names (netspec/brian/runner/names.py): the same
 answers as Brian2's own find_name (which scans every live object) while objects are created and collected."""
 import gc
+import sys
 
 import brian2.core.names as names_module
 
@@ -31,3 +32,5 @@ def test_cached_names_are_brians_own_while_objects_come_and_go():
     assert same("explicit_name") == "explicit_name"  # a name without '*' is used as given
     names.install()  # idempotent
     assert names_module.find_name is cached
+    for module in ("brian2.devices.device", "brian2.groups.group"):  # the modules that call it
+        assert sys.modules[module].find_name is cached

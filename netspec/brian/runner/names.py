@@ -42,10 +42,11 @@ class _TakenNames:
 
 def install() -> None:
     """Make Brian2's ``find_name`` (in the modules that call it) use :class:`_TakenNames`; idempotent."""
-    import brian2.core.names as names_module
-    import brian2.devices.device as device_module
-    import brian2.groups.group as group_module
+    import importlib
 
+    # by module name: the attribute brian2.devices.device is the current device, not the module
+    names_module, device_module, group_module = (importlib.import_module(f"brian2.{m}")
+                                                 for m in ("core.names", "devices.device", "groups.group"))
     if getattr(names_module.find_name, "netspec", False):
         return
     original = names_module.find_name

@@ -42,6 +42,10 @@ CXXFLAGS += $(NETSPEC_PCH)
 {PCH}.gch: {PCH} objects.h makefile
 \t$(CXX) $(filter-out $(NETSPEC_PCH),$(CXXFLAGS)) -x c++-header {PCH} -o $@
 $(OBJS): {PCH}.gch
+# the project's set-up runs once per process (allocating, loading and writing every array; main's list of
+# operations), and GCC optimizes objects.cpp's functions of some 40,000 lines each for tens of minutes
+# (DenseNet121: over 10 CPU minutes at -O3 or -O1, under 2 at -O0): compiled without optimization
+objects.o main.o: CXXFLAGS += -O0
 """
 
 #: Code objects per translation unit. Even with the precompiled header, loading it is two thirds of the compile
