@@ -168,6 +168,42 @@ inline void scatter_grouped(const int32_t* spikes, int32_t n, const int32_t* pos
     }
 }
 
+// --- thresholds: the indices of the neurons that fire, without a branch per neuron ------------------------------
+// cond[k] (0 or 1) says whether neuron start + k fires; their indices are appended to spikes[count..] in ascending
+// order, eight neurons at a time: the eight conditions as a bit mask pick a row of a table that lists the set
+// bits, which is stored as eight indices at once (the ones after the set bits are overwritten by the next store
+// or lie past the count). A branch per neuron, as Brian2's threshold has, is mispredicted about as often as
+// neurons fire. Returns the new count. spikes must hold start + n entries (it never writes past them).
+struct set_bits {
+    int32_t row[256][8];
+    set_bits() {
+        for (int m = 0; m < 256; m++) {
+            int c = 0;
+            for (int k = 0; k < 8; k++)
+                if (m >> k & 1) row[m][c++] = k;
+            for (; c < 8; c++) row[m][c] = 0;
+        }
+    }
+};
+
+inline int32_t pack_indices(const char* cond, int32_t n, int32_t start, int32_t* spikes, int32_t count) {
+    typedef int32_t v8 __attribute__((vector_size(32), aligned(4)));
+    static const set_bits table;
+    int32_t k = 0;
+    for (; k + 8 <= n; k += 8) {  // count <= start + k: the eight stored indices end before start + k + 8
+        uint64_t w;
+        std::memcpy(&w, cond + k, 8);
+        const unsigned m = static_cast<unsigned>(((w & 0x0101010101010101ULL) * 0x0102040810204080ULL) >> 56);
+        *reinterpret_cast<v8*>(spikes + count) = *reinterpret_cast<const v8*>(table.row[m]) + (start + k);
+        count += __builtin_popcount(m);
+    }
+    for (; k < n; k++) {
+        spikes[count] = start + k;
+        count += cond[k] != 0;
+    }
+    return count;
+}
+
 // --- max pooling: members that spiked bid for their windows ---------------------------------------------------
 // A member's bid for window j is K - key + K*(key == winner[j]) when its count in this sample before this step
 // (a gate of gates: best - 1) is at least the window's best so far, else 0; cand[j] keeps the largest bid (a
