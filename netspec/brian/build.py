@@ -51,8 +51,8 @@ class BuildOptions:
     #: samples simulated side by side in one network (every group holds ``batch`` copies of its layer, so that a
     #: projection's kernel is read from memory once per step for all of them); samples_per_run is rounded up to a
     #: multiple of it. Results are those of ``batch = 1`` (tested). None: chosen by :func:`resolve`, from the
-    #: network's size (:attr:`netspec.spec.resources.Estimate.default_batch`: 8, fewer for networks whose eight
-    #: copies would hold over 256 MB of neuron state).
+    #: network's size (:attr:`netspec.spec.resources.Estimate.default_batch`: 8, 16 for kernels of over 4 M values,
+    #: fewer for networks whose copies would hold over 512 MB of neuron state).
     batch: int | None = None
     steps: int | None = None
     connectivity: str = "kernel"  # 'kernel' or 'synapses' (unrolled, one Brian2 synapse per connection)
@@ -205,7 +205,7 @@ def _check_counters(plan: Plan) -> None:
 def resolve(spec: Spec, options: BuildOptions) -> BuildOptions:
     """``options`` with what they leave to the builder chosen for ``spec`` (``batch``), as the build records them."""
     if options.batch is None:
-        return replace(options, batch=spec.estimate().default_batch)  # neurons: the same for any connectivity
+        return replace(options, batch=spec.estimate(options.connectivity).default_batch)  # as `netspec run` estimates
     return options
 
 
