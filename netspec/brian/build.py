@@ -28,7 +28,7 @@ from .. import __version__
 from ..errors import NetspecError
 from ..spec import Spec
 from . import codegen
-from .plan import Plan, make_plan
+from .plan import CONNECTIVITY, Plan, make_plan
 from .runner import keys
 from .runner.processes import die_with_parent
 from .store import KEY_FILE, RUNNER_DIR, check_build, exclusive, fingerprints, hold, install, link, prune, store_of
@@ -210,6 +210,9 @@ def resolve(spec: Spec, options: BuildOptions) -> BuildOptions:
 
 
 def _check_options(options: BuildOptions) -> None:
+    if options.connectivity not in CONNECTIVITY:  # before resolve() estimates the network with it
+        raise NetspecError(f"build: connectivity must be one of {', '.join(CONNECTIVITY)}, not {options.connectivity!r}",
+                           2)
     if not isinstance(options.threads, int) or options.threads < 1:
         raise NetspecError(f"build: --threads must be at least 1, got {options.threads}", 2)
     if options.batch is not None and (not isinstance(options.batch, int) or options.batch < 1):

@@ -297,8 +297,9 @@ inline void elect(const int32_t* spikes, int32_t n, const TC* count, bool of_gat
         for (int32_t m = off[local]; m < off[local + 1]; m++) {
             const int32_t j = win[m] + copy * n_gates;
             const double w = winner[j], key_m = key[m];
-            const TG bid = (c >= best[j]) ? K - key_m + K * (key_m == w) : 0.0;
-            if (bid > cand[j]) cand[j] = bid;
+            const TG bid = static_cast<TG>((c >= best[j]) * (K - key_m + K * (key_m == w)));
+            const TG now = cand[j];
+            cand[j] = bid > now ? bid : now;  // a maximum without a branch (mispredicted as often as not)
         }
     }
 }
