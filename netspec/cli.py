@@ -50,7 +50,8 @@ def _simulation_options(p: argparse.ArgumentParser) -> None:
                            help="double precision instead (spike counts differ from float32's by rounding only)")
     p.add_argument("--batch", type=int, default=None, metavar="B",
                    help="samples simulated side by side in one network, so that every weight read serves B of them "
-                   "(default 8, fewer for networks of over 500,000 neurons; the results do not depend on it)")
+                   "(default 8, 16 for kernels of over 4 M values, fewer where the copies would pass 512 MB of neuron "
+                   "state; the results do not depend on it)")
 
 
 def _connectivity_option(p: argparse.ArgumentParser, what: str) -> None:

@@ -28,7 +28,7 @@ from .. import __version__
 from ..errors import NetspecError
 from ..spec import Spec
 from . import codegen
-from .plan import Plan, make_plan
+from .plan import CONNECTIVITY, Plan, make_plan
 from .runner import keys
 from .runner.processes import die_with_parent
 from .store import KEY_FILE, RUNNER_DIR, check_build, exclusive, fingerprints, hold, install, link, prune, store_of
@@ -51,8 +51,8 @@ class BuildOptions:
     #: samples simulated side by side in one network (every group holds ``batch`` copies of its layer, so that a
     #: projection's kernel is read from memory once per step for all of them); samples_per_run is rounded up to a
     #: multiple of it. Results are those of ``batch = 1`` (tested). None: chosen by :func:`resolve`, from the
-    #: network's size (:attr:`netspec.spec.resources.Estimate.default_batch`: 8, fewer for networks whose eight
-    #: copies would hold over 256 MB of neuron state).
+    #: network's size (:attr:`netspec.spec.resources.Estimate.default_batch`: 8, 16 for kernels of over 4 M values,
+    #: fewer for networks whose copies would hold over 512 MB of neuron state).
     batch: int | None = None
     steps: int | None = None
     connectivity: str = "kernel"  # 'kernel' or 'synapses' (unrolled, one Brian2 synapse per connection)
@@ -205,11 +205,14 @@ def _check_counters(plan: Plan) -> None:
 def resolve(spec: Spec, options: BuildOptions) -> BuildOptions:
     """``options`` with what they leave to the builder chosen for ``spec`` (``batch``), as the build records them."""
     if options.batch is None:
-        return replace(options, batch=spec.estimate().default_batch)  # neurons: the same for any connectivity
+        return replace(options, batch=spec.estimate(options.connectivity).default_batch)  # as `netspec run` estimates
     return options
 
 
 def _check_options(options: BuildOptions) -> None:
+    if options.connectivity not in CONNECTIVITY:  # before resolve() estimates the network with it
+        raise NetspecError(f"build: connectivity must be one of {', '.join(CONNECTIVITY)}, not {options.connectivity!r}",
+                           2)
     if not isinstance(options.threads, int) or options.threads < 1:
         raise NetspecError(f"build: --threads must be at least 1, got {options.threads}", 2)
     if options.batch is not None and (not isinstance(options.batch, int) or options.batch < 1):

@@ -44,8 +44,14 @@ BYTES_PER_KERNEL_VALUE = 32
 BYTES_PER_KERNEL_INDEX = 16
 #: Samples a build simulates side by side when not told (``netspec build --batch``): at most this many, ...
 BATCH_MAX = 8
+#: ... or this many where the kernels hold over BATCH_BIG_KERNELS values (16 MB in float32, half this project's
+#: machine's 32 MB L3 cache: they are read from memory every step, once for all the samples side by side; VGG-16 at
+#: 32x32x3, 15 M values, batch 16 against 8: its deep layers' projections 20-25 % less time per event, one profiled
+#: run each, tools/bench_sim.py vgg16 --profile), ...
+BATCH_BIG = 16
+BATCH_BIG_KERNELS = 4_000_000
 #: ... and no more than whose copies of the network's neurons (BYTES_PER_NEURON each) fit this many bytes.
-BATCH_BUDGET = 256 * 2**20
+BATCH_BUDGET = 512 * 2**20
 #: The builder's connectivities (``netspec build --connectivity``); the first is the default.
 CONNECTIVITIES = ("kernel", "synapses")
 #: Largest count a 32-bit index can address.
@@ -199,9 +205,11 @@ class Estimate:
 
     @property
     def default_batch(self) -> int:
-        """Samples side by side when a build is not told: :data:`BATCH_MAX`, fewer where that many copies of the
-        neurons would pass :data:`BATCH_BUDGET` (one for networks of over 4 M neurons), at least one."""
-        return max(1, min(BATCH_MAX, BATCH_BUDGET // max(1, self.neurons * BYTES_PER_NEURON)))
+        """Samples side by side when a build is not told: :data:`BATCH_MAX` (:data:`BATCH_BIG` for kernels of over
+        :data:`BATCH_BIG_KERNELS` values), fewer where that many copies of the neurons would pass
+        :data:`BATCH_BUDGET` (one for networks of over 8 M neurons), at least one."""
+        most = BATCH_BIG if self.kernel_values > BATCH_BIG_KERNELS else BATCH_MAX
+        return max(1, min(most, BATCH_BUDGET // max(1, self.neurons * BYTES_PER_NEURON)))
 
 
 def estimate(layers: Iterable[Layer], shapes: Mapping[str, Shape], output: str, steps: int | None,

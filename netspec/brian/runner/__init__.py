@@ -15,6 +15,7 @@ per network (its groups, projections and constants) is written in ``network.py``
 :mod:`.schedule`              where each operation runs within a time step, and a check of the order
 :mod:`.operations`            kernel-form projections, max-pooling elections, counters, the analog drive
 ``netspec_kernels.h``         their C++ (templates instantiated by :mod:`.operations`)
+:mod:`.thresholds`            standalone thresholds without a branch per neuron (a Brian2 template)
 :mod:`.runtime`               simulating in Brian2's runtime mode
 :mod:`.standalone`            compiling the C++ project; running the binary on new inputs
 :mod:`.processes`             a child never outlives its parent

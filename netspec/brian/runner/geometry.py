@@ -25,6 +25,10 @@ from typing import ClassVar
 import numpy as np
 
 
+#: Samples whose analog input drive :meth:`Window.drive` computes at once (200 MNIST samples through a 3x3x1x32
+#: convolution, best of 3 at load 8: all at once 0.33 s, blocks of 8 0.18 s, of 16 0.25 s; identical drives).
+DRIVE_BLOCK = 8
+
 @dataclass(frozen=True)
 class Window:
     """One piece's geometry (see the module docstring). ``filters``: F, the output channels of :class:`Filters`,
@@ -116,7 +120,10 @@ class Window:
     def drive(self, x: np.ndarray, pos: np.ndarray, w: np.ndarray) -> np.ndarray:
         """``W.x`` of the target neurons for every sample of ``x [N, M]`` (M: the source's size), float64
         ``[N, OH*OW*channels_out]``. Summed tap by tap (window row, column, channel) with elementwise numpy, so a
-        sample's drive does not depend on the other samples (no BLAS blocking)."""
+        sample's drive does not depend on the other samples (no BLAS blocking); :data:`DRIVE_BLOCK` samples at a
+        time, so that the temporaries stay in cache and their memory is reused (the same operations per sample)."""
+        if len(x) > DRIVE_BLOCK:
+            return np.concatenate([self.drive(x[s:s + DRIVE_BLOCK], pos, w) for s in range(0, len(x), DRIVE_BLOCK)])
         h, wd, c = self.input
         oh, ow = self.output
         kh, kw = self.kernel

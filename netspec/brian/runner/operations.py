@@ -23,6 +23,12 @@ from .schedule import Slot
 Arrays = Mapping[str, np.ndarray]
 #: The header the C++ implementations call (copied into the standalone project by the compile step).
 HEADER = "netspec_kernels.h"
+#: Input rows per block of ``netspec::scatter_by_tap`` (a grouped projection walks a block's taps one by one).
+ROWS = 2
+#: ... which a grouped projection uses where a tap's kernel slice (input channels x filters) holds at least this many
+#: values; smaller ones walk pixel by pixel (``scatter_grouped``). tools/bench_scatter.cpp, float, batch 8, best of 7:
+#: VGG-16's convolutions (64x64 and more) 1.04-1.58x faster by tap, LeNet's conv2 (16x32, 5x5) 2.5x slower.
+BY_TAP_SLICE = 64 * 64
 
 
 class UnsupportedTarget(ValueError):
@@ -104,7 +110,7 @@ def _step_operation(name: str, fname: str, func: Any, clock: Any, slot: Slot, re
 
 def grouped(windows: Sequence[Window], pos: Sequence[np.ndarray]) -> bool:
     """Whether a projection's C++ scatter may group the spikes of this step by input pixel (netspec_kernels.h's
-    ``scatter_grouped``): one :class:`~.geometry.Filters` window, read through an index map that ascends with the
+    ``scatter_grouped``, ``scatter_by_tap``): one :class:`~.geometry.Filters` window, read through an index map that ascends with the
     source index, so that a pixel's spikes are consecutive and the order of every target's additions is kept."""
     if len(windows) != 1 or not isinstance(windows[0], Filters):
         return False
@@ -120,7 +126,8 @@ def kernel_projection(*, name: str, source: Any, target: Any, adds_to: str, only
     it adds the neuron's kernel slice to ``adds_to`` of its targets in ``target`` (only where ``not_refractory``
     when ``only_where_not_refractory``): the additions of Brian2's synapses, in their order. The arrays of window
     ``p`` are ``arrays[keys.piece(name, p) + POS / W]``. A one-element group named ``name`` calls it at ``at``. The
-    C++ groups the spikes by input pixel where it may (:func:`grouped`). With ``batch`` samples side by side, the
+    C++ groups the spikes by input pixel where it may (:func:`grouped`; ``scatter_by_tap``, :data:`ROWS` input rows
+    at a time, where a tap's kernel slice holds :data:`BY_TAP_SLICE` values or more). With ``batch`` samples side by side, the
     spikes of sample b (source neurons ``b*size ..``) reach sample b's copy of the targets.
     """
     standalone = _standalone(f"the kernel projection {name}")
@@ -169,8 +176,13 @@ def kernel_projection(*, name: str, source: Any, target: Any, adds_to: str, only
             lines.append(f"    static const {ctype}* _w{p} = netspec::resident(_namespace_{name}_{p}_w, {int(w[p].size)});")
         if grouped(windows, pos):
             geometry = ", ".join(str(int(v)) for v in windows[0].template_arguments())
-            lines.append(f"    netspec::scatter_grouped<{ctype}, {geometry}, {gated}, {gtype}, {n_source}, {n_target}>(_ss, _n, "
-                         f"_namespace_{name}_0_pos, _w0, _u, _gate);")
+            win = windows[0]
+            if win.input[2] * win.filters >= BY_TAP_SLICE:
+                lines.append(f"    netspec::scatter_by_tap<{ctype}, {geometry}, {gated}, {gtype}, {n_source}, {n_target}, "
+                             f"{ROWS}>(_ss, _n, _namespace_{name}_0_pos, _w0, _u, _gate);")
+            else:
+                lines.append(f"    netspec::scatter_grouped<{ctype}, {geometry}, {gated}, {gtype}, {n_source}, {n_target}>(_ss, "
+                             f"_n, _namespace_{name}_0_pos, _w0, _u, _gate);")
         else:
             lines += ["    for (int32_t _k = 0; _k < _n; _k++) {",
                       f"        const int32_t _copy = _ss[_k] / {n_source}, _s = _ss[_k] % {n_source};",

@@ -22,6 +22,7 @@ from .model import Model, Progress, Results, chunk_seed, chunks, load_arrays, su
 from .operations import HEADER, quiet_election_warnings
 from .processes import die_with_parent
 from .runtime import preferences, run_length
+from .thresholds import use_packed_thresholds
 
 #: C++ run before the simulation, letting NETSPEC_SEED reseed the random number generators.
 SEED_FROM_ENVIRONMENT = ('{ const char* _seed = std::getenv("NETSPEC_SEED"); if (_seed) '
@@ -150,6 +151,7 @@ def compile_standalone(model: Model) -> None:
     values: dict[str, np.ndarray] = {name: np.zeros((model.samples_per_run, v.shape[1]), dtype=model.float_dtype)
                                      for name, v in model.input_values(np.zeros((1, *model.input_shape)), a).items()}
     net, rec, inputs = model.make_network(values, model.samples_per_run, a)
+    use_packed_thresholds(net)  # the same spikes as Brian2's threshold, without a branch per neuron
     with quiet_election_warnings():
         net.run(run_length(model, model.samples_per_run), namespace={}, profile=model.profile)
         device.build(directory=str(cpp_dir), compile=False, run=False, clean=False, with_output=False)
