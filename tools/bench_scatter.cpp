@@ -54,17 +54,10 @@ void run(const char* what, double density, int steps, int batch, int reps) {
     std::vector<int32_t> pos(n_src);
     for (int i = 0; i < n_src; i++) pos[i] = i;
     std::vector<int64_t> fan(n_src, 0);  // fan-out of every source neuron, for the event count
-    for (int i = 0; i < n_src; i++) {
-        const int ix = (i / C) % W, iy = i / (C * W);
-        for (int ky = 0; ky < K; ky++) {
-            const int ty = iy + P - ky;
-            if (ty < 0 || ty % S || ty / S >= OH) continue;
-            for (int kx = 0; kx < K; kx++) {
-                const int tx = ix + P - kx;
-                if (tx >= 0 && tx % S == 0 && tx / S < OW) fan[i] += F;
-            }
-        }
-    }
+    for (int i = 0; i < n_src; i++)
+        netspec::each_target<OH, OW, K, K, S, S, P, P>(i / (C * W), (i / C) % W, [&](int32_t, int32_t, int32_t) {
+            fan[i] += F;
+        });
     std::vector<std::vector<int32_t>> spikes(steps);
     long long events = 0;
     for (auto& s : spikes)

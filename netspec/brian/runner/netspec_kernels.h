@@ -51,15 +51,22 @@ inline const T* resident(const T* w, size_t n) {
 // double. scatter_grouped below is faster where it applies; tools/bench_scatter.cpp times both.)
 // The window of input pixel (iy, ix): every output pixel o it reaches, with the tap (ky, kx) that takes it there;
 // visit(o, ky, kx) is called for each (the one geometry of both scatters below).
+// Along one axis: the output row (column) that input row i reaches through tap k, or -1 where it reaches none.
+template <int O, int S, int P>
+inline int32_t reach(int32_t i, int32_t k) {
+    const int32_t t = i + P - k;
+    return t < 0 || t % S != 0 || t / S >= O ? -1 : t / S;
+}
+
 template <int OH, int OW, int KH, int KW, int SY, int SX, int PT, int PL, typename V>
 inline void each_target(int32_t iy, int32_t ix, V&& visit) {
     for (int32_t ky = 0; ky < KH; ky++) {
-        const int32_t ty = iy + PT - ky;
-        if (ty < 0 || ty % SY != 0 || ty / SY >= OH) continue;
+        const int32_t oy = reach<OH, SY, PT>(iy, ky);
+        if (oy < 0) continue;
         for (int32_t kx = 0; kx < KW; kx++) {
-            const int32_t tx = ix + PL - kx;
-            if (tx < 0 || tx % SX != 0 || tx / SX >= OW) continue;
-            visit((ty / SY) * OW + tx / SX, ky, kx);
+            const int32_t ox = reach<OW, SX, PL>(ix, kx);
+            if (ox < 0) continue;
+            visit(oy * OW + ox, ky, kx);
         }
     }
 }
@@ -141,12 +148,13 @@ inline void grouped_row(T* __restrict target, const G* __restrict gate, const T*
 
 // Samples side by side: source neuron s of the spike list is neuron s % n_source of sample s / n_source, whose
 // targets start at (s / n_source) * n_target.
-template <typename T, int H, int W, int C, int OH, int OW, int KH, int KW, int SY, int SX, int PT, int PL, int F,
-          bool GATED, typename G, int32_t n_source, int32_t n_target>
-inline void scatter_grouped(const int32_t* spikes, int32_t n, const int32_t* pos, const T* __restrict w,
-                            T* __restrict targets, const G* __restrict gates) {
-    static int32_t chan[C];
-    int32_t k = 0;
+// The spike list as runs of spikes of one sample at one input pixel (the index map ascends, so a pixel's spikes
+// are consecutive): group(copy, pixel, channels, m) for each, with the run's m channels at channels (ascending).
+// KEEP: every run's channels stay, one run after another, in chan (n entries); else each run starts at chan[0]
+// (C entries).
+template <int C, int32_t n_source, bool KEEP, typename V>
+inline void each_pixel_group(const int32_t* spikes, int32_t n, const int32_t* pos, int32_t* chan, V&& group) {
+    int32_t k = 0, used = 0;
     while (k < n) {
         const int32_t copy = spikes[k] / n_source;
         int32_t p = pos[spikes[k] - copy * n_source];
@@ -154,19 +162,30 @@ inline void scatter_grouped(const int32_t* spikes, int32_t n, const int32_t* pos
             k++;
             continue;
         }
-        const int32_t q = p / C;
+        const int32_t q = p / C, first = KEEP ? used : 0;
         int32_t m = 0;
         while (k < n && spikes[k] / n_source == copy && (p = pos[spikes[k] - copy * n_source]) >= 0 && p / C == q) {
-            chan[m++] = p % C;
+            chan[first + m++] = p % C;
             k++;
         }
+        used += m;
+        group(copy, q, chan + first, m);
+    }
+}
+
+template <typename T, int H, int W, int C, int OH, int OW, int KH, int KW, int SY, int SX, int PT, int PL, int F,
+          bool GATED, typename G, int32_t n_source, int32_t n_target>
+inline void scatter_grouped(const int32_t* spikes, int32_t n, const int32_t* pos, const T* __restrict w,
+                            T* __restrict targets, const G* __restrict gates) {
+    static int32_t chan[C];
+    each_pixel_group<C, n_source, false>(spikes, n, pos, chan, [&](int32_t copy, int32_t q, const int32_t* ch, int32_t m) {
         T* __restrict u = targets + copy * n_target;
         const G* __restrict gate = GATED ? gates + copy * n_target : gates;
         each_target<OH, OW, KH, KW, SY, SX, PT, PL>(q / W, q % W, [&](int32_t o, int32_t ky, int32_t kx) {
             const int32_t t0 = o * F;
-            grouped_row<T, F, GATED, G>(u + t0, GATED ? gate + t0 : gate, w + (ky * KW + kx) * C * F, chan, m);
+            grouped_row<T, F, GATED, G>(u + t0, GATED ? gate + t0 : gate, w + (ky * KW + kx) * C * F, ch, m);
         });
-    }
+    });
 }
 
 // --- the same, tap by tap: for kernels bigger than the core's caches --------------------------------------------
@@ -192,29 +211,18 @@ inline void scatter_by_tap(const int32_t* spikes, int32_t n, const int32_t* pos,
                            T* __restrict targets, const G* __restrict gates) {
     static std::vector<int32_t> chan;
     static std::vector<pixel_group> groups, by_block;
-    static std::vector<int32_t> reach;  // per tap: (group, target pixel) of the groups that reach one through it
+    static std::vector<int32_t> reached;  // per tap: (group, target pixel) of the groups that reach one through it
     constexpr int BLOCKS = (H + ROWS - 1) / ROWS;
     int32_t first_of[BLOCKS + 1];
     if (chan.size() < static_cast<size_t>(n)) chan.resize(n);
     groups.clear();
     for (int b = 0; b <= BLOCKS; b++) first_of[b] = 0;
-    int32_t k = 0, used = 0;
-    while (k < n) {
-        const int32_t copy = spikes[k] / n_source;
-        int32_t p = pos[spikes[k] - copy * n_source];
-        if (p < 0) {
-            k++;
-            continue;
-        }
-        const int32_t q = p / C, first = used;
-        while (k < n && spikes[k] / n_source == copy && (p = pos[spikes[k] - copy * n_source]) >= 0 && p / C == q) {
-            chan[used++] = p % C;
-            k++;
-        }
-        const pixel_group g = {copy, q, first, used - first};
+    each_pixel_group<C, n_source, true>(spikes, n, pos, chan.data(), [&](int32_t copy, int32_t q, const int32_t* ch,
+                                                                        int32_t m) {
+        const pixel_group g = {copy, q, static_cast<int32_t>(ch - chan.data()), m};
         groups.push_back(g);
         first_of[q / W / ROWS + 1]++;
-    }
+    });
     const pixel_group* order = groups.data();
     if (BLOCKS > 1) {  // by block, keeping the order (sample, pixel) within one
         for (int b = 0; b < BLOCKS; b++) first_of[b + 1] += first_of[b];
@@ -229,18 +237,19 @@ inline void scatter_by_tap(const int32_t* spikes, int32_t n, const int32_t* pos,
     for (int b = 0; b < BLOCKS; b++)
         for (int32_t ky = 0; ky < KH; ky++)
             for (int32_t kx = 0; kx < KW; kx++) {
-                reach.clear();
+                reached.clear();
                 for (int32_t i = first_of[b]; i < first_of[b + 1]; i++) {
-                    const int32_t ty = order[i].pixel / W + PT - ky, tx = order[i].pixel % W + PL - kx;
-                    if (ty < 0 || ty % SY != 0 || ty / SY >= OH || tx < 0 || tx % SX != 0 || tx / SX >= OW) continue;
-                    reach.push_back(i);
-                    reach.push_back(order[i].copy * n_target + ((ty / SY) * OW + tx / SX) * F);
+                    const int32_t oy = reach<OH, SY, PT>(order[i].pixel / W, ky);
+                    const int32_t ox = reach<OW, SX, PL>(order[i].pixel % W, kx);
+                    if (oy < 0 || ox < 0) continue;
+                    reached.push_back(i);
+                    reached.push_back(order[i].copy * n_target + (oy * OW + ox) * F);
                 }
                 const T* tap = w + (ky * KW + kx) * C * F;
-                const int32_t r = static_cast<int32_t>(reach.size());
+                const int32_t r = static_cast<int32_t>(reached.size());
                 for (int32_t j = 0; j < r; j += 2) {
-                    const pixel_group& g = order[reach[j]];
-                    const int32_t t0 = reach[j + 1];
+                    const pixel_group& g = order[reached[j]];
+                    const int32_t t0 = reached[j + 1];
                     grouped_row<T, F, GATED, G>(targets + t0, GATED ? gates + t0 : gates, tap, &chan[g.first], g.m);
                 }
             }
