@@ -2,8 +2,9 @@
 
 The numpy-stepped SNN must be the network netspec builds (spike counts equal to Brian2's, with a bias
 correction, initial 0.5 and both read-outs); calibration must shrink the rate mismatch it corrects; the
-spec records the correction, validates, and the builder uses it while the reference ignores it; bad options
-are refused in one line; a default export writes what README.md says.
+spec records the correction, validates, and the builder uses it while the reference ignores it; bad options on
+the command line are refused in one line (ExportOptions' own refusals: test_export_options.py); a default export
+writes what README.md says.
 """
 from __future__ import annotations
 
@@ -14,9 +15,7 @@ import pytest
 
 from netspec.brian import BuildOptions, build, simulate as brian_simulate
 from netspec.brian.plan import make_plan
-from netspec.errors import NetspecError
 from netspec.export.calibrate import calibrate_biases, simulate
-from netspec.export.options import ExportOptions
 from netspec.reference import forward, normalized
 from netspec.spec import SpecError, load_spec_data
 from test_brian_support import calibrated, rng_tensor, spec_data
@@ -186,21 +185,6 @@ def test_bad_bias_correction_is_located(tmp_path, layer, value, message):
     first = e.value.diagnostics[0]
     assert (first.code, first.message) == ("NS514", message)
     assert tuple(first.path) == ("layers", index, "normalization", "bias_correction")
-
-
-@pytest.mark.parametrize("options, message", [
-    ({"calibrate_bias": True, "bias_steps": 0}, "--bias-steps: must be a whole number of time steps >= 1, got 0"),
-    ({"calibrate_bias": True, "bias_samples": 0}, "--bias-samples: must be at least 1, got 0"),
-    ({"calibrate_bias": True, "bias_rounds": -1}, "--bias-rounds: must be a whole number >= 0, got -1"),
-    ({"encoding": "poisson", "calibrate_bias": True},
-     "--calibrate-bias: bias calibration simulates analog input, not --input-encoding poisson"),
-    ({"initial": 1.0}, "--initial: must be in [0, 1) (a fraction of the threshold), got 1"),
-    ({"readout": "softmax"}, "--readout: expected membrane or spike_count, got 'softmax'"),
-])
-def test_bad_options_are_refused(options, message):
-    with pytest.raises(NetspecError) as e:
-        ExportOptions("cal.npz", **options)
-    assert str(e.value) == message and e.value.exit_code == 2
 
 
 def test_cli_refuses_bad_bias_steps_in_one_line(tmp_path, capsys):

@@ -84,6 +84,14 @@ def test_the_cli_passes_what_it_was_given():
     ({"encoding": "rate"}, "--input-encoding: expected analog or poisson, got 'rate'"),
     ({"duration": "5 mV"}, "--duration: expected a positive time such as '100 ms', got '5 mV'"),
     ({"duration": "-1 ms"}, "--duration: expected a positive time such as '100 ms', got '-1 ms'"),
+    # the low-latency options: read-out, initial potential, bias calibration
+    ({"calibrate_bias": True, "bias_steps": 0}, "--bias-steps: must be a whole number of time steps >= 1, got 0"),
+    ({"calibrate_bias": True, "bias_samples": 0}, "--bias-samples: must be at least 1, got 0"),
+    ({"calibrate_bias": True, "bias_rounds": -1}, "--bias-rounds: must be a whole number >= 0, got -1"),
+    ({"encoding": "poisson", "calibrate_bias": True},
+     "--calibrate-bias: bias calibration simulates analog input, not --input-encoding poisson"),
+    ({"initial": 1.0}, "--initial: must be in [0, 1) (a fraction of the threshold), got 1"),
+    ({"readout": "softmax"}, "--readout: expected membrane or spike_count, got 'softmax'"),
 ])
 def test_bad_options_are_refused_when_made(kw, message):
     with pytest.raises(NetspecError) as e:
