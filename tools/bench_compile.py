@@ -44,9 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         sources = sorted(str(f.relative_to(cpp)) for f in (cpp / "code_objects").glob("*.cpp"))
         pick = sources[::max(1, len(sources) // args.objects)][:args.objects]
         flags = ["-c", "-Wno-write-strings", f"-I{sys.prefix}/include", "-w", "-O3", "-march=native", "-std=c++11", "-I."]
-        shutil.copyfile(Path(sa.__file__).with_name(sa.HEADER), cpp / sa.HEADER)
-        (cpp / sa.PCH).write_text("#pragma once\n" + "".join(
-            f"#include {h}\n" if h.startswith("<") else f'#include "{h}"\n' for h in sa.PCH_HEADERS))
+        sa.write_headers(cpp)
         t0 = time.perf_counter()
         subprocess.run(["g++", *flags, "-x", "c++-header", sa.PCH, "-o", sa.PCH + ".gch"], cwd=cpp, check=True)
         print(f"precompiled header: {time.perf_counter() - t0:.1f} s, {os.path.getsize(cpp / (sa.PCH + '.gch')) / 1e6:.0f} MB")

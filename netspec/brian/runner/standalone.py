@@ -103,15 +103,21 @@ def unity_sources(cpp_dir: Path, sources: list[str], per_unit: int = UNITY) -> l
     return out
 
 
+def write_headers(cpp_dir: Path) -> None:
+    """netspec's own headers in the project ``cpp_dir``: the kernels (:data:`HEADER`) and the header that is
+    precompiled (:data:`PCH`, the :data:`PCH_HEADERS` every code object includes)."""
+    shutil.copyfile(Path(__file__).with_name(HEADER), cpp_dir / HEADER)
+    (cpp_dir / PCH).write_text("#pragma once\n" + "".join(
+        f"#include {h}\n" if h.startswith("<") else f'#include "{h}"\n' for h in PCH_HEADERS))
+
+
 def make(cpp_dir: Path) -> None:
     """Compile the C++ project that Brian2 generated in ``cpp_dir`` (what ``device.build(compile=True)`` does,
     faster: see :data:`PCH` and :data:`UNITY`), then remove the precompiled header (tens of MB; nothing reads it
     later)."""
     from brian2 import prefs
 
-    shutil.copyfile(Path(__file__).with_name(HEADER), cpp_dir / HEADER)
-    (cpp_dir / PCH).write_text("#pragma once\n" + "".join(
-        f"#include {h}\n" if h.startswith("<") else f'#include "{h}"\n' for h in PCH_HEADERS))
+    write_headers(cpp_dir)
     (cpp_dir / "netspec.mk").write_text(PCH_MAKEFILE)
     brian_sources = re.search(r"^SRCS = (.*)$", (cpp_dir / "makefile").read_text(), re.M)
     sources = unity_sources(cpp_dir, brian_sources.group(1).split()) if brian_sources else None
